@@ -1,0 +1,1 @@
+//! Local Redshift Data API emulator (being written).
