@@ -1,4 +1,19 @@
 //! redrelay: runs SQL on Amazon Redshift through the Data API and reacts to
 //! the statements' completion events (EventBridge -> SQS) instead of polling.
+//!
+//! One module per outside system (`dataapi`, `setup` for SQS and
+//! EventBridge, `ledger` for SQLite); the state machine (`state`) and the
+//! event parser (`event`) are pure.
 
+pub mod aws;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod dataapi;
 pub mod emulator;
+pub mod event;
+pub mod ledger;
+pub mod results;
+pub mod setup;
+pub mod state;
+pub mod worker;

@@ -1,0 +1,41 @@
+# redrelay: `make demo` runs the main job end to end on the local stack;
+# `make test` runs every check. Both install what they need (a project-local
+# Python virtualenv with moto, boto3 and the aws CLI) on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Tests find moto's server and the Python clients here.
+export REDRELAY_VENV := $(CURDIR)/$(VENV)
+
+.PHONY: all build venv demo test fmt lint unit clean
+
+all: build
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+build:
+	cargo build
+
+demo: venv build
+	bash scripts/demo.sh
+
+fmt:
+	cargo fmt --check
+
+lint:
+	cargo clippy --all-targets -- -D warnings
+
+unit:
+	cargo test
+
+test: venv fmt lint unit
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .demo

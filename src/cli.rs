@@ -1,0 +1,600 @@
+//! The command line: argument parsing and the operator commands' output.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::dataapi::{check_target, DataApi};
+use crate::event::Origin;
+use crate::ledger::{Job, Ledger, NewJob, Param};
+use crate::state::JobState;
+use crate::worker::{self, Submitted, Worker};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Runs SQL on Amazon Redshift through the Data API and reacts to the
+/// statements' completion events (EventBridge -> SQS) instead of polling.
+///
+/// Endpoints, credentials and region come from the standard AWS
+/// configuration chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_SQS,
+/// AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL_REDSHIFT_DATA, ...).
+#[derive(Debug, Parser)]
+#[command(name = "redrelay", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: ./redrelay.toml when it exists). Every
+    /// key can be overridden by REDRELAY_<KEY>, e.g. REDRELAY_LEDGER.
+    #[arg(long, global = true, env = "REDRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the SQS queue, its dead-letter queue, the queue policy and the
+    /// EventBridge rule and target (idempotent). Prints what it made as JSON.
+    Setup,
+    /// Record a job and submit it (WithEvent=true), or leave it waiting on
+    /// the jobs given with --after.
+    Submit(SubmitArgs),
+    /// Consume completion events, fetch results and submit waiting jobs.
+    Worker(WorkerArgs),
+    /// List and inspect jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Print a job's fetched result.
+    Results(ResultsArgs),
+    /// Show the inbox: the latest consumed messages and what became of them.
+    Events(EventsArgs),
+    /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
+    Emulator(crate::emulator::EmulatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// SQL to run. Repeat to run several statements as one batch
+    /// (BatchExecuteStatement, one transaction).
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub sql: Vec<String>,
+    /// File holding the SQL to run (one statement).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Name of the job (shown in listings and in the StatementName).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A `:name` parameter of the SQL, as name=value. Repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Redshift Serverless workgroup (default: `workgroup` in the config).
+    #[arg(long, conflicts_with = "cluster")]
+    pub workgroup: Option<String>,
+    /// Provisioned cluster identifier (default: `cluster` in the config).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Database (default: `database` in the config).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Database user, for a cluster with temporary credentials.
+    #[arg(long)]
+    pub db_user: Option<String>,
+    /// Secrets Manager ARN holding the database credentials.
+    #[arg(long)]
+    pub secret_arn: Option<String>,
+    /// Run only after this job has FINISHED. Repeatable.
+    #[arg(long = "after", value_name = "JOB")]
+    pub after: Vec<i64>,
+    /// Attempts in all (1 = no retry).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=100))]
+    pub max_attempts: i64,
+    /// Print the job as JSON instead of its id.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Exit 0 once no job is waiting, in flight or awaiting its results.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Seconds to let in-flight work finish after SIGINT or SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    pub grace_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, oldest first.
+    List {
+        /// Only jobs in this state (e.g. FAILED).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a job: state, statement id, attempts, timestamps, rows, results,
+    /// error.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ResultFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// Job id.
+    pub id: i64,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ResultFormat,
+    /// For a batch: the sub-statement (1-based) whose result to print
+    /// (default: the last one with a result set).
+    #[arg(long)]
+    pub statement: Option<i64>,
+    /// Print where the result files are, as JSON, instead of their content.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// How many of the latest messages to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    /// Include the raw bodies.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
+    if let Command::Emulator(args) = cli.command {
+        return crate::emulator::run(args, shutdown).await;
+    }
+    let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    match cli.command {
+        Command::Setup => {
+            let sdk = crate::aws::sdk_config().await?;
+            let report = crate::setup::run(&sdk, &cfg).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Submit(args) => submit(&cfg, args).await?,
+        Command::Worker(args) => run_worker(cfg, args, shutdown).await?,
+        Command::Jobs(JobsCommand::List { state, json }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let state = state
+                .map(|s| s.to_ascii_uppercase().parse::<JobState>())
+                .transpose()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e}; states are {}",
+                        JobState::ALL.map(|s| s.as_str()).join(", ")
+                    )
+                })?;
+            let jobs = ledger.jobs(state, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                print_jobs(&jobs);
+            }
+        }
+        Command::Jobs(JobsCommand::Show { id, json }) => {
+            let ledger = open_ledger(&cfg).await?;
+            show_job(&ledger, id, json).await?;
+        }
+        Command::Results(args) => results(&cfg, args).await?,
+        Command::Events(args) => {
+            let ledger = open_ledger(&cfg).await?;
+            let events = ledger.events(args.limit).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                println!(
+                    "{:>6}  {:<11}  {:>5}  {:<9}  {:<38}  REASON",
+                    "SEQ", "DISPOSITION", "JOB", "STATE", "STATEMENT"
+                );
+                for e in events {
+                    println!(
+                        "{:>6}  {:<11}  {:>5}  {:<9}  {:<38}  {}",
+                        e.seq,
+                        e.disposition,
+                        e.job_id.map(|j| j.to_string()).unwrap_or_default(),
+                        e.state.unwrap_or_default(),
+                        e.statement_id.unwrap_or_default(),
+                        e.reason.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Emulator(_) => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+async fn open_ledger(cfg: &Config) -> Result<Ledger> {
+    Ledger::open(&cfg.ledger)
+        .await
+        .with_context(|| format!("cannot open the ledger {}", cfg.ledger.display()))
+}
+
+fn parse_param(s: &str) -> Result<Param> {
+    let (name, value) = s
+        .split_once('=')
+        .with_context(|| format!("--param {s:?}: write it as name=value"))?;
+    let name = name.trim().trim_start_matches(':');
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("--param {s:?}: the name must be letters, digits or _ (as :name in the SQL)");
+    }
+    if value.is_empty() {
+        bail!("--param {name}: the Data API does not accept an empty value");
+    }
+    Ok(Param {
+        name: name.to_string(),
+        value: value.to_string(),
+    })
+}
+
+async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
+    let sqls = match &args.file {
+        Some(path) => vec![std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read SQL file {}", path.display()))?],
+        None => args.sql.clone(),
+    };
+    if sqls.iter().any(|s| s.trim().is_empty()) {
+        bail!("the SQL is empty: give it with --sql or --file");
+    }
+    if sqls.len() > 40 {
+        bail!("a batch holds at most 40 statements, got {}", sqls.len());
+    }
+    let params = args
+        .params
+        .iter()
+        .map(|p| parse_param(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut target = cfg.default_target();
+    if args.workgroup.is_some() || args.cluster.is_some() {
+        target.workgroup = args.workgroup.clone();
+        target.cluster = args.cluster.clone();
+    }
+    target.database = args.database.clone().or(target.database);
+    target.db_user = args.db_user.clone().or(target.db_user);
+    target.secret_arn = args.secret_arn.clone().or(target.secret_arn);
+    check_target(&target).map_err(|e| anyhow::anyhow!(e))?;
+    let name = args.name.clone().unwrap_or_else(|| "adhoc".to_string());
+
+    let ledger = open_ledger(cfg).await?;
+    let clock = SystemClock;
+    let job = ledger
+        .insert_job(
+            &NewJob {
+                name,
+                sqls,
+                params,
+                target,
+                depends_on: args.after.clone(),
+                max_attempts: args.max_attempts,
+                retry: None,
+                timeout_secs: None,
+                run_id: None,
+            },
+            clock.now_ms(),
+        )
+        .await?;
+    if job.state == JobState::Ready {
+        let sdk = crate::aws::sdk_config().await?;
+        let api = DataApi::new(&sdk);
+        match worker::submit_job(&ledger, &api, &clock, job.id).await? {
+            Submitted::Statement(_) | Submitted::NotReady => {}
+            Submitted::Throttled(m) | Submitted::Transient(m) => eprintln!(
+                "job {} is recorded but not submitted yet ({m}); the worker will submit it",
+                job.id
+            ),
+            Submitted::Rejected(m) => {
+                bail!("job {} FAILED: {m}", job.id);
+            }
+        }
+    }
+    let job = ledger.job(job.id).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        println!("{}", job.id);
+    }
+    Ok(())
+}
+
+async fn run_worker(cfg: Config, args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
+    let ledger = open_ledger(&cfg).await?;
+    let sdk = crate::aws::sdk_config().await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = crate::setup::queue_url(&sqs, &cfg).await?;
+    let origin = Origin {
+        account: cfg.account.clone(),
+        region: cfg
+            .region
+            .clone()
+            .or_else(|| sdk.region().map(|r| r.to_string())),
+    };
+    let worker = Arc::new(Worker::new(
+        ledger.clone(),
+        DataApi::new(&sdk),
+        sqs,
+        queue_url,
+        cfg,
+        origin,
+        Arc::new(SystemClock),
+    ));
+    let res = worker
+        .run(
+            worker::Options {
+                until_idle: args.until_idle,
+                grace: Duration::from_secs(args.grace_secs),
+            },
+            shutdown,
+        )
+        .await;
+    ledger.close().await;
+    res
+}
+
+fn fmt_time(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) => {
+            let secs = ms.div_euclid(1000);
+            let days = secs.div_euclid(86_400);
+            let rem = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+                rem / 3600,
+                (rem / 60) % 60,
+                rem % 60,
+                ms.rem_euclid(1000)
+            )
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn print_jobs(jobs: &[Job]) {
+    println!(
+        "{:>5}  {:<10}  {:<24}  {:>7}  {:>8}  {:<38}  ERROR",
+        "ID", "STATE", "NAME", "ATTEMPT", "ROWS", "STATEMENT"
+    );
+    for j in jobs {
+        let mut name = j.name.clone();
+        if name.chars().count() > 24 {
+            name = name.chars().take(23).collect::<String>() + "…";
+        }
+        println!(
+            "{:>5}  {:<10}  {:<24}  {:>7}  {:>8}  {:<38}  {}",
+            j.id,
+            j.state.as_str(),
+            name,
+            format!("{}/{}", j.attempt, j.max_attempts),
+            j.result_rows
+                .or(j.rows)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            j.statement_id.as_deref().unwrap_or("-"),
+            j.error
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+}
+
+async fn show_job(ledger: &Ledger, id: i64, json: bool) -> Result<()> {
+    let job = ledger.job(id).await?;
+    let deps = ledger.deps(id).await?;
+    let attempts = ledger.attempts(id).await?;
+    let results = ledger.results(id).await?;
+    if json {
+        let mut value = serde_json::to_value(&job)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("depends_on".into(), serde_json::to_value(&deps)?);
+            obj.insert(
+                "param_names".into(),
+                serde_json::to_value(job.param_names())?,
+            );
+            obj.insert("attempts".into(), serde_json::to_value(&attempts)?);
+            obj.insert("results".into(), serde_json::to_value(&results)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let target = job
+        .workgroup
+        .as_ref()
+        .map(|w| format!("workgroup {w}"))
+        .or_else(|| job.cluster.as_ref().map(|c| format!("cluster {c}")))
+        .unwrap_or_else(|| "-".into());
+    println!("job          {}", job.id);
+    println!("name         {}", job.name);
+    if let Some(run) = &job.run_id {
+        println!("run          {run}");
+    }
+    println!("state        {}", job.state);
+    println!(
+        "target       {target}, database {}",
+        job.database.as_deref().unwrap_or("-")
+    );
+    println!("attempt      {} of {}", job.attempt, job.max_attempts);
+    println!(
+        "statement    {}",
+        job.statement_id.as_deref().unwrap_or("-")
+    );
+    if !deps.is_empty() {
+        let d: Vec<String> = deps.iter().map(|d| d.to_string()).collect();
+        println!("after        {}", d.join(", "));
+    }
+    if !job.params.is_empty() {
+        println!("parameters   {}", job.param_names().join(", "));
+    }
+    println!("created      {}", fmt_time(Some(job.created_at)));
+    println!("ready        {}", fmt_time(job.ready_at));
+    println!("submitted    {}", fmt_time(job.submitted_at));
+    println!("ended        {}", fmt_time(job.finished_at));
+    println!(
+        "rows         {}",
+        job.rows
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    if let Some(rs) = &job.result_state {
+        println!(
+            "results      {}{}{}",
+            rs,
+            job.result_rows
+                .map(|r| format!(", {r} rows"))
+                .unwrap_or_default(),
+            job.result_path
+                .as_ref()
+                .map(|p| format!(", in {p}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(e) = &job.result_error {
+        println!("result error {e}");
+    }
+    if let Some(e) = &job.error {
+        println!("error        {e}");
+    }
+    for (i, sql) in job.sqls.iter().enumerate() {
+        let label = if job.sqls.len() > 1 {
+            format!("sql {}", i + 1)
+        } else {
+            "sql".into()
+        };
+        println!(
+            "{label:<12} {}",
+            sql.trim().replace('\n', "\n             ")
+        );
+    }
+    if !attempts.is_empty() {
+        println!("attempts:");
+        for a in &attempts {
+            println!(
+                "  #{} {:<10} statement {}  submitted {}  ended {}{}",
+                a.attempt,
+                a.state,
+                a.statement_id.as_deref().unwrap_or("-"),
+                fmt_time(a.submitted_at),
+                fmt_time(a.finished_at),
+                a.error
+                    .as_ref()
+                    .map(|e| format!("  error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    for r in &results {
+        println!(
+            "result {}     {} rows: {} , {}",
+            r.sub, r.rows, r.csv_path, r.jsonl_path
+        );
+    }
+    Ok(())
+}
+
+async fn results(cfg: &Config, args: ResultsArgs) -> Result<()> {
+    let ledger = open_ledger(cfg).await?;
+    let job = ledger.job(args.id).await?;
+    let files = ledger.results(args.id).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&files)?);
+        return Ok(());
+    }
+    if files.is_empty() {
+        let why = match (job.state, job.result_state.as_deref()) {
+            (JobState::Finished, Some("NONE")) => {
+                "its statement returned no result set".to_string()
+            }
+            (JobState::Finished, Some("PENDING")) => {
+                "its results are not fetched yet: is `redrelay worker` running?".to_string()
+            }
+            (JobState::Finished, Some(s)) => format!(
+                "its results are {s}: {}",
+                job.result_error.as_deref().unwrap_or("-")
+            ),
+            (state, _) => format!("it is {state}, not FINISHED"),
+        };
+        bail!("job {} has no result: {why}", args.id);
+    }
+    let file = match args.statement {
+        Some(n) => files.iter().find(|f| f.sub == n).with_context(|| {
+            let subs: Vec<String> = files.iter().map(|f| f.sub.to_string()).collect();
+            format!(
+                "job {} has no result for statement {n}; it has results for: {}",
+                args.id,
+                subs.join(", ")
+            )
+        })?,
+        None => files.last().context("no result file")?,
+    };
+    let path = match args.format {
+        ResultFormat::Csv => &file.csv_path,
+        ResultFormat::Jsonl => &file.jsonl_path,
+    };
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+    std::io::copy(&mut f, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_parse() {
+        assert_eq!(
+            parse_param("day=2026-11-25").unwrap(),
+            Param {
+                name: "day".into(),
+                value: "2026-11-25".into()
+            }
+        );
+        assert_eq!(parse_param(":n=a=b").unwrap().value, "a=b");
+        assert!(parse_param("novalue").is_err());
+        assert!(parse_param("x=").is_err());
+        assert!(parse_param("bad name=1").is_err());
+    }
+
+    #[test]
+    fn times_format() {
+        assert_eq!(fmt_time(Some(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            fmt_time(Some(1_764_031_721_005)),
+            "2025-11-25T00:48:41.005Z"
+        );
+        assert_eq!(fmt_time(None), "-");
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,267 @@
+//! The Redshift Data API, as redrelay uses it: submit with WithEvent,
+//! describe, cancel, page through results. Errors are classified where they
+//! happen: throttling (wait and try again), rejected (the request can never
+//! succeed), transient (try again later).
+
+use crate::ledger::{Param, Target, Ticket};
+use crate::state::Outcome;
+use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_redshiftdata::types::{Field, SqlParameter};
+use aws_sdk_redshiftdata::Client;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// ThrottlingException, ActiveStatementsExceededException, ...: the job
+    /// stays READY and is submitted again after a backoff.
+    #[error("Data API is throttling: {0}")]
+    Throttled(String),
+    /// ValidationException, ResourceNotFoundException, ...: will not succeed
+    /// if tried again.
+    #[error("Data API rejected the request: {0}")]
+    Rejected(String),
+    /// Network errors, timeouts, InternalServerException.
+    #[error("Data API call failed: {0}")]
+    Transient(String),
+}
+
+impl ApiError {
+    fn classify<E, R>(err: aws_sdk_redshiftdata::error::SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = err.code().unwrap_or_default().to_string();
+        let message = match err.message() {
+            Some(m) if !code.is_empty() => format!("{code}: {m}"),
+            _ => DisplayErrorContext(&err).to_string(),
+        };
+        match code.as_str() {
+            "ThrottlingException"
+            | "ActiveStatementsExceededException"
+            | "ActiveSessionsExceededException"
+            | "TooManyRequestsException" => ApiError::Throttled(message),
+            "ValidationException"
+            | "ResourceNotFoundException"
+            | "ExecuteStatementException"
+            | "BatchExecuteStatementException"
+            | "AccessDeniedException"
+            | "UnrecognizedClientException" => ApiError::Rejected(message),
+            _ => ApiError::Transient(message),
+        }
+    }
+}
+
+/// What DescribeStatement says of a statement.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub status: String,
+    pub error: Option<String>,
+    pub has_result_set: bool,
+    pub result_rows: i64,
+    /// A batch's sub-statements: (id, has_result_set, error).
+    pub subs: Vec<SubStatement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubStatement {
+    pub id: String,
+    pub status: String,
+    pub has_result_set: bool,
+    pub error: Option<String>,
+}
+
+impl Described {
+    /// The outcome, if the statement has ended.
+    pub fn outcome(&self) -> Option<Outcome> {
+        let error = || {
+            self.error
+                .clone()
+                .or_else(|| self.subs.iter().find_map(|s| s.error.clone()))
+                .unwrap_or_else(|| format!("statement {}", self.status))
+        };
+        match self.status.as_str() {
+            "FINISHED" => Some(Outcome::Finished {
+                rows: (self.result_rows >= 0).then_some(self.result_rows),
+            }),
+            "FAILED" => Some(Outcome::Failed { error: error() }),
+            "ABORTED" => Some(Outcome::Aborted { error: error() }),
+            _ => None,
+        }
+    }
+}
+
+/// One page of a statement's result.
+pub struct Page {
+    pub columns: Vec<String>,
+    pub records: Vec<Vec<Field>>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct DataApi {
+    client: Client,
+}
+
+impl DataApi {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            client: Client::new(sdk),
+        }
+    }
+
+    /// Submits an attempt with WithEvent=true, its StatementName and its
+    /// ClientToken. Returns the statement id.
+    pub async fn submit(&self, t: &Ticket) -> Result<String, ApiError> {
+        let target = t.job.target();
+        check_target(&target).map_err(ApiError::Rejected)?;
+        let params = sql_parameters(&t.job.params)?;
+        let id = if t.job.sqls.len() == 1 {
+            let out = self
+                .client
+                .execute_statement()
+                .sql(&t.job.sqls[0])
+                .set_parameters(params)
+                .statement_name(&t.statement_name)
+                .client_token(&t.client_token)
+                .with_event(true)
+                .set_workgroup_name(target.workgroup)
+                .set_cluster_identifier(target.cluster)
+                .set_database(target.database)
+                .set_db_user(target.db_user)
+                .set_secret_arn(target.secret_arn)
+                .send()
+                .await
+                .map_err(ApiError::classify)?;
+            out.id().map(str::to_string)
+        } else {
+            let out = self
+                .client
+                .batch_execute_statement()
+                .set_sqls(Some(t.job.sqls.clone()))
+                .set_parameters(params)
+                .statement_name(&t.statement_name)
+                .client_token(&t.client_token)
+                .with_event(true)
+                .set_workgroup_name(target.workgroup)
+                .set_cluster_identifier(target.cluster)
+                .set_database(target.database)
+                .set_db_user(target.db_user)
+                .set_secret_arn(target.secret_arn)
+                .send()
+                .await
+                .map_err(ApiError::classify)?;
+            out.id().map(str::to_string)
+        };
+        id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
+    }
+
+    pub async fn describe(&self, id: &str) -> Result<Described, ApiError> {
+        let out = self
+            .client
+            .describe_statement()
+            .id(id)
+            .send()
+            .await
+            .map_err(ApiError::classify)?;
+        Ok(Described {
+            status: out
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            error: out.error().map(str::to_string),
+            has_result_set: out.has_result_set().unwrap_or(false),
+            result_rows: out.result_rows(),
+            subs: out
+                .sub_statements()
+                .iter()
+                .map(|s| SubStatement {
+                    id: s.id().to_string(),
+                    status: s
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    has_result_set: s.has_result_set().unwrap_or(false),
+                    error: s.error().map(str::to_string),
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<bool, ApiError> {
+        let out = self
+            .client
+            .cancel_statement()
+            .id(id)
+            .send()
+            .await
+            .map_err(ApiError::classify)?;
+        Ok(out.status().unwrap_or(false))
+    }
+
+    pub async fn result_page(&self, id: &str, token: Option<String>) -> Result<Page, ApiError> {
+        let out = self
+            .client
+            .get_statement_result()
+            .id(id)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(ApiError::classify)?;
+        Ok(Page {
+            columns: out
+                .column_metadata()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.label()
+                        .or(c.name())
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("column{}", i + 1))
+                })
+                .collect(),
+            next_token: out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            records: out.records,
+        })
+    }
+}
+
+/// Exactly one of a workgroup or a cluster, and a database.
+pub fn check_target(t: &Target) -> Result<(), String> {
+    match (&t.workgroup, &t.cluster) {
+        (Some(_), Some(_)) => {
+            return Err("both a workgroup and a cluster are set: give only one".into())
+        }
+        (None, None) => {
+            return Err(
+                "no target: give --workgroup or --cluster (or set workgroup or cluster in redrelay.toml)"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
+    if t.database.is_none() {
+        return Err("no database: give --database (or set database in redrelay.toml)".into());
+    }
+    Ok(())
+}
+
+fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, ApiError> {
+    if params.is_empty() {
+        return Ok(None);
+    }
+    params
+        .iter()
+        .map(|p| {
+            SqlParameter::builder()
+                .name(&p.name)
+                .value(&p.value)
+                .build()
+                .map_err(|e| ApiError::Rejected(format!("parameter {}: {e}", p.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}

@@ -1,0 +1,1090 @@
+//! The SQLite ledger: every job, attempt, dependency, consumed event and
+//! result file. All SQL of redrelay lives here. Each state change is one
+//! `BEGIN IMMEDIATE` transaction whose UPDATE is guarded on the expected old
+//! state; zero rows changed is a [`LedgerError::Conflict`], never silence.
+
+use crate::event::{StatementState, StatusEvent};
+use crate::state::{after_attempt, JobState, Outcome};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, Sqlite, SqlitePool, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("ledger migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the ledger file {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("job {0} does not exist")]
+    NoSuchJob(i64),
+    #[error("job {job} is {found}, expected {expected}: another process changed it first")]
+    Conflict {
+        job: i64,
+        found: String,
+        expected: String,
+    },
+    #[error("corrupt ledger row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// A SQL parameter of a job (`:name` in the SQL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Param {
+    pub name: String,
+    pub value: String,
+}
+
+/// Where a statement runs: a Serverless workgroup or a provisioned cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub workgroup: Option<String>,
+    pub cluster: Option<String>,
+    pub database: Option<String>,
+    pub db_user: Option<String>,
+    pub secret_arn: Option<String>,
+}
+
+/// A job to record.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub name: String,
+    pub sqls: Vec<String>,
+    pub params: Vec<Param>,
+    pub target: Target,
+    pub depends_on: Vec<i64>,
+    pub max_attempts: i64,
+    pub retry: Option<serde_json::Value>,
+    pub timeout_secs: Option<i64>,
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub uid: String,
+    pub run_id: Option<String>,
+    pub name: String,
+    #[sqlx(json)]
+    pub sqls: Vec<String>,
+    #[serde(skip)]
+    #[sqlx(json)]
+    pub params: Vec<Param>,
+    pub workgroup: Option<String>,
+    pub cluster: Option<String>,
+    pub database: Option<String>,
+    pub db_user: Option<String>,
+    pub secret_arn: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub retry: Option<String>,
+    pub not_before: Option<i64>,
+    pub timeout_secs: Option<i64>,
+    pub statement_id: Option<String>,
+    pub rows: Option<i64>,
+    pub error: Option<String>,
+    pub result_state: Option<String>,
+    pub result_rows: Option<i64>,
+    pub result_path: Option<String>,
+    pub result_error: Option<String>,
+    pub created_at: i64,
+    pub ready_at: Option<i64>,
+    pub submitted_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    pub fn target(&self) -> Target {
+        Target {
+            workgroup: self.workgroup.clone(),
+            cluster: self.cluster.clone(),
+            database: self.database.clone(),
+            db_user: self.db_user.clone(),
+            secret_arn: self.secret_arn.clone(),
+        }
+    }
+
+    /// Parameter names only: values never leave the ledger except to the
+    /// Data API.
+    pub fn param_names(&self) -> Vec<&str> {
+        self.params.iter().map(|p| p.name.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub client_token: String,
+    pub statement_id: Option<String>,
+    pub state: String,
+    pub started_at: i64,
+    pub submitted_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub rows: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct ResultFile {
+    pub sub: i64,
+    pub statement_id: String,
+    pub rows: i64,
+    pub csv_path: String,
+    pub jsonl_path: String,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub event_id: Option<String>,
+    pub message_id: Option<String>,
+    pub received_at: i64,
+    pub statement_id: Option<String>,
+    pub state: Option<String>,
+    pub job_id: Option<i64>,
+    pub disposition: String,
+    pub reason: Option<String>,
+    pub body: String,
+}
+
+/// What became of a consumed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// Changed the job's state.
+    Applied,
+    /// Seen before (same event id, or the statement already ended).
+    Duplicate,
+    /// For an attempt that is no longer the job's current one.
+    Stale,
+    /// Arrived before its statement id was recorded; applied when it is.
+    Deferred,
+    /// Not a statement of this ledger.
+    Foreign,
+    /// Not a valid event from the configured origin.
+    Quarantined,
+    /// Valid but nothing to do (a non-terminal state, a cancelled job).
+    Ignored,
+}
+
+impl Disposition {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Applied => "applied",
+            Disposition::Duplicate => "duplicate",
+            Disposition::Stale => "stale",
+            Disposition::Deferred => "deferred",
+            Disposition::Foreign => "foreign",
+            Disposition::Quarantined => "quarantined",
+            Disposition::Ignored => "ignored",
+        }
+    }
+}
+
+/// What the submitter needs to call the Data API for one attempt.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub job: Job,
+    pub attempt: i64,
+    pub client_token: String,
+    pub statement_name: String,
+}
+
+/// The ClientToken of a job attempt: stable across crashes (a resubmission
+/// of the same attempt is idempotent), unique across ledgers.
+pub fn client_token(uid: &str, attempt: i64) -> String {
+    format!("{uid}-{attempt}")
+}
+
+const NAME_PREFIX: &str = "redrelay/";
+
+/// The StatementName of a job attempt: `redrelay/<name>/<uid>/<attempt>`.
+/// It names the job in the Redshift console and lets an event that arrives
+/// before its statement id is recorded be matched to its job.
+pub fn statement_name(name: &str, uid: &str, attempt: i64) -> String {
+    let mut short: String = name
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .take(200)
+        .collect();
+    if short.is_empty() {
+        short.push('_');
+    }
+    format!("{NAME_PREFIX}{short}/{uid}/{attempt}")
+}
+
+/// The job uid and attempt in a StatementName made by [`statement_name`].
+pub fn parse_statement_name(s: &str) -> Option<(&str, i64)> {
+    let rest = s.strip_prefix(NAME_PREFIX)?;
+    let mut parts = rest.rsplitn(3, '/');
+    let attempt = parts.next()?.parse().ok()?;
+    let uid = parts.next()?;
+    parts.next()?;
+    (uid.len() == 32 && uid.bytes().all(|b| b.is_ascii_hexdigit())).then_some((uid, attempt))
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    pool: SqlitePool,
+}
+
+type Tx = Transaction<'static, Sqlite>;
+
+const JOB_COLUMNS: &str = "id, uid, run_id, name, sqls, params, workgroup, cluster, database, \
+     db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
+     statement_id, rows, error, result_state, result_rows, result_path, result_error, \
+     created_at, ready_at, submitted_at, finished_at";
+
+fn conflict(job: i64, found: impl Into<String>, expected: impl Into<String>) -> LedgerError {
+    LedgerError::Conflict {
+        job,
+        found: found.into(),
+        expected: expected.into(),
+    }
+}
+
+impl Ledger {
+    /// Opens (creating, readable by its owner only) the ledger file and runs
+    /// the migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| LedgerError::Create {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        if !path.exists() {
+            create_private(path).map_err(|source| LedgerError::Create {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ----- jobs -------------------------------------------------------------
+
+    /// Records a job. It is READY when every job it depends on has FINISHED,
+    /// SKIPPED when one of them failed for good, PENDING otherwise.
+    pub async fn insert_job(&self, job: &NewJob, now: i64) -> Result<Job> {
+        let mut tx = self.begin().await?;
+        let id = insert_job_tx(&mut tx, job, now).await?;
+        tx.commit().await?;
+        self.job(id).await
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Job> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+        sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(LedgerError::NoSuchJob(id))
+    }
+
+    pub async fn jobs(&self, state: Option<JobState>, run: Option<&str>) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs \
+             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR run_id = ?2) ORDER BY id"
+        );
+        Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .bind(state.map(|s| s.as_str()))
+            .bind(run)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn deps(&self, id: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT depends_on FROM job_deps WHERE job_id = ? ORDER BY depends_on",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn attempts(&self, id: i64) -> Result<Vec<Attempt>> {
+        Ok(sqlx::query_as::<_, Attempt>(
+            "SELECT attempt, client_token, statement_id, state, started_at, submitted_at, \
+             finished_at, rows, error FROM attempts WHERE job_id = ? ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn results(&self, id: i64) -> Result<Vec<ResultFile>> {
+        Ok(sqlx::query_as::<_, ResultFile>(
+            "SELECT sub, statement_id, rows, csv_path, jsonl_path FROM results \
+             WHERE job_id = ? ORDER BY sub",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>> {
+        Ok(sqlx::query_as::<_, EventRow>(
+            "SELECT seq, event_id, message_id, received_at, statement_id, state, job_id, \
+             disposition, reason, body FROM events ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// READY jobs in the order they became ready, oldest first.
+    pub async fn ready_jobs(&self, limit: i64) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'READY' \
+             ORDER BY ready_at, id LIMIT ?"
+        );
+        Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// SUBMITTED jobs submitted at or before `before` (for the reconciler).
+    pub async fn submitted_before(&self, before: i64) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'SUBMITTED' AND submitted_at <= ? \
+             ORDER BY submitted_at, id"
+        );
+        Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// FINISHED jobs whose results are still to be fetched.
+    pub async fn pending_fetches(&self) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'FINISHED' AND result_state = 'PENDING' \
+             ORDER BY finished_at, id"
+        );
+        Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// True when no job is waiting, in flight, or has results to fetch.
+    pub async fn is_idle(&self) -> Result<bool> {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('PENDING', 'READY', 'SUBMITTED', 'RETRY_WAIT') \
+             OR (state = 'FINISHED' AND result_state = 'PENDING')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(busy == 0)
+    }
+
+    /// Whether a statement id belongs to an attempt of this ledger.
+    pub async fn owns_statement(&self, statement_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts WHERE statement_id = ?")
+            .bind(statement_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Number of statements in flight (SUBMITTED jobs).
+    pub async fn in_flight(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'SUBMITTED'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    // ----- submission -------------------------------------------------------
+
+    /// Starts (or resumes, after a crash) the attempt of a READY job: returns
+    /// the ClientToken to submit with. Resuming reuses the token, so the Data
+    /// API does not run the SQL twice. `None` if the job is no longer READY.
+    pub async fn begin_attempt(&self, job_id: i64, now: i64) -> Result<Option<Ticket>> {
+        let mut tx = self.begin().await?;
+        let job = job_tx(&mut tx, job_id).await?;
+        if job.state != JobState::Ready {
+            return Ok(None);
+        }
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT client_token FROM attempts WHERE job_id = ? AND attempt = ? AND state = 'SUBMITTING'",
+        )
+        .bind(job_id)
+        .bind(job.attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (attempt, token) = match open {
+            Some(token) => (job.attempt, token),
+            None => {
+                let attempt = job.attempt + 1;
+                let token = client_token(&job.uid, attempt);
+                sqlx::query(
+                    "INSERT INTO attempts (job_id, attempt, client_token, state, started_at) \
+                     VALUES (?, ?, ?, 'SUBMITTING', ?)",
+                )
+                .bind(job_id)
+                .bind(attempt)
+                .bind(&token)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let changed = sqlx::query(
+                    "UPDATE jobs SET attempt = ? WHERE id = ? AND state = 'READY' AND attempt = ?",
+                )
+                .bind(attempt)
+                .bind(job_id)
+                .bind(job.attempt)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(conflict(job_id, job.state.as_str(), "READY"));
+                }
+                (attempt, token)
+            }
+        };
+        tx.commit().await?;
+        let job = self.job(job_id).await?;
+        let statement_name = statement_name(&job.name, &job.uid, attempt);
+        Ok(Some(Ticket {
+            job,
+            attempt,
+            client_token: token,
+            statement_name,
+        }))
+    }
+
+    /// Records that the Data API accepted an attempt, and applies any event
+    /// for it that arrived first. Returns the dispositions of those events.
+    pub async fn mark_submitted(
+        &self,
+        job_id: i64,
+        attempt: i64,
+        statement_id: &str,
+        now: i64,
+    ) -> Result<Vec<Disposition>> {
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET state = 'SUBMITTED', statement_id = ?, submitted_at = ? \
+             WHERE id = ? AND state = 'READY' AND attempt = ?",
+        )
+        .bind(statement_id)
+        .bind(now)
+        .bind(job_id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            let job = job_tx(&mut tx, job_id).await?;
+            if job.state == JobState::Submitted
+                && job.attempt == attempt
+                && job.statement_id.as_deref() == Some(statement_id)
+            {
+                // Another process recorded the same idempotent submission.
+                return Ok(Vec::new());
+            }
+            return Err(conflict(job_id, job.state.as_str(), "READY"));
+        }
+        sqlx::query(
+            "UPDATE attempts SET state = 'SUBMITTED', statement_id = ?, submitted_at = ? \
+             WHERE job_id = ? AND attempt = ? AND state = 'SUBMITTING'",
+        )
+        .bind(statement_id)
+        .bind(now)
+        .bind(job_id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        let deferred: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, body FROM events WHERE disposition = 'deferred' AND statement_id = ? \
+             ORDER BY seq",
+        )
+        .bind(statement_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::new();
+        for (seq, body) in deferred {
+            let Ok(ev) = crate::event::parse(&body, &crate::event::Origin::default()) else {
+                continue;
+            };
+            let (disposition, reason) = apply_to_attempt(&mut tx, &ev, None, now).await?;
+            sqlx::query("UPDATE events SET disposition = ?, reason = ? WHERE seq = ?")
+                .bind(disposition.as_str())
+                .bind(reason)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            out.push(disposition);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The Data API refused an attempt for good (a validation error): the
+    /// job fails and its dependents are skipped.
+    pub async fn fail_submission(
+        &self,
+        job_id: i64,
+        attempt: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE attempts SET state = 'FAILED', finished_at = ?, error = ? \
+             WHERE job_id = ? AND attempt = ? AND state = 'SUBMITTING'",
+        )
+        .bind(now)
+        .bind(error)
+        .bind(job_id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET state = 'FAILED', error = ?, finished_at = ? \
+             WHERE id = ? AND state = 'READY' AND attempt = ?",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(job_id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            let job = job_tx(&mut tx, job_id).await?;
+            return Err(conflict(job_id, job.state.as_str(), "READY"));
+        }
+        skip_downstream(&mut tx, job_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ----- events -----------------------------------------------------------
+
+    /// Records a consumed status change event and, in the same transaction,
+    /// the job's new state and its dependents'.
+    /// `error` is the statement's error text from DescribeStatement, for a
+    /// FAILED or ABORTED event (the event itself carries none).
+    pub async fn apply_event(
+        &self,
+        ev: &StatusEvent,
+        error: Option<&str>,
+        message_id: Option<&str>,
+        body: &str,
+        now: i64,
+    ) -> Result<(Disposition, Option<i64>)> {
+        let mut tx = self.begin().await?;
+        let seen: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE event_id = ?")
+            .bind(&ev.event_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Ok((Disposition::Duplicate, None));
+        }
+        let sid = &ev.detail.statement_id;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT job_id FROM attempts WHERE statement_id = ?")
+                .bind(sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (disposition, reason, job_id) = match known {
+            Some(job_id) => {
+                let (d, r) = apply_to_attempt(&mut tx, ev, error, now).await?;
+                (d, r, Some(job_id))
+            }
+            None => match deferrable_job(&mut tx, ev).await? {
+                Some(job_id) => (
+                    Disposition::Deferred,
+                    Some("arrived before its statement id was recorded".to_string()),
+                    Some(job_id),
+                ),
+                None => (
+                    Disposition::Foreign,
+                    Some(format!("statement {sid} is not a job of this ledger")),
+                    None,
+                ),
+            },
+        };
+        sqlx::query(
+            "INSERT INTO events (event_id, message_id, received_at, statement_id, state, job_id, \
+             disposition, reason, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&ev.event_id)
+        .bind(message_id)
+        .bind(now)
+        .bind(sid)
+        .bind(ev.detail.state.as_str())
+        .bind(job_id)
+        .bind(disposition.as_str())
+        .bind(reason)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((disposition, job_id))
+    }
+
+    /// Records a message that is not a valid event of the configured origin.
+    /// Recorded once per SQS message id, however often it is received.
+    pub async fn quarantine(
+        &self,
+        message_id: Option<&str>,
+        body: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO events (message_id, received_at, disposition, reason, body) \
+             VALUES (?, ?, 'quarantined', ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(message_id)
+        .bind(now)
+        .bind(reason)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Applies an outcome found by DescribeStatement (the reconciler) through
+    /// the same transition as an event.
+    pub async fn apply_reconciled(
+        &self,
+        job_id: i64,
+        statement_id: &str,
+        outcome: &Outcome,
+        now: i64,
+    ) -> Result<Disposition> {
+        let mut tx = self.begin().await?;
+        let job = job_tx(&mut tx, job_id).await?;
+        if job.state != JobState::Submitted || job.statement_id.as_deref() != Some(statement_id) {
+            return Ok(Disposition::Stale);
+        }
+        end_attempt(&mut tx, &job, outcome, now).await?;
+        tx.commit().await?;
+        Ok(Disposition::Applied)
+    }
+
+    // ----- results ----------------------------------------------------------
+
+    /// Records the result files of a FINISHED job (none: no result set).
+    pub async fn record_results(
+        &self,
+        job_id: i64,
+        files: &[ResultFile],
+        dir: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let state = if files.is_empty() { "NONE" } else { "FETCHED" };
+        let total: i64 = files.iter().map(|f| f.rows).sum();
+        let changed = sqlx::query(
+            "UPDATE jobs SET result_state = ?, result_rows = ?, result_path = ? \
+             WHERE id = ? AND state = 'FINISHED' AND result_state = 'PENDING'",
+        )
+        .bind(state)
+        .bind(if files.is_empty() { None } else { Some(total) })
+        .bind(dir)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(conflict(job_id, "not awaiting results", "FINISHED/PENDING"));
+        }
+        sqlx::query("DELETE FROM results WHERE job_id = ?")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        for f in files {
+            sqlx::query(
+                "INSERT INTO results (job_id, sub, statement_id, rows, csv_path, jsonl_path) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(job_id)
+            .bind(f.sub)
+            .bind(&f.statement_id)
+            .bind(f.rows)
+            .bind(&f.csv_path)
+            .bind(&f.jsonl_path)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a FINISHED job's results could not be fetched for good
+    /// (`EXPIRED` or `ERROR`). The job stays FINISHED.
+    pub async fn record_result_error(&self, job_id: i64, expired: bool, error: &str) -> Result<()> {
+        let changed = sqlx::query(
+            "UPDATE jobs SET result_state = ?, result_error = ? \
+             WHERE id = ? AND state = 'FINISHED' AND result_state = 'PENDING'",
+        )
+        .bind(if expired { "EXPIRED" } else { "ERROR" })
+        .bind(error)
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(conflict(job_id, "not awaiting results", "FINISHED/PENDING"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
+}
+
+fn new_uid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+async fn job_tx(tx: &mut Tx, id: i64) -> Result<Job> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+    sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(LedgerError::NoSuchJob(id))
+}
+
+pub(crate) async fn insert_job_tx(tx: &mut Tx, job: &NewJob, now: i64) -> Result<i64> {
+    let mut state = JobState::Ready;
+    let mut error = None;
+    for dep in &job.depends_on {
+        let s: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+            .bind(dep)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let s = s.ok_or(LedgerError::NoSuchJob(*dep))?;
+        let s = JobState::from_str(&s).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        if s.is_failure() {
+            state = JobState::Skipped;
+            error = Some(format!("upstream job {dep} is {s}"));
+        } else if s != JobState::Finished && state == JobState::Ready {
+            state = JobState::Pending;
+        }
+    }
+    let sqls = serde_json::to_string(&job.sqls).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    let params =
+        serde_json::to_string(&job.params).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+    let retry = job.retry.as_ref().map(|r| r.to_string());
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO jobs (uid, run_id, name, sqls, params, workgroup, cluster, database, db_user, \
+         secret_arn, state, max_attempts, retry, timeout_secs, error, created_at, ready_at, finished_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(new_uid())
+    .bind(&job.run_id)
+    .bind(&job.name)
+    .bind(sqls)
+    .bind(params)
+    .bind(&job.target.workgroup)
+    .bind(&job.target.cluster)
+    .bind(&job.target.database)
+    .bind(&job.target.db_user)
+    .bind(&job.target.secret_arn)
+    .bind(state.as_str())
+    .bind(job.max_attempts.max(1))
+    .bind(retry)
+    .bind(job.timeout_secs)
+    .bind(error)
+    .bind(now)
+    .bind((state == JobState::Ready).then_some(now))
+    .bind(state.is_terminal().then_some(now))
+    .fetch_one(&mut **tx)
+    .await?;
+    for dep in &job.depends_on {
+        sqlx::query("INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)")
+            .bind(id)
+            .bind(dep)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(id)
+}
+
+/// An event whose statement id is unknown: if its StatementName names an
+/// attempt of ours still being submitted, the job it belongs to.
+async fn deferrable_job(tx: &mut Tx, ev: &StatusEvent) -> Result<Option<i64>> {
+    let Some((uid, attempt)) = ev
+        .detail
+        .statement_name
+        .as_deref()
+        .and_then(parse_statement_name)
+    else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_scalar(
+        "SELECT a.job_id FROM attempts a JOIN jobs j ON j.id = a.job_id \
+         WHERE j.uid = ? AND a.attempt = ? AND a.state = 'SUBMITTING'",
+    )
+    .bind(uid)
+    .bind(attempt)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// Applies an event to the attempt that owns its statement id.
+async fn apply_to_attempt(
+    tx: &mut Tx,
+    ev: &StatusEvent,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(Disposition, Option<String>)> {
+    let sid = &ev.detail.statement_id;
+    let row: Option<(i64, i64, String)> =
+        sqlx::query_as("SELECT job_id, attempt, state FROM attempts WHERE statement_id = ?")
+            .bind(sid)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((job_id, attempt, attempt_state)) = row else {
+        return Ok((
+            Disposition::Foreign,
+            Some(format!("statement {sid} is not a job of this ledger")),
+        ));
+    };
+    let outcome = match &ev.detail.state {
+        StatementState::Finished => Outcome::Finished {
+            rows: ev.detail.rows,
+        },
+        StatementState::Failed => Outcome::Failed {
+            error: error.unwrap_or("statement FAILED").to_string(),
+        },
+        StatementState::Aborted => Outcome::Aborted {
+            error: error.unwrap_or("statement ABORTED").to_string(),
+        },
+        other => {
+            return Ok((
+                Disposition::Ignored,
+                Some(format!("state {} is not an end state", other.as_str())),
+            ))
+        }
+    };
+    if attempt_state != "SUBMITTED" {
+        return Ok((
+            Disposition::Duplicate,
+            Some(format!(
+                "attempt {attempt} already ended as {attempt_state}"
+            )),
+        ));
+    }
+    let job = job_tx(tx, job_id).await?;
+    if job.attempt != attempt || job.state != JobState::Submitted {
+        // History only: the attempt ended, the job has moved on.
+        finish_attempt_row(tx, job_id, attempt, &outcome, now).await?;
+        return Ok((
+            Disposition::Stale,
+            Some(format!(
+                "attempt {attempt} is not current (job {job_id} is {} on attempt {})",
+                job.state, job.attempt
+            )),
+        ));
+    }
+    end_attempt(tx, &job, &outcome, now).await?;
+    Ok((Disposition::Applied, None))
+}
+
+async fn finish_attempt_row(
+    tx: &mut Tx,
+    job_id: i64,
+    attempt: i64,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<()> {
+    let (rows, error) = match outcome {
+        Outcome::Finished { rows } => (*rows, None),
+        Outcome::Failed { error } | Outcome::Aborted { error } => (None, Some(error.as_str())),
+    };
+    sqlx::query(
+        "UPDATE attempts SET state = ?, finished_at = ?, rows = ?, error = ? \
+         WHERE job_id = ? AND attempt = ? AND state = 'SUBMITTED'",
+    )
+    .bind(outcome.state_name())
+    .bind(now)
+    .bind(rows)
+    .bind(error)
+    .bind(job_id)
+    .bind(attempt)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends the current attempt of a SUBMITTED job: the job's new state, and in
+/// the same transaction its dependents made READY (on FINISHED) or SKIPPED
+/// (on a failure for good).
+async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: i64) -> Result<()> {
+    finish_attempt_row(tx, job.id, job.attempt, outcome, now).await?;
+    let next = after_attempt(outcome, job.attempt, job.max_attempts);
+    let (rows, error) = match outcome {
+        Outcome::Finished { rows } => (*rows, None),
+        Outcome::Failed { error } | Outcome::Aborted { error } => (None, Some(error.clone())),
+    };
+    let changed = sqlx::query(
+        "UPDATE jobs SET state = ?, rows = COALESCE(?, rows), error = ?, \
+         finished_at = ?, result_state = ? \
+         WHERE id = ? AND state = 'SUBMITTED' AND attempt = ?",
+    )
+    .bind(next.as_str())
+    .bind(rows)
+    .bind(error)
+    .bind(next.is_terminal().then_some(now))
+    .bind((next == JobState::Finished).then_some("PENDING"))
+    .bind(job.id)
+    .bind(job.attempt)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed != 1 {
+        return Err(conflict(job.id, job.state.as_str(), "SUBMITTED"));
+    }
+    match next {
+        JobState::Finished => release_downstream(tx, job.id, now).await?,
+        s if s.is_failure() => skip_downstream(tx, job.id, now).await?,
+        _ => {}
+    }
+    if let Some(run) = &job.run_id {
+        finish_run_if_done(tx, run, now).await?;
+    }
+    Ok(())
+}
+
+/// Makes READY every PENDING dependent of `parent` whose parents have all
+/// FINISHED.
+async fn release_downstream(tx: &mut Tx, parent: i64, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'READY', ready_at = ? \
+         WHERE state = 'PENDING' \
+           AND id IN (SELECT job_id FROM job_deps WHERE depends_on = ?) \
+           AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
+                           WHERE d.job_id = jobs.id AND p.state <> 'FINISHED')",
+    )
+    .bind(now)
+    .bind(parent)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks SKIPPED every job downstream of `parent` (transitively) that has
+/// not started.
+pub(crate) async fn skip_downstream(tx: &mut Tx, parent: i64, now: i64) -> Result<()> {
+    sqlx::query(
+        "WITH RECURSIVE down(id) AS ( \
+             SELECT job_id FROM job_deps WHERE depends_on = ?1 \
+             UNION SELECT d.job_id FROM job_deps d JOIN down ON d.depends_on = down.id) \
+         UPDATE jobs SET state = 'SKIPPED', finished_at = ?2, \
+             error = 'upstream job ' || ?1 || ' did not finish' \
+         WHERE id IN (SELECT id FROM down) AND state IN ('PENDING', 'READY', 'RETRY_WAIT')",
+    )
+    .bind(parent)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends a pipeline run once none of its jobs can move any more.
+pub(crate) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
+    let (open, failed): (i64, i64) = sqlx::query_as(
+        "SELECT \
+           COALESCE(SUM(state IN ('PENDING', 'READY', 'SUBMITTED', 'RETRY_WAIT')), 0), \
+           COALESCE(SUM(state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED')), 0) \
+         FROM jobs WHERE run_id = ?",
+    )
+    .bind(run)
+    .fetch_one(&mut **tx)
+    .await?;
+    if open == 0 {
+        sqlx::query(
+            "UPDATE runs SET state = ?, finished_at = ? WHERE id = ? AND state = 'RUNNING'",
+        )
+        .bind(if failed > 0 { "FAILED" } else { "FINISHED" })
+        .bind(now)
+        .bind(run)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl TryFrom<String> for JobState {
+    type Error = crate::state::UnknownState;
+    fn try_from(s: String) -> std::result::Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_names_round_trip() {
+        let uid = new_uid();
+        let name = statement_name("load/staging", &uid, 3);
+        assert_eq!(parse_statement_name(&name), Some((uid.as_str(), 3)));
+        assert!(name.len() <= 500);
+        let long = statement_name(&"x".repeat(2000), &uid, 1);
+        assert!(long.len() <= 500);
+        assert_eq!(parse_statement_name(&long), Some((uid.as_str(), 1)));
+        assert_eq!(parse_statement_name("test.testtable"), None);
+        assert_eq!(parse_statement_name("redrelay/a/nothex/1"), None);
+        assert!(client_token(&uid, 40).len() <= 64);
+    }
+}

@@ -1,0 +1,228 @@
+//! Fetching a FINISHED statement's result through every page into files:
+//! CSV (with a header row) and JSON Lines (one object per row). A batch's
+//! results are fetched per sub-statement (`<id>:N`), never by the parent id.
+//! Files are written under a temporary name and renamed when complete, so a
+//! crash never leaves a partial result under the final name.
+
+use crate::dataapi::{ApiError, DataApi};
+use crate::ledger::{Job, ResultFile};
+use aws_sdk_redshiftdata::types::Field;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The results are gone (older than 24 h): recorded, not retried.
+    #[error("results expired: {0}")]
+    Expired(String),
+    /// The Data API refused for good: recorded, not retried.
+    #[error("{0}")]
+    Rejected(String),
+    /// Try again later.
+    #[error("{0}")]
+    Transient(String),
+    #[error("cannot write result file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<ApiError> for FetchError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Rejected(m) if m.to_ascii_lowercase().contains("expire") => {
+                FetchError::Expired(m)
+            }
+            ApiError::Rejected(m) => FetchError::Rejected(m),
+            ApiError::Throttled(m) | ApiError::Transient(m) => FetchError::Transient(m),
+        }
+    }
+}
+
+/// The directory that holds a job's result files.
+pub fn job_dir(results_dir: &Path, job_id: i64) -> PathBuf {
+    results_dir.join(format!("job-{job_id}"))
+}
+
+/// Fetches every result set of a FINISHED job into `job_dir`. Returns the
+/// files written (empty when the statement has no result set).
+pub async fn fetch_job(
+    api: &DataApi,
+    job: &Job,
+    results_dir: &Path,
+) -> Result<Vec<ResultFile>, FetchError> {
+    let Some(sid) = job.statement_id.as_deref() else {
+        return Err(FetchError::Rejected(format!(
+            "job {} has no statement id",
+            job.id
+        )));
+    };
+    let described = api.describe(sid).await?;
+    let mut wanted: Vec<(i64, String)> = Vec::new();
+    if described.subs.is_empty() {
+        if described.has_result_set {
+            wanted.push((0, sid.to_string()));
+        }
+    } else {
+        for (i, sub) in described.subs.iter().enumerate() {
+            if sub.has_result_set {
+                let n = sub
+                    .id
+                    .rsplit_once(':')
+                    .and_then(|(_, n)| n.parse().ok())
+                    .unwrap_or(i as i64 + 1);
+                wanted.push((n, sub.id.clone()));
+            }
+        }
+    }
+    let dir = job_dir(results_dir, job.id);
+    let mut files = Vec::new();
+    for (sub, id) in wanted {
+        let stem = if sub == 0 {
+            "result".to_string()
+        } else {
+            format!("statement-{sub}")
+        };
+        files.push(fetch_statement(api, &id, sub, &dir, &stem).await?);
+    }
+    Ok(files)
+}
+
+async fn fetch_statement(
+    api: &DataApi,
+    id: &str,
+    sub: i64,
+    dir: &Path,
+    stem: &str,
+) -> Result<ResultFile, FetchError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| FetchError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let csv_path = dir.join(format!("{stem}.csv"));
+    let jsonl_path = dir.join(format!("{stem}.jsonl"));
+    let csv_tmp = dir.join(format!(".{stem}.csv.part"));
+    let jsonl_tmp = dir.join(format!(".{stem}.jsonl.part"));
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_tmp).map_err(io(&csv_tmp))?);
+    let mut jsonl =
+        std::io::BufWriter::new(std::fs::File::create(&jsonl_tmp).map_err(io(&jsonl_tmp))?);
+    let mut token = None;
+    let mut rows = 0i64;
+    let mut columns: Option<Vec<String>> = None;
+    loop {
+        let page = api.result_page(id, token.take()).await?;
+        if columns.is_none() {
+            let header: Vec<String> = page.columns.iter().map(|c| csv_field(c)).collect();
+            writeln!(csv, "{}", header.join(",")).map_err(io(&csv_tmp))?;
+            columns = Some(page.columns.clone());
+        }
+        let cols = columns.as_deref().unwrap_or_default();
+        for record in &page.records {
+            let line: Vec<String> = record.iter().map(|f| csv_field(&field_text(f))).collect();
+            writeln!(csv, "{}", line.join(",")).map_err(io(&csv_tmp))?;
+            let mut obj = serde_json::Map::with_capacity(record.len());
+            for (i, f) in record.iter().enumerate() {
+                let key = cols
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("column{}", i + 1));
+                obj.insert(key, field_json(f));
+            }
+            serde_json::to_writer(&mut jsonl, &obj).map_err(|e| FetchError::Io {
+                path: jsonl_tmp.display().to_string(),
+                source: e.into(),
+            })?;
+            jsonl.write_all(b"\n").map_err(io(&jsonl_tmp))?;
+            rows += 1;
+        }
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    for (mut w, tmp, path) in [(csv, &csv_tmp, &csv_path), (jsonl, &jsonl_tmp, &jsonl_path)] {
+        w.flush().map_err(io(tmp))?;
+        let file = w.into_inner().map_err(|e| FetchError::Io {
+            path: tmp.display().to_string(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io(tmp))?;
+        std::fs::rename(tmp, path).map_err(io(path))?;
+    }
+    Ok(ResultFile {
+        sub,
+        statement_id: id.to_string(),
+        rows,
+        csv_path: csv_path.display().to_string(),
+        jsonl_path: jsonl_path.display().to_string(),
+    })
+}
+
+/// A field as text, for CSV: NULL is empty.
+pub fn field_text(f: &Field) -> String {
+    match f {
+        Field::StringValue(s) => s.clone(),
+        Field::LongValue(v) => v.to_string(),
+        Field::DoubleValue(v) => v.to_string(),
+        Field::BooleanValue(v) => v.to_string(),
+        Field::IsNull(_) => String::new(),
+        Field::BlobValue(b) => aws_smithy_types::base64::encode(b.as_ref()),
+        _ => String::new(),
+    }
+}
+
+/// A field as JSON: numbers stay numbers, NULL is null, blobs are base64.
+pub fn field_json(f: &Field) -> serde_json::Value {
+    use serde_json::Value;
+    match f {
+        Field::StringValue(s) => Value::String(s.clone()),
+        Field::LongValue(v) => Value::from(*v),
+        Field::DoubleValue(v) => serde_json::Number::from_f64(*v)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(v.to_string())),
+        Field::BooleanValue(v) => Value::Bool(*v),
+        Field::IsNull(_) => Value::Null,
+        Field::BlobValue(b) => Value::String(aws_smithy_types::base64::encode(b.as_ref())),
+        _ => Value::Null,
+    }
+}
+
+/// RFC 4180 quoting: fields with a comma, quote or line break are quoted,
+/// quotes doubled.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quoting() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn field_rendering() {
+        assert_eq!(field_text(&Field::LongValue(-5)), "-5");
+        assert_eq!(field_text(&Field::IsNull(true)), "");
+        assert_eq!(field_json(&Field::IsNull(true)), serde_json::Value::Null);
+        assert_eq!(field_json(&Field::LongValue(7)), serde_json::json!(7));
+        assert_eq!(field_json(&Field::DoubleValue(1.5)), serde_json::json!(1.5));
+        assert_eq!(
+            field_json(&Field::BlobValue(aws_smithy_types::Blob::new(
+                b"hi".to_vec()
+            ))),
+            serde_json::json!("aGk=")
+        );
+    }
+}
