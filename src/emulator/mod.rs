@@ -1,1 +1,337 @@
-//! Local Redshift Data API emulator (being written).
+//! Local Redshift Data API emulator (`redrelay emulator`).
+//!
+//! Speaks the Data API's wire protocol (awsJson1_1) so that the official
+//! SDKs and the aws CLI work against it unchanged; runs the SQL for real on
+//! a SQLite file that plays the warehouse; keeps statements and their
+//! results in memory; and, for `WithEvent`, publishes the "Redshift Data
+//! Statement Status Change" event to EventBridge (moto locally). It can
+//! inject faults, seeded and reproducible: see [`faults::FaultConfig`].
+//!
+//! Modules: `wire` (HTTP and JSON shapes), `engine` (statements, execution,
+//! results), `sql` (parameter rewriting, value typing), `events`
+//! (EventBridge publisher), `faults` (fault decisions and counters),
+//! `record` (the JSON Lines record of what ran).
+
+mod engine;
+mod events;
+pub mod faults;
+mod record;
+mod sql;
+mod wire;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::ConnectOptions;
+use tokio_util::sync::CancellationToken;
+
+use engine::{system_clock, Engine, EngineConfig};
+use faults::{FaultConfig, Faults, RuleAction, StatementRule};
+use record::Recorder;
+
+/// How long shutdown waits for running statements, then for events.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// `redrelay emulator`: a local Redshift Data API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (loopback). Port 0 picks a free port; the bound address is printed on stdout as `listening on 127.0.0.1:PORT`.
+    #[arg(long, default_value = "127.0.0.1:9300")]
+    pub listen: SocketAddr,
+    /// SQLite file that plays the warehouse (created if missing).
+    #[arg(long)]
+    pub warehouse: PathBuf,
+    /// Rows per GetStatementResult page.
+    #[arg(long, default_value_t = 1000)]
+    pub page_size: usize,
+    /// Account id used in ARNs and events.
+    #[arg(long, default_value = "123456789012")]
+    pub account: String,
+    /// How long results stay available after a statement ends, in seconds
+    /// (AWS: 24 h). Past it, GetStatementResult answers ValidationException
+    /// and the event's expireAt is the end time plus this.
+    #[arg(long, default_value_t = 86_400)]
+    pub result_ttl_secs: u64,
+    /// How long a ClientToken is remembered, in seconds (AWS: 8 h): within
+    /// it, the same token returns the same statement id and runs nothing.
+    #[arg(long, default_value_t = 28_800)]
+    pub client_token_ttl_secs: u64,
+    /// Append the emulator's own record here as JSON Lines, flushed line by
+    /// line: one `statement` line per ended statement (id, client_token,
+    /// statement_name, sqls, state, created_ms, started_ms, ended_ms, ...),
+    /// `replay`, `rejected` and `event` lines, and `counters` at shutdown.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    // ---- fault injection (phase 2); flags override the --faults file ----
+    /// TOML file of faults to inject (keys: seed, [events], [statements]
+    /// with [[statements.rules]], [api]; see the module docs). The flags
+    /// below override its values and add to its rules.
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
+    /// Seed of every random fault decision (default 0): the same seed and
+    /// the same sequence of calls inject the same faults.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Probability (0..1) that a completion event is never sent.
+    #[arg(long, value_name = "P")]
+    pub event_drop_prob: Option<f64>,
+    /// Probability (0..1) that a completion event is sent twice.
+    #[arg(long, value_name = "P")]
+    pub event_duplicate_prob: Option<f64>,
+    /// Probability (0..1) that a completion event is delayed by a uniform
+    /// random time up to --event-delay-ms (delayed events overtake others).
+    #[arg(long, value_name = "P")]
+    pub event_delay_prob: Option<f64>,
+    /// Longest delay of a delayed event, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub event_delay_ms: Option<u64>,
+    /// Probability (0..1) that a completion event is held back and sent
+    /// right after the next event (or after --event-reorder-window-ms).
+    #[arg(long, value_name = "P")]
+    pub event_reorder_prob: Option<f64>,
+    /// Longest time a held-back event waits for a next event, in
+    /// milliseconds (default 1000).
+    #[arg(long, value_name = "MS")]
+    pub event_reorder_window_ms: Option<u64>,
+    /// Fail every statement whose SQL (any SQL of a batch) or
+    /// StatementName contains PATTERN; nothing is committed. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub fail_sql: Vec<String>,
+    /// Abort every statement whose SQL or StatementName contains PATTERN;
+    /// nothing is committed. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub abort_sql: Vec<String>,
+    /// Fail the first N attempts of each statement name (each SQL text
+    /// when unnamed) whose SQL or StatementName contains PATTERN, as
+    /// `N:PATTERN`. Repeatable.
+    #[arg(long, value_name = "N:PATTERN", value_parser = parse_count_pattern)]
+    pub fail_first: Vec<(u64, String)>,
+    /// Keep statements whose SQL or StatementName contains PATTERN STARTED
+    /// for MS milliseconds before they run, as `MS:PATTERN` (an empty
+    /// pattern matches all). CancelStatement ends the hold. Repeatable.
+    #[arg(long, value_name = "MS:PATTERN", value_parser = parse_count_pattern)]
+    pub hold: Vec<(u64, String)>,
+    /// Probability (0..1) that a statement fails.
+    #[arg(long, value_name = "P")]
+    pub fail_prob: Option<f64>,
+    /// Probability (0..1) that a statement is aborted.
+    #[arg(long, value_name = "P")]
+    pub abort_prob: Option<f64>,
+    /// Probability (0..1) that ExecuteStatement / BatchExecuteStatement
+    /// answers ThrottlingException (HTTP 400).
+    #[arg(long, value_name = "P")]
+    pub throttle_prob: Option<f64>,
+    /// Probability (0..1) that ExecuteStatement / BatchExecuteStatement
+    /// answers ActiveStatementsExceededException.
+    #[arg(long, value_name = "P")]
+    pub active_exceeded_prob: Option<f64>,
+    /// At most N statements SUBMITTED or STARTED at once; beyond it,
+    /// ExecuteStatement / BatchExecuteStatement answer
+    /// ActiveStatementsExceededException (AWS: 500 per cluster).
+    #[arg(long, value_name = "N")]
+    pub max_active: Option<usize>,
+}
+
+fn parse_count_pattern(s: &str) -> Result<(u64, String), String> {
+    faults::parse_count_pattern(s)
+}
+
+impl EmulatorArgs {
+    /// Arguments with defaults for the given warehouse file (for tests and
+    /// embedding).
+    pub fn new(warehouse: PathBuf) -> EmulatorArgs {
+        EmulatorArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            warehouse,
+            page_size: 1000,
+            account: "123456789012".to_string(),
+            result_ttl_secs: 86_400,
+            client_token_ttl_secs: 28_800,
+            record: None,
+            faults: None,
+            seed: None,
+            event_drop_prob: None,
+            event_duplicate_prob: None,
+            event_delay_prob: None,
+            event_delay_ms: None,
+            event_reorder_prob: None,
+            event_reorder_window_ms: None,
+            fail_sql: Vec::new(),
+            abort_sql: Vec::new(),
+            fail_first: Vec::new(),
+            hold: Vec::new(),
+            fail_prob: None,
+            abort_prob: None,
+            throttle_prob: None,
+            active_exceeded_prob: None,
+            max_active: None,
+        }
+    }
+
+    /// The fault configuration: the --faults file, overridden and extended
+    /// by the flags.
+    pub fn fault_config(&self) -> anyhow::Result<FaultConfig> {
+        let mut cfg = match &self.faults {
+            Some(path) => FaultConfig::from_file(path)?,
+            None => FaultConfig::default(),
+        };
+        if self.seed.is_some() {
+            cfg.seed = self.seed;
+        }
+        let set = |dst: &mut f64, v: Option<f64>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(&mut cfg.events.drop_prob, self.event_drop_prob);
+        set(&mut cfg.events.duplicate_prob, self.event_duplicate_prob);
+        set(&mut cfg.events.delay_prob, self.event_delay_prob);
+        set(&mut cfg.events.reorder_prob, self.event_reorder_prob);
+        set(&mut cfg.statements.fail_prob, self.fail_prob);
+        set(&mut cfg.statements.abort_prob, self.abort_prob);
+        set(&mut cfg.api.throttle_prob, self.throttle_prob);
+        set(&mut cfg.api.active_exceeded_prob, self.active_exceeded_prob);
+        if let Some(ms) = self.event_delay_ms {
+            cfg.events.delay_ms = ms;
+        }
+        if let Some(ms) = self.event_reorder_window_ms {
+            cfg.events.reorder_window_ms = ms;
+        }
+        if self.max_active.is_some() {
+            cfg.api.max_active = self.max_active;
+        }
+        let rule = |pattern: &str, action| StatementRule {
+            pattern: pattern.to_string(),
+            action,
+            first_attempts: None,
+            hold_ms: 0,
+            message: None,
+        };
+        for p in &self.fail_sql {
+            cfg.statements.rules.push(rule(p, RuleAction::Fail));
+        }
+        for p in &self.abort_sql {
+            cfg.statements.rules.push(rule(p, RuleAction::Abort));
+        }
+        for (n, p) in &self.fail_first {
+            let mut r = rule(p, RuleAction::Fail);
+            r.first_attempts = Some(u32::try_from(*n).unwrap_or(u32::MAX));
+            cfg.statements.rules.push(r);
+        }
+        for (ms, p) in &self.hold {
+            let mut r = rule(p, RuleAction::Hold);
+            r.hold_ms = *ms;
+            cfg.statements.rules.push(r);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Opens (or creates) the warehouse file.
+async fn open_warehouse(path: &std::path::Path) -> anyhow::Result<sqlx::SqliteConnection> {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot open the warehouse {}", path.display()))
+}
+
+/// Runs the emulator until `shutdown` is cancelled.
+pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "the emulator listens on loopback only; {} is not a loopback address",
+            args.listen
+        );
+    }
+    if args.page_size == 0 {
+        anyhow::bail!("--page-size must be at least 1");
+    }
+    let fault_config = args.fault_config()?;
+    let recorder = Arc::new(Recorder::open(args.record.as_deref())?);
+    let warehouse = open_warehouse(&args.warehouse).await?;
+    if !fault_config.is_empty() {
+        tracing::info!(
+            faults = %serde_json::to_string(&fault_config).unwrap_or_default(),
+            "Fault injection is on."
+        );
+    }
+    let faults = Arc::new(Faults::new(fault_config));
+    let stop_events = CancellationToken::new();
+    let (events, publisher) = events::spawn(
+        args.account.clone(),
+        Arc::clone(&faults),
+        Arc::clone(&recorder),
+        stop_events.clone(),
+    );
+    let secs_ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let engine = Arc::new(Engine::new(
+        EngineConfig {
+            page_size: args.page_size,
+            result_ttl_ms: secs_ms(args.result_ttl_secs),
+            client_token_ttl_ms: secs_ms(args.client_token_ttl_secs),
+            account: args.account.clone(),
+        },
+        system_clock,
+        warehouse,
+        events,
+        Arc::clone(&recorder),
+        Arc::clone(&faults),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, warehouse = %args.warehouse.display(), "Redshift Data API emulator listening.");
+
+    // Drops expired results now and then.
+    let sweeper = {
+        let engine = Arc::clone(&engine);
+        let stop = shutdown.clone();
+        let every = Duration::from_secs(args.result_ttl_secs.clamp(1, 60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => engine.sweep(),
+                }
+            }
+        })
+    };
+
+    let served = axum::serve(listener, wire::router(Arc::clone(&engine)))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    tracing::info!("Emulator stopping.");
+    sweeper.abort();
+    engine.shutdown(SHUTDOWN_GRACE).await;
+    stop_events.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, publisher)
+        .await
+        .is_err()
+    {
+        tracing::warn!("Events still being sent at shutdown were abandoned.");
+    }
+    let counters = faults.counters.snapshot();
+    tracing::info!(counters = %counters, "Emulator stopped.");
+    recorder.write(&serde_json::json!({
+        "kind": "counters",
+        "at_ms": system_clock(),
+        "counters": counters,
+    }));
+    served.context("the emulator's HTTP server failed")
+}

@@ -1,0 +1,1499 @@
+//! The statement engine: keeps every statement and its results, runs SQL on
+//! the warehouse (one SQLite connection, one transaction per statement or
+//! batch, executions serialized), and produces the Data API's answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use serde_json::{json, Value as Json};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
+use sqlx::{Arguments, AssertSqlSafe, Column, ColumnOrigin, Either, Executor, Row};
+use sqlx::{SqlSafeStr, Statement as _, TypeInfo, ValueRef};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{EventMsg, EventSender};
+use super::faults::{lock, ApiFault, Counters, Faults, StatementPlan};
+use super::record::Recorder;
+use super::sql::{self, StorageClass, Value};
+
+/// Longest SQL text accepted (the Data API's limit is 100 KB).
+const MAX_SQL_BYTES: usize = 100 * 1024;
+/// Longest StatementName accepted.
+const MAX_STATEMENT_NAME: usize = 500;
+
+/// An API error: its `__type`, message, and the resource it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub(crate) struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub resource_id: Option<String>,
+}
+
+/// The error types the emulator answers (`__type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    Validation,
+    ResourceNotFound,
+    ActiveStatementsExceeded,
+    Throttling,
+    Serialization,
+    UnknownOperation,
+}
+
+impl ErrorKind {
+    pub(crate) fn type_name(self) -> &'static str {
+        match self {
+            ErrorKind::Validation => "ValidationException",
+            ErrorKind::ResourceNotFound => "ResourceNotFoundException",
+            ErrorKind::ActiveStatementsExceeded => "ActiveStatementsExceededException",
+            ErrorKind::Throttling => "ThrottlingException",
+            ErrorKind::Serialization => "SerializationException",
+            ErrorKind::UnknownOperation => "UnknownOperationException",
+        }
+    }
+
+    /// HTTP status: every error the emulator answers is a client error.
+    pub(crate) fn http_status(self) -> u16 {
+        400
+    }
+}
+
+impl ApiError {
+    pub(crate) fn validation(message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorKind::Validation,
+            message: message.into(),
+            resource_id: None,
+        }
+    }
+
+    fn not_found(message: impl Into<String>, id: &str) -> ApiError {
+        ApiError {
+            kind: ErrorKind::ResourceNotFound,
+            message: message.into(),
+            resource_id: Some(id.to_string()),
+        }
+    }
+}
+
+/// Statement states, as the Data API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Submitted,
+    Started,
+    Finished,
+    Aborted,
+    Failed,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Submitted => "SUBMITTED",
+            Status::Started => "STARTED",
+            Status::Finished => "FINISHED",
+            Status::Aborted => "ABORTED",
+            Status::Failed => "FAILED",
+        }
+    }
+
+    pub(crate) fn is_terminal(self) -> bool {
+        matches!(self, Status::Finished | Status::Aborted | Status::Failed)
+    }
+}
+
+/// Where a statement runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Workgroup(String),
+    Cluster(String),
+}
+
+/// JSON (GetStatementResult) or CSV (GetStatementResultV2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResultFormat {
+    Json,
+    Csv,
+}
+
+impl ResultFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "JSON",
+            ResultFormat::Csv => "CSV",
+        }
+    }
+}
+
+/// A validated ExecuteStatement or BatchExecuteStatement call.
+#[derive(Debug, Clone)]
+pub(crate) struct ExecRequest {
+    pub sqls: Vec<String>,
+    pub is_batch: bool,
+    pub target: Target,
+    pub database: String,
+    pub db_user: Option<String>,
+    pub secret_arn: Option<String>,
+    pub statement_name: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub with_event: bool,
+    pub client_token: Option<String>,
+    pub result_format: ResultFormat,
+}
+
+/// A ListStatements call.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListRequest {
+    pub next_token: Option<String>,
+    pub max_results: Option<i64>,
+    /// A prefix of statement names.
+    pub statement_name: Option<String>,
+    pub status: Option<String>,
+    /// Accepted and ignored: every caller sees every statement.
+    #[allow(dead_code)]
+    pub role_level: Option<bool>,
+    pub database: Option<String>,
+    pub cluster_identifier: Option<String>,
+    pub workgroup_name: Option<String>,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub page_size: usize,
+    pub result_ttl_ms: i64,
+    pub client_token_ttl_ms: i64,
+    pub account: String,
+}
+
+/// Column metadata of a result.
+#[derive(Debug, Clone)]
+struct ColumnMeta {
+    name: String,
+    /// sqlx's type name (`INTEGER`, `TEXT`, ... or `NULL` when unknown).
+    sqlx_type: String,
+    table: String,
+}
+
+/// Rows of a result, kept in memory until they expire.
+#[derive(Debug)]
+struct ResultSet {
+    columns: Vec<ColumnMeta>,
+    rows: Vec<Vec<Value>>,
+}
+
+/// What running one SQL produced.
+struct SubResult {
+    result: Option<ResultSet>,
+    rows: i64,
+    size: i64,
+}
+
+/// One SQL of a statement (the only one unless it is a batch).
+#[derive(Debug)]
+struct Sub {
+    id: String,
+    sql: String,
+    status: Status,
+    error: Option<String>,
+    created_ms: i64,
+    updated_ms: i64,
+    started_ms: Option<i64>,
+    ended_ms: Option<i64>,
+    query_id: i64,
+    has_result_set: bool,
+    result_rows: i64,
+    result_size: i64,
+    result: Option<Arc<ResultSet>>,
+}
+
+#[derive(Debug)]
+struct Statement {
+    id: String,
+    req: ExecRequest,
+    status: Status,
+    error: Option<String>,
+    created_ms: i64,
+    updated_ms: i64,
+    started_ms: Option<i64>,
+    ended_ms: Option<i64>,
+    subs: Vec<Sub>,
+    cancel: CancellationToken,
+    plan: StatementPlan,
+}
+
+impl Statement {
+    fn query_id(&self) -> i64 {
+        self.subs
+            .iter()
+            .filter(|s| s.started_ms.is_some())
+            .map(|s| s.query_id)
+            .next_back()
+            .unwrap_or(0)
+    }
+
+    fn result_rows(&self) -> i64 {
+        if self.status != Status::Finished {
+            return -1;
+        }
+        self.subs.iter().map(|s| s.result_rows.max(0)).sum()
+    }
+
+    fn result_size(&self) -> i64 {
+        if self.status != Status::Finished {
+            return -1;
+        }
+        self.subs.iter().map(|s| s.result_size.max(0)).sum()
+    }
+
+    fn query_parameters(&self) -> Option<Json> {
+        (!self.req.params.is_empty()).then(|| {
+            Json::Array(
+                self.req
+                    .params
+                    .iter()
+                    .map(|(n, v)| json!({"name": n, "value": v}))
+                    .collect(),
+            )
+        })
+    }
+}
+
+/// How an execution ended.
+enum Outcome {
+    Finished,
+    /// Sub-statement `at` failed with `error`.
+    Failed {
+        at: usize,
+        error: String,
+    },
+    /// Aborted while sub-statement `at` ran (or before it).
+    Aborted {
+        at: usize,
+    },
+}
+
+#[derive(Default)]
+struct Store {
+    statements: HashMap<String, Statement>,
+    /// seq -> id, for ListStatements (newest first).
+    order: BTreeMap<u64, String>,
+    /// ClientToken -> (statement id, when first seen).
+    tokens: HashMap<String, (String, i64)>,
+    next_seq: u64,
+    active: usize,
+}
+
+/// A clock in epoch milliseconds (passed in, so tests could fix it).
+pub(crate) type Clock = fn() -> i64;
+
+/// The system clock.
+pub(crate) fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) struct Engine {
+    cfg: EngineConfig,
+    clock: Clock,
+    store: Mutex<Store>,
+    warehouse: tokio::sync::Mutex<SqliteConnection>,
+    events: EventSender,
+    recorder: Arc<Recorder>,
+    faults: Arc<Faults>,
+    query_ids: AtomicI64,
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl Engine {
+    pub(crate) fn new(
+        cfg: EngineConfig,
+        clock: Clock,
+        warehouse: SqliteConnection,
+        events: EventSender,
+        recorder: Arc<Recorder>,
+        faults: Arc<Faults>,
+    ) -> Engine {
+        Engine {
+            cfg,
+            clock,
+            store: Mutex::new(Store::default()),
+            warehouse: tokio::sync::Mutex::new(warehouse),
+            events,
+            recorder,
+            faults,
+            query_ids: AtomicI64::new(1000),
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// ExecuteStatement / BatchExecuteStatement: records the statement and
+    /// starts it; answers at once with its id.
+    pub(crate) fn execute(self: &Arc<Self>, req: ExecRequest) -> Result<Json, ApiError> {
+        validate_request(&req)?;
+        let now = self.now();
+        let mut store = lock(&self.store);
+        // Random throttling happens in front of everything, like a gateway;
+        // max_active is checked below, after the idempotency check, so that
+        // a retried call of a statement already admitted is answered.
+        let random_fault = self.faults.plan_api_random();
+        if let Some((fault, message)) = random_fault {
+            drop(store);
+            self.recorder.write(&json!({
+                "kind": "rejected", "at_ms": now, "error": api_fault_error(fault, message.clone()).kind.type_name(),
+                "client_token": req.client_token, "statement_name": req.statement_name,
+            }));
+            return Err(api_fault_error(fault, message));
+        }
+        if let Some(token) = &req.client_token {
+            if let Some((id, seen)) = store.tokens.get(token).cloned() {
+                if now - seen < self.cfg.client_token_ttl_ms {
+                    if let Some(st) = store.statements.get(&id) {
+                        let out = exec_output(st);
+                        drop(store);
+                        tracing::info!(statement_id = %id, "ClientToken seen before: the statement is not run again.");
+                        self.recorder.write(&json!({
+                            "kind": "replay", "at_ms": now, "client_token": token, "id": id,
+                        }));
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        if let Some(max) = self.faults.config.api.max_active {
+            if store.active >= max {
+                drop(store);
+                Counters::bump(&self.faults.counters.api_max_active_rejected);
+                let err = ApiError {
+                    kind: ErrorKind::ActiveStatementsExceeded,
+                    message: format!("Active statements exceeded the allowed quota ({max})."),
+                    resource_id: None,
+                };
+                self.recorder.write(&json!({
+                    "kind": "rejected", "at_ms": now, "error": err.kind.type_name(),
+                    "client_token": req.client_token, "statement_name": req.statement_name,
+                }));
+                return Err(err);
+            }
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let plan = self
+            .faults
+            .plan_statement(req.statement_name.as_deref(), &req.sqls);
+        let subs = req
+            .sqls
+            .iter()
+            .enumerate()
+            .map(|(i, sql)| Sub {
+                id: if req.is_batch {
+                    format!("{id}:{}", i + 1)
+                } else {
+                    id.clone()
+                },
+                sql: sql.clone(),
+                status: Status::Submitted,
+                error: None,
+                created_ms: now,
+                updated_ms: now,
+                started_ms: None,
+                ended_ms: None,
+                query_id: 0,
+                has_result_set: false,
+                result_rows: -1,
+                result_size: -1,
+                result: None,
+            })
+            .collect();
+        store.next_seq += 1;
+        let seq = store.next_seq;
+        if let Some(token) = &req.client_token {
+            store.tokens.insert(token.clone(), (id.clone(), now));
+        }
+        let st = Statement {
+            id: id.clone(),
+            req,
+            status: Status::Submitted,
+            error: None,
+            created_ms: now,
+            updated_ms: now,
+            started_ms: None,
+            ended_ms: None,
+            subs,
+            cancel: CancellationToken::new(),
+            plan,
+        };
+        let out = exec_output(&st);
+        tracing::info!(
+            statement_id = %id,
+            statement_name = st.req.statement_name.as_deref().unwrap_or(""),
+            sqls = st.subs.len(),
+            faults = !st.plan.is_empty(),
+            "Statement submitted."
+        );
+        store.order.insert(seq, id.clone());
+        store.statements.insert(id.clone(), st);
+        store.active += 1;
+        drop(store);
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            engine.run_statement(&id).await;
+            if engine.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                engine.idle.notify_waiters();
+            }
+        });
+        Ok(out)
+    }
+
+    /// Runs one statement to its end.
+    async fn run_statement(self: &Arc<Self>, id: &str) {
+        let Some((cancel, plan, sqls, params)) = ({
+            let store = lock(&self.store);
+            store.statements.get(id).map(|st| {
+                (
+                    st.cancel.clone(),
+                    st.plan.clone(),
+                    st.req.sqls.clone(),
+                    st.req.params.clone(),
+                )
+            })
+        }) else {
+            return;
+        };
+        if plan.hold_ms > 0 {
+            if !self.mark_started(id) {
+                return;
+            }
+            Counters::bump(&self.faults.counters.statements_held);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(plan.hold_ms)) => {}
+                _ = cancel.cancelled() => {
+                    self.finish(id, Outcome::Aborted { at: 0 });
+                    return;
+                }
+            }
+        }
+        let mut conn = self.warehouse.lock().await;
+        if cancel.is_cancelled() {
+            self.finish(id, Outcome::Aborted { at: 0 });
+            return;
+        }
+        if !self.mark_started(id) {
+            return;
+        }
+        if let Some(error) = plan.fail {
+            Counters::bump(&self.faults.counters.statements_failed);
+            self.finish(id, Outcome::Failed { at: 0, error });
+            return;
+        }
+        let outcome = self
+            .run_in_transaction(&mut conn, id, &sqls, &params, &cancel, plan.abort)
+            .await;
+        drop(conn);
+        self.finish(id, outcome);
+    }
+
+    async fn run_in_transaction(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+        sqls: &[String],
+        params: &[(String, String)],
+        cancel: &CancellationToken,
+        inject_abort: bool,
+    ) -> Outcome {
+        if let Err(e) = conn.execute(sqlx::raw_sql("BEGIN")).await {
+            return Outcome::Failed {
+                at: 0,
+                error: db_error_text(&e),
+            };
+        }
+        // Lets CancelStatement interrupt a long query.
+        match conn.lock_handle().await {
+            Ok(mut handle) => {
+                let token = cancel.clone();
+                handle.set_progress_handler(1000, move || !token.is_cancelled());
+            }
+            Err(error) => tracing::warn!(%error, "Could not install the cancel handler."),
+        }
+        let mut outcome = Outcome::Finished;
+        for (i, sql) in sqls.iter().enumerate() {
+            if cancel.is_cancelled() {
+                outcome = Outcome::Aborted { at: i };
+                break;
+            }
+            let query_id = self.query_ids.fetch_add(1, Ordering::Relaxed);
+            self.mark_sub_started(id, i, query_id);
+            match run_one(conn, sql, params).await {
+                Ok(res) => self.mark_sub_done(id, i, res),
+                Err(error) => {
+                    outcome = if cancel.is_cancelled() {
+                        Outcome::Aborted { at: i }
+                    } else {
+                        Outcome::Failed { at: i, error }
+                    };
+                    break;
+                }
+            }
+        }
+        if matches!(outcome, Outcome::Finished) && (inject_abort || cancel.is_cancelled()) {
+            if inject_abort {
+                Counters::bump(&self.faults.counters.statements_aborted);
+            }
+            outcome = Outcome::Aborted { at: sqls.len() };
+        }
+        if matches!(outcome, Outcome::Finished) {
+            if let Err(e) = conn.execute(sqlx::raw_sql("COMMIT")).await {
+                outcome = Outcome::Failed {
+                    at: sqls.len().saturating_sub(1),
+                    error: db_error_text(&e),
+                };
+            }
+        }
+        if !matches!(outcome, Outcome::Finished) {
+            // SQLite may have rolled back already (after an interrupt): an
+            // error here only means there was nothing left to undo.
+            let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+        }
+        if let Ok(mut handle) = conn.lock_handle().await {
+            handle.remove_progress_handler();
+        }
+        outcome
+    }
+
+    /// SUBMITTED -> STARTED; false when the statement already ended
+    /// (cancelled while it waited).
+    fn mark_started(&self, id: &str) -> bool {
+        let now = self.now();
+        let mut store = lock(&self.store);
+        let Some(st) = store.statements.get_mut(id) else {
+            return false;
+        };
+        if st.status.is_terminal() {
+            return false;
+        }
+        if st.status == Status::Submitted {
+            st.status = Status::Started;
+            st.started_ms = Some(now);
+            st.updated_ms = now;
+        }
+        true
+    }
+
+    fn mark_sub_started(&self, id: &str, i: usize, query_id: i64) {
+        let now = self.now();
+        let mut store = lock(&self.store);
+        if let Some(sub) = store.statements.get_mut(id).and_then(|s| s.subs.get_mut(i)) {
+            sub.status = Status::Started;
+            sub.started_ms = Some(now);
+            sub.updated_ms = now;
+            sub.query_id = query_id;
+        }
+    }
+
+    fn mark_sub_done(&self, id: &str, i: usize, res: SubResult) {
+        let now = self.now();
+        let mut store = lock(&self.store);
+        if let Some(st) = store.statements.get_mut(id) {
+            let is_batch = st.req.is_batch;
+            if let Some(sub) = st.subs.get_mut(i) {
+                // A lone statement is FINISHED only once committed; a batch
+                // reports each sub-statement as it completes.
+                if is_batch {
+                    sub.status = Status::Finished;
+                    sub.ended_ms = Some(now);
+                }
+                sub.updated_ms = now;
+                sub.has_result_set = res.result.is_some();
+                sub.result_rows = res.rows;
+                sub.result_size = res.size;
+                sub.result = res.result.map(Arc::new);
+            }
+        }
+    }
+
+    /// Moves a statement to its terminal state (once), then records it and
+    /// sends its event.
+    fn finish(&self, id: &str, outcome: Outcome) {
+        let now = self.now();
+        let (line, event) = {
+            let mut store = lock(&self.store);
+            let Some(st) = store.statements.get_mut(id) else {
+                return;
+            };
+            if st.status.is_terminal() {
+                return;
+            }
+            match outcome {
+                Outcome::Finished => {
+                    st.status = Status::Finished;
+                    for sub in &mut st.subs {
+                        if !sub.status.is_terminal() {
+                            sub.status = Status::Finished;
+                            sub.ended_ms = Some(now);
+                            sub.updated_ms = now;
+                        }
+                    }
+                }
+                Outcome::Failed { at, error } => {
+                    st.status = Status::Failed;
+                    st.error = Some(error.clone());
+                    for (i, sub) in st.subs.iter_mut().enumerate() {
+                        if i == at {
+                            sub.status = Status::Failed;
+                            sub.error = Some(error.clone());
+                            sub.result = None;
+                            sub.has_result_set = false;
+                            sub.result_rows = -1;
+                            sub.result_size = -1;
+                        } else if i > at || !sub.status.is_terminal() {
+                            sub.status = Status::Aborted;
+                        } else {
+                            continue;
+                        }
+                        sub.ended_ms = Some(now);
+                        sub.updated_ms = now;
+                    }
+                }
+                Outcome::Aborted { at } => {
+                    st.status = Status::Aborted;
+                    st.error = Some("Query cancelled on user's request".to_string());
+                    let is_batch = st.req.is_batch;
+                    for (i, sub) in st.subs.iter_mut().enumerate() {
+                        if !is_batch || i >= at || !sub.status.is_terminal() {
+                            sub.status = Status::Aborted;
+                            sub.result = None;
+                            sub.has_result_set = false;
+                            sub.result_rows = -1;
+                            sub.result_size = -1;
+                            sub.ended_ms = Some(now);
+                            sub.updated_ms = now;
+                        }
+                    }
+                }
+            }
+            st.ended_ms = Some(now);
+            st.updated_ms = now;
+            let line = statement_line(st);
+            let event = st.req.with_event.then(|| EventMsg {
+                statement_id: st.id.clone(),
+                statement_name: st.req.statement_name.clone().unwrap_or_default(),
+                redshift_query_id: st.query_id(),
+                state: st.status.as_str(),
+                rows: st.result_rows(),
+                expire_at_s: (now + self.cfg.result_ttl_ms) / 1000,
+                target: st.req.target.clone(),
+                principal: format!("arn:aws:iam::{}:user/redrelay-emulator", self.cfg.account),
+            });
+            tracing::info!(
+                statement_id = %st.id,
+                state = st.status.as_str(),
+                rows = st.result_rows(),
+                error = st.error.as_deref().unwrap_or(""),
+                "Statement ended."
+            );
+            store.active = store.active.saturating_sub(1);
+            (line, event)
+        };
+        self.recorder.write(&line);
+        if let Some(event) = event {
+            self.events.send(event);
+        }
+    }
+
+    /// CancelStatement.
+    pub(crate) fn cancel(&self, id: &str) -> Result<Json, ApiError> {
+        check_id(id)?;
+        let abort_now = {
+            let store = lock(&self.store);
+            let st = store
+                .statements
+                .get(id)
+                .ok_or_else(|| ApiError::not_found("Query does not exist.", id))?;
+            if st.status.is_terminal() {
+                return Err(ApiError::validation(format!(
+                    "Could not cancel a query that is already in {} state.",
+                    st.status.as_str()
+                )));
+            }
+            st.cancel.cancel();
+            st.status == Status::Submitted
+        };
+        if abort_now {
+            // Not picked up yet: it ends now, and its task will find it ended.
+            self.finish(id, Outcome::Aborted { at: 0 });
+        }
+        Ok(json!({ "Status": true }))
+    }
+
+    /// DescribeStatement (a parent id or a batch sub-statement id).
+    pub(crate) fn describe(&self, id: &str) -> Result<Json, ApiError> {
+        check_id(id)?;
+        let now = self.now();
+        let store = lock(&self.store);
+        let (st, sub) = find(&store, id)?;
+        let mut out = json!({});
+        let put = |out: &mut Json, k: &str, v: Json| {
+            if let Some(m) = out.as_object_mut() {
+                m.insert(k.to_string(), v);
+            }
+        };
+        match &st.req.target {
+            Target::Workgroup(w) => put(&mut out, "WorkgroupName", json!(w)),
+            Target::Cluster(c) => put(&mut out, "ClusterIdentifier", json!(c)),
+        }
+        put(&mut out, "Database", json!(st.req.database));
+        if let Some(u) = &st.req.db_user {
+            put(&mut out, "DbUser", json!(u));
+        }
+        if let Some(s) = &st.req.secret_arn {
+            put(&mut out, "SecretArn", json!(s));
+        }
+        put(
+            &mut out,
+            "RedshiftPid",
+            json!(i64::from(std::process::id())),
+        );
+        put(
+            &mut out,
+            "ResultFormat",
+            json!(st.req.result_format.as_str()),
+        );
+        if let Some(p) = st.query_parameters() {
+            put(&mut out, "QueryParameters", p);
+        }
+        match sub {
+            Some(i) => {
+                let s = &st.subs[i];
+                for (k, v) in sub_fields(s, now) {
+                    put(&mut out, k, v);
+                }
+            }
+            None if !st.req.is_batch => {
+                for (k, v) in sub_fields(&st.subs[0], now) {
+                    put(&mut out, k, v);
+                }
+                put(&mut out, "Status", json!(st.status.as_str()));
+                put(&mut out, "CreatedAt", json!(secs(st.created_ms)));
+                put(&mut out, "UpdatedAt", json!(secs(st.updated_ms)));
+                put(
+                    &mut out,
+                    "Duration",
+                    json!(duration_ns(st.started_ms, st.ended_ms, now)),
+                );
+                if let Some(e) = &st.error {
+                    put(&mut out, "Error", json!(e));
+                }
+            }
+            None => {
+                put(&mut out, "Id", json!(st.id));
+                put(&mut out, "Status", json!(st.status.as_str()));
+                put(&mut out, "CreatedAt", json!(secs(st.created_ms)));
+                put(&mut out, "UpdatedAt", json!(secs(st.updated_ms)));
+                put(
+                    &mut out,
+                    "Duration",
+                    json!(duration_ns(st.started_ms, st.ended_ms, now)),
+                );
+                put(&mut out, "QueryString", json!(st.req.sqls.join(";\n")));
+                put(
+                    &mut out,
+                    "HasResultSet",
+                    json!(st.subs.iter().any(|s| s.has_result_set)),
+                );
+                put(&mut out, "ResultRows", json!(st.result_rows()));
+                put(&mut out, "ResultSize", json!(st.result_size()));
+                put(&mut out, "RedshiftQueryId", json!(st.query_id()));
+                if let Some(e) = &st.error {
+                    put(&mut out, "Error", json!(e));
+                }
+                let subs: Vec<Json> = st
+                    .subs
+                    .iter()
+                    .map(|s| {
+                        Json::Object(
+                            sub_fields(s, now)
+                                .into_iter()
+                                .map(|(k, v)| (k.to_string(), v))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                put(&mut out, "SubStatements", Json::Array(subs));
+            }
+        }
+        Ok(out)
+    }
+
+    /// GetStatementResult (JSON) or GetStatementResultV2 (CSV).
+    pub(crate) fn result(
+        &self,
+        id: &str,
+        next_token: Option<&str>,
+        format: ResultFormat,
+    ) -> Result<Json, ApiError> {
+        check_id(id)?;
+        let now = self.now();
+        let (result, st_format) = {
+            let mut store = lock(&self.store);
+            let ttl = self.cfg.result_ttl_ms;
+            let st = {
+                let (st, _) = find(&store, id)?;
+                st.id.clone()
+            };
+            let st = store
+                .statements
+                .get_mut(&st)
+                .ok_or_else(|| ApiError::not_found("Query does not exist.", id))?;
+            let i = match id.split_once(':') {
+                Some((_, n)) => n.parse::<usize>().unwrap_or(1).saturating_sub(1),
+                None if st.req.is_batch => {
+                    return Err(ApiError::validation(
+                        "Statement is a batch: fetch results by sub-statement id (Id:N).",
+                    ))
+                }
+                None => 0,
+            };
+            let st_status = st.status;
+            let st_format = st.req.result_format;
+            let Some(sub) = st.subs.get_mut(i) else {
+                return Err(ApiError::not_found("Query does not exist.", id));
+            };
+            if sub.status != Status::Finished || st_status != Status::Finished {
+                let status = if st.req.is_batch {
+                    sub.status
+                } else {
+                    st_status
+                };
+                return Err(ApiError::validation(format!(
+                    "Query has not finished successfully: its status is {}.",
+                    if status == Status::Finished {
+                        st_status.as_str()
+                    } else {
+                        status.as_str()
+                    }
+                )));
+            }
+            if !sub.has_result_set {
+                return Err(ApiError::not_found(
+                    "Query does not have result. Please check query status with DescribeStatement.",
+                    id,
+                ));
+            }
+            let ended = sub.ended_ms.unwrap_or(now);
+            if now >= ended.saturating_add(ttl) {
+                sub.result = None;
+                return Err(ApiError::validation(
+                    "The results of this statement have expired: results are kept for a limited time after the statement ends.",
+                ));
+            }
+            let Some(result) = sub.result.clone() else {
+                return Err(ApiError::validation(
+                    "The results of this statement have expired.",
+                ));
+            };
+            (result, st_format)
+        };
+        match (format, st_format) {
+            (ResultFormat::Json, ResultFormat::Csv) => {
+                return Err(ApiError::validation(
+                    "The statement's ResultFormat is CSV: use GetStatementResultV2.",
+                ))
+            }
+            (ResultFormat::Csv, ResultFormat::Json) => {
+                return Err(ApiError::validation(
+                    "The statement's ResultFormat is JSON: use GetStatementResult.",
+                ))
+            }
+            _ => {}
+        }
+        let total = result.rows.len();
+        let offset = match next_token {
+            None | Some("") => 0,
+            Some(t) => t
+                .strip_prefix("rows:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n > 0 && *n < total)
+                .ok_or_else(|| ApiError::validation("Invalid NextToken."))?,
+        };
+        let end = offset.saturating_add(self.cfg.page_size.max(1)).min(total);
+        let page = &result.rows[offset..end];
+        let columns: Vec<Json> = result
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, m)| column_json(m, &result.rows, c))
+            .collect();
+        let mut out = json!({
+            "ColumnMetadata": columns,
+            "TotalNumRows": total,
+        });
+        let records = match format {
+            ResultFormat::Json => Json::Array(
+                page.iter()
+                    .map(|row| Json::Array(row.iter().map(Value::to_field).collect()))
+                    .collect(),
+            ),
+            ResultFormat::Csv => {
+                let mut text = String::new();
+                if offset == 0 {
+                    let header: Vec<String> = result
+                        .columns
+                        .iter()
+                        .map(|c| sql::csv_quote(&c.name))
+                        .collect();
+                    text.push_str(&header.join(","));
+                    text.push('\n');
+                }
+                for row in page {
+                    let cells: Vec<String> = row.iter().map(Value::to_csv).collect();
+                    text.push_str(&cells.join(","));
+                    text.push('\n');
+                }
+                json!([{ "CSVRecords": text }])
+            }
+        };
+        if let Some(m) = out.as_object_mut() {
+            m.insert("Records".into(), records);
+            if format == ResultFormat::Csv {
+                m.insert("ResultFormat".into(), json!("CSV"));
+            }
+            if end < total {
+                m.insert("NextToken".into(), json!(format!("rows:{end}")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// ListStatements: parents, newest first.
+    pub(crate) fn list(&self, q: &ListRequest) -> Result<Json, ApiError> {
+        let statement_name = q.statement_name.as_deref();
+        let database = q.database.as_deref();
+        let cluster = q.cluster_identifier.as_deref();
+        let workgroup = q.workgroup_name.as_deref();
+        let max = match q.max_results {
+            None | Some(0) => 100,
+            Some(n) if (1..=100).contains(&n) => usize::try_from(n).unwrap_or(100),
+            Some(n) => {
+                return Err(ApiError::validation(format!(
+                    "MaxResults must be between 0 and 100, got {n}."
+                )))
+            }
+        };
+        let status = match q.status.as_deref() {
+            None | Some("ALL") => None,
+            Some(s @ ("SUBMITTED" | "PICKED" | "STARTED" | "FINISHED" | "ABORTED" | "FAILED")) => {
+                Some(s)
+            }
+            Some(s) => return Err(ApiError::validation(format!("Invalid Status {s:?}."))),
+        };
+        let before = match q.next_token.as_deref() {
+            None | Some("") => u64::MAX,
+            Some(t) => t
+                .strip_prefix("seq:")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::validation("Invalid NextToken."))?,
+        };
+        let store = lock(&self.store);
+        let mut out = Vec::new();
+        let mut next = None;
+        for (seq, id) in store.order.range(..before).rev() {
+            let Some(st) = store.statements.get(id) else {
+                continue;
+            };
+            if let Some(prefix) = statement_name {
+                if !st
+                    .req
+                    .statement_name
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with(prefix)
+                {
+                    continue;
+                }
+            }
+            if status.is_some_and(|s| s != st.status.as_str()) {
+                continue;
+            }
+            if database.is_some_and(|d| d != st.req.database) {
+                continue;
+            }
+            if cluster.is_some_and(|c| st.req.target != Target::Cluster(c.to_string())) {
+                continue;
+            }
+            if workgroup.is_some_and(|w| st.req.target != Target::Workgroup(w.to_string())) {
+                continue;
+            }
+            if out.len() == max {
+                next = Some(format!("seq:{}", seq + 1));
+                break;
+            }
+            let mut item = json!({
+                "Id": st.id,
+                "Status": st.status.as_str(),
+                "CreatedAt": secs(st.created_ms),
+                "UpdatedAt": secs(st.updated_ms),
+                "IsBatchStatement": st.req.is_batch,
+                "ResultFormat": st.req.result_format.as_str(),
+            });
+            if let Some(m) = item.as_object_mut() {
+                if st.req.is_batch {
+                    m.insert("QueryStrings".into(), json!(st.req.sqls));
+                } else {
+                    m.insert("QueryString".into(), json!(st.req.sqls[0]));
+                }
+                if let Some(n) = &st.req.statement_name {
+                    m.insert("StatementName".into(), json!(n));
+                }
+                if let Some(s) = &st.req.secret_arn {
+                    m.insert("SecretArn".into(), json!(s));
+                }
+                if let Some(p) = st.query_parameters() {
+                    m.insert("QueryParameters".into(), p);
+                }
+            }
+            out.push(item);
+        }
+        let mut resp = json!({ "Statements": out });
+        if let (Some(t), Some(m)) = (next, resp.as_object_mut()) {
+            m.insert("NextToken".into(), json!(t));
+        }
+        Ok(resp)
+    }
+
+    /// Drops results past their retention and ClientTokens past theirs.
+    pub(crate) fn sweep(&self) {
+        let now = self.now();
+        let mut store = lock(&self.store);
+        let ttl = self.cfg.result_ttl_ms;
+        let mut dropped = 0usize;
+        for st in store.statements.values_mut() {
+            for sub in &mut st.subs {
+                if sub.result.is_some()
+                    && sub.ended_ms.is_some_and(|e| now >= e.saturating_add(ttl))
+                {
+                    sub.result = None;
+                    dropped += 1;
+                }
+            }
+        }
+        let token_ttl = self.cfg.client_token_ttl_ms;
+        store.tokens.retain(|_, (_, seen)| now - *seen < token_ttl);
+        if dropped > 0 {
+            tracing::debug!(dropped, "Expired statement results dropped.");
+        }
+    }
+
+    /// Cancels what still runs and waits (up to `grace`) for it to stop;
+    /// records statements that never ended.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        {
+            let store = lock(&self.store);
+            for st in store.statements.values() {
+                if !st.status.is_terminal() {
+                    st.cancel.cancel();
+                }
+            }
+        }
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.running.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(grace, wait).await.is_err() {
+            tracing::warn!(
+                running = self.running.load(Ordering::SeqCst),
+                "Statements still running at shutdown."
+            );
+            let store = lock(&self.store);
+            for st in store.statements.values() {
+                if !st.status.is_terminal() {
+                    self.recorder.write(&statement_line(st));
+                }
+            }
+        }
+    }
+}
+
+fn api_fault_error(fault: ApiFault, message: String) -> ApiError {
+    ApiError {
+        kind: match fault {
+            ApiFault::Throttle => ErrorKind::Throttling,
+            ApiFault::ActiveExceeded => ErrorKind::ActiveStatementsExceeded,
+        },
+        message,
+        resource_id: None,
+    }
+}
+
+fn exec_output(st: &Statement) -> Json {
+    let mut out = json!({
+        "Id": st.id,
+        "CreatedAt": secs(st.created_ms),
+        "Database": st.req.database,
+    });
+    if let Some(m) = out.as_object_mut() {
+        match &st.req.target {
+            Target::Workgroup(w) => m.insert("WorkgroupName".into(), json!(w)),
+            Target::Cluster(c) => m.insert("ClusterIdentifier".into(), json!(c)),
+        };
+        if let Some(u) = &st.req.db_user {
+            m.insert("DbUser".into(), json!(u));
+        }
+        if let Some(s) = &st.req.secret_arn {
+            m.insert("SecretArn".into(), json!(s));
+        }
+    }
+    out
+}
+
+fn statement_line(st: &Statement) -> Json {
+    json!({
+        "kind": "statement",
+        "id": st.id,
+        "client_token": st.req.client_token,
+        "statement_name": st.req.statement_name,
+        "sqls": st.req.sqls,
+        "is_batch": st.req.is_batch,
+        "state": st.status.as_str(),
+        "error": st.error,
+        "rows": st.result_rows(),
+        "with_event": st.req.with_event,
+        "faults": st.plan,
+        "created_ms": st.created_ms,
+        "started_ms": st.started_ms,
+        "ended_ms": st.ended_ms,
+    })
+}
+
+fn duration_ns(started: Option<i64>, ended: Option<i64>, now: i64) -> i64 {
+    match started {
+        Some(s) => ended
+            .unwrap_or(now)
+            .saturating_sub(s)
+            .saturating_mul(1_000_000),
+        None => 0,
+    }
+}
+
+fn sub_fields(s: &Sub, now: i64) -> Vec<(&'static str, Json)> {
+    let mut v = vec![
+        ("Id", json!(s.id)),
+        ("Status", json!(s.status.as_str())),
+        ("CreatedAt", json!(secs(s.created_ms))),
+        ("UpdatedAt", json!(secs(s.updated_ms))),
+        (
+            "Duration",
+            json!(duration_ns(s.started_ms, s.ended_ms, now)),
+        ),
+        ("QueryString", json!(s.sql)),
+        ("HasResultSet", json!(s.has_result_set)),
+        ("ResultRows", json!(s.result_rows)),
+        ("ResultSize", json!(s.result_size)),
+        ("RedshiftQueryId", json!(s.query_id)),
+    ];
+    if let Some(e) = &s.error {
+        v.push(("Error", json!(e)));
+    }
+    v
+}
+
+fn column_json(m: &ColumnMeta, rows: &[Vec<Value>], c: usize) -> Json {
+    // An expression has no declared type: take the first value's class.
+    let observed = rows.iter().find_map(|r| match r.get(c) {
+        Some(Value::Long(_)) => Some("INTEGER"),
+        Some(Value::Double(_)) => Some("REAL"),
+        Some(Value::Text(_)) => Some("TEXT"),
+        Some(Value::Blob(_)) => Some("BLOB"),
+        Some(Value::Bool(_)) => Some("BOOLEAN"),
+        _ => None,
+    });
+    let ty = match m.sqlx_type.as_str() {
+        "NULL" => observed.unwrap_or("TEXT"),
+        t => t,
+    };
+    let type_name = sql::redshift_type_name(ty);
+    let numeric = matches!(type_name, "int8" | "float8" | "numeric");
+    let (precision, scale) = match type_name {
+        "int8" => (19, 0),
+        "float8" => (17, 17),
+        "bool" => (1, 0),
+        _ => (256, 0),
+    };
+    json!({
+        "isCaseSensitive": type_name == "varchar",
+        "isCurrency": false,
+        "isSigned": numeric,
+        "label": m.name,
+        "name": m.name,
+        "nullable": 1,
+        "precision": precision,
+        "scale": scale,
+        "schemaName": if m.table.is_empty() { "" } else { "public" },
+        "tableName": m.table,
+        "typeName": type_name,
+        "length": 0,
+    })
+}
+
+/// Finds a statement by parent id or sub-statement id (`<id>:N`, batches
+/// only); returns it and the sub-statement index.
+fn find<'a>(store: &'a Store, id: &str) -> Result<(&'a Statement, Option<usize>), ApiError> {
+    let not_found = || ApiError::not_found("Query does not exist.", id);
+    match id.split_once(':') {
+        None => store
+            .statements
+            .get(id)
+            .map(|st| (st, None))
+            .ok_or_else(not_found),
+        Some((parent, n)) => {
+            let st = store.statements.get(parent).ok_or_else(not_found)?;
+            let n: usize = n.parse().map_err(|_| not_found())?;
+            if !st.req.is_batch || n == 0 || n > st.subs.len() {
+                return Err(not_found());
+            }
+            Ok((st, Some(n - 1)))
+        }
+    }
+}
+
+/// Checks an id against the model's UUID pattern
+/// `[a-z0-9]{8}(-[a-z0-9]{4}){3}-[a-z0-9]{12}(:\d{0,2})?`.
+fn check_id(id: &str) -> Result<(), ApiError> {
+    let (uuid, sub) = match id.split_once(':') {
+        Some((u, s)) => (u, Some(s)),
+        None => (id, None),
+    };
+    let groups: Vec<&str> = uuid.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    let uuid_ok = groups.len() == 5
+        && groups.iter().zip(lens).all(|(g, l)| {
+            g.len() == l
+                && g.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+    let sub_ok = sub.is_none_or(|s| s.len() <= 2 && s.chars().all(|c| c.is_ascii_digit()));
+    if uuid_ok && sub_ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{id}' at 'id' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-z0-9]{{8}}(-[a-z0-9]{{4}}){{3}}-[a-z0-9]{{12}}(:\\d{{0,2}})?"
+        )))
+    }
+}
+
+/// Checks what the wire layer cannot: sizes, names and parameters.
+fn validate_request(req: &ExecRequest) -> Result<(), ApiError> {
+    if req.sqls.is_empty() || req.sqls.len() > 40 {
+        return Err(ApiError::validation(
+            "Sqls must contain between 1 and 40 SQL statements.",
+        ));
+    }
+    for sql in &req.sqls {
+        if sql.trim().is_empty() {
+            return Err(ApiError::validation("SQL statement must not be empty."));
+        }
+        if sql.len() > MAX_SQL_BYTES {
+            return Err(ApiError::validation(format!(
+                "SQL statement is too long: {} bytes, the limit is {MAX_SQL_BYTES}.",
+                sql.len()
+            )));
+        }
+    }
+    if req
+        .statement_name
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_STATEMENT_NAME)
+    {
+        return Err(ApiError::validation(format!(
+            "StatementName must be at most {MAX_STATEMENT_NAME} characters."
+        )));
+    }
+    if req.database.is_empty() {
+        return Err(ApiError::validation("Database must not be empty."));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in &req.params {
+        if !sql::valid_param_name(name) {
+            return Err(ApiError::validation(format!(
+                "Parameter name {name:?} must match [0-9a-zA-Z_]+."
+            )));
+        }
+        if value.is_empty() {
+            return Err(ApiError::validation(format!(
+                "Parameter {name:?} has an empty value: the Data API takes no empty or NULL parameter values."
+            )));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(ApiError::validation(format!(
+                "Parameter {name:?} is given more than once."
+            )));
+        }
+    }
+    for sql in &req.sqls {
+        for name in sql::rewrite_params(sql).names {
+            if !seen.contains(name.as_str()) {
+                return Err(ApiError::validation(format!(
+                    "The SQL references parameter :{name} but no value was provided for it."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The database's error text, as Redshift would show it.
+fn db_error_text(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(d) => format!("ERROR: {}", d.message()),
+        None => format!("ERROR: {e}"),
+    }
+}
+
+/// Runs one SQL inside the open transaction and keeps its rows.
+async fn run_one(
+    conn: &mut SqliteConnection,
+    sql_text: &str,
+    params: &[(String, String)],
+) -> Result<SubResult, String> {
+    let rw = sql::rewrite_params(sql_text);
+    let mut args = SqliteArguments::default();
+    for name in &rw.names {
+        let value = params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| format!("ERROR: no value for parameter :{name}"))?;
+        args.add(value).map_err(|e| format!("ERROR: {e}"))?;
+    }
+    let prepared = (&mut *conn)
+        .prepare(AssertSqlSafe(rw.sql.clone()).into_sql_str())
+        .await
+        .map_err(|e| db_error_text(&e))?;
+    let columns: Vec<ColumnMeta> = prepared
+        .columns()
+        .iter()
+        .map(|c| ColumnMeta {
+            name: c.name().to_string(),
+            sqlx_type: c.type_info().name().to_string(),
+            table: match c.origin() {
+                ColumnOrigin::Table(t) => t.table.to_string(),
+                _ => String::new(),
+            },
+        })
+        .collect();
+    let declared_bool: Vec<bool> = columns.iter().map(|c| c.sqlx_type == "BOOLEAN").collect();
+    drop(prepared);
+    let query = sqlx::query_with(AssertSqlSafe(rw.sql), args);
+    let mut stream = (&mut *conn).fetch_many(query);
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    let mut changes: u64 = 0;
+    let mut size: i64 = 0;
+    while let Some(step) = stream.try_next().await.map_err(|e| db_error_text(&e))? {
+        match step {
+            Either::Left(done) => changes += done.rows_affected(),
+            Either::Right(row) => {
+                let mut values = Vec::with_capacity(row.len());
+                for i in 0..row.len() {
+                    let v = typed_value(&row, i, declared_bool.get(i).copied().unwrap_or(false))?;
+                    size += v.size();
+                    values.push(v);
+                }
+                rows.push(values);
+            }
+        }
+    }
+    drop(stream);
+    if !columns.is_empty() {
+        let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        Ok(SubResult {
+            result: Some(ResultSet { columns, rows }),
+            rows: n,
+            size,
+        })
+    } else {
+        let n = if sql::is_dml(sql_text) {
+            i64::try_from(changes).unwrap_or(i64::MAX)
+        } else {
+            0
+        };
+        Ok(SubResult {
+            result: None,
+            rows: n,
+            size: 0,
+        })
+    }
+}
+
+/// Types one value from its SQLite storage class.
+fn typed_value(
+    row: &sqlx::sqlite::SqliteRow,
+    i: usize,
+    declared_bool: bool,
+) -> Result<Value, String> {
+    let class = {
+        let raw = row.try_get_raw(i).map_err(|e| format!("ERROR: {e}"))?;
+        if raw.is_null() {
+            StorageClass::Null
+        } else {
+            StorageClass::from_sqlx_name(raw.type_info().name())
+        }
+    };
+    let err = |e: sqlx::Error| format!("ERROR: {e}");
+    Ok(match class {
+        StorageClass::Null => Value::Null,
+        StorageClass::Integer => {
+            let v: i64 = row.try_get_unchecked(i).map_err(err)?;
+            if declared_bool {
+                Value::Bool(v != 0)
+            } else {
+                Value::Long(v)
+            }
+        }
+        StorageClass::Real => Value::Double(row.try_get_unchecked(i).map_err(err)?),
+        StorageClass::Text => Value::Text(row.try_get_unchecked(i).map_err(err)?),
+        StorageClass::Blob => Value::Blob(row.try_get_unchecked(i).map_err(err)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_model_pattern() {
+        assert!(check_id("dd2e1ec9-2ee3-49a0-819f-905fa7d75a4a").is_ok());
+        assert!(check_id("dd2e1ec9-2ee3-49a0-819f-905fa7d75a4a:12").is_ok());
+        assert!(check_id("dd2e1ec9-2ee3-49a0-819f-905fa7d75a4a:123").is_err());
+        assert!(check_id("DD2E1EC9-2ee3-49a0-819f-905fa7d75a4a").is_err());
+        assert!(check_id("nope").is_err());
+    }
+
+    #[test]
+    fn durations_in_nanoseconds() {
+        assert_eq!(duration_ns(Some(1000), Some(1250), 0), 250_000_000);
+        assert_eq!(duration_ns(None, None, 5), 0);
+    }
+}
