@@ -4,6 +4,7 @@
 //! state; zero rows changed is a [`LedgerError::Conflict`], never silence.
 
 use crate::event::{StatementState, StatusEvent};
+use crate::retry::{seed_of, RetryPolicy};
 use crate::state::{after_attempt, JobState, Outcome};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -258,18 +259,33 @@ impl Ledger {
     /// Opens (creating, readable by its owner only) the ledger file and runs
     /// the migrations.
     pub async fn open(path: &Path) -> Result<Self> {
+        let create_err = |source| LedgerError::Create {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| LedgerError::Create {
-                path: path.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(create_err)?;
         }
-        if !path.exists() {
-            create_private(path).map_err(|source| LedgerError::Create {
-                path: path.display().to_string(),
-                source,
-            })?;
+        match create_private(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(create_err(e)),
         }
+        // Several processes (the worker, `redrelay submit`) may open a new
+        // ledger at once: switching to WAL and migrating happen under an
+        // exclusive lock on a side file.
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(create_err)?;
+        let lock_file = tokio::task::spawn_blocking(move || lock_file.lock().map(|()| lock_file))
+            .await
+            .map_err(|e| create_err(std::io::Error::other(e)))?
+            .map_err(create_err)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -279,9 +295,11 @@ impl Ledger {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .min_connections(1)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        drop(lock_file);
         Ok(Self { pool })
     }
 
@@ -408,6 +426,26 @@ impl Ledger {
         .fetch_one(&self.pool)
         .await?;
         Ok(busy == 0)
+    }
+
+    /// Makes READY every RETRY_WAIT job whose backoff has elapsed. Returns
+    /// how many.
+    pub async fn promote_retries(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET state = 'READY', ready_at = ?1, not_before = NULL \
+             WHERE state = 'RETRY_WAIT' AND not_before <= ?1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// The earliest time a RETRY_WAIT job may go READY.
+    pub async fn next_retry_at(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(not_before) FROM jobs WHERE state = 'RETRY_WAIT'")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Whether a statement id belongs to an attempt of this ledger.
@@ -975,9 +1013,17 @@ async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: i64) -> Res
         Outcome::Finished { rows } => (*rows, None),
         Outcome::Failed { error } | Outcome::Aborted { error } => (None, Some(error.clone())),
     };
+    let not_before = (next == JobState::RetryWait).then(|| {
+        let policy = job
+            .retry
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<RetryPolicy>(r).ok())
+            .unwrap_or_default();
+        now + policy.delay_ms(job.attempt, seed_of(&job.uid))
+    });
     let changed = sqlx::query(
         "UPDATE jobs SET state = ?, rows = COALESCE(?, rows), error = ?, \
-         finished_at = ?, result_state = ? \
+         finished_at = ?, result_state = ?, not_before = ? \
          WHERE id = ? AND state = 'SUBMITTED' AND attempt = ?",
     )
     .bind(next.as_str())
@@ -985,6 +1031,7 @@ async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: i64) -> Res
     .bind(error)
     .bind(next.is_terminal().then_some(now))
     .bind((next == JobState::Finished).then_some("PENDING"))
+    .bind(not_before)
     .bind(job.id)
     .bind(job.attempt)
     .execute(&mut **tx)

@@ -14,6 +14,7 @@ pub mod emulator;
 pub mod event;
 pub mod ledger;
 pub mod results;
+pub mod retry;
 pub mod setup;
 pub mod state;
 pub mod worker;

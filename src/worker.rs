@@ -377,6 +377,10 @@ impl Worker {
     /// Submits READY jobs up to the in-flight limit. Returns the reason when
     /// the Data API throttled.
     async fn submit_round(&self) -> Result<Option<String>, LedgerError> {
+        let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
+        if promoted > 0 {
+            info!(jobs = promoted, "Backoff over: jobs READY for another attempt.");
+        }
         let in_flight = self.ledger.in_flight().await?;
         let room = i64::from(self.cfg.max_in_flight) - in_flight;
         if room <= 0 {

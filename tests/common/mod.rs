@@ -1,0 +1,432 @@
+//! Shared test helpers: a real local stack per test (moto's server for SQS
+//! and EventBridge, redrelay's Data API emulator), each on a free loopback
+//! port, with its own queue, ledger and results folder. Every process is a
+//! child of the test and is killed by its PID when the stack is dropped.
+#![allow(dead_code)]
+
+use redrelay::ledger::{Job, Ledger};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_redrelay")
+}
+
+/// The project's virtualenv (made by `make venv`).
+pub fn venv() -> PathBuf {
+    match std::env::var_os("REDRELAY_VENV") {
+        Some(v) => PathBuf::from(v),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+    }
+}
+
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = venv().join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make venv` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A child process killed (by its PID) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on 127.0.0.1:{port}");
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub moto: Proc,
+    pub emulator: Option<Proc>,
+    pub moto_url: String,
+    pub data_url: String,
+    pub queue: String,
+    pub config: PathBuf,
+    pub emulator_args: Vec<String>,
+}
+
+pub struct StackOptions {
+    pub page_size: usize,
+    /// Extra lines for redrelay.toml.
+    pub config_extra: String,
+    /// Extra emulator flags.
+    pub emulator_args: Vec<String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 1000,
+            config_extra: String::new(),
+            emulator_args: Vec::new(),
+        }
+    }
+}
+
+impl Stack {
+    pub fn start(test: &str) -> Stack {
+        Self::start_with(test, StackOptions::default())
+    }
+
+    pub fn start_with(test: &str, opts: StackOptions) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let moto = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("moto.log")).expect("moto log"))
+            .spawn()
+            .expect("start moto_server");
+        let moto = Proc {
+            child: moto,
+            name: "moto".into(),
+        };
+        wait_for_port(port, "moto_server");
+        let moto_url = format!("http://127.0.0.1:{port}");
+        let queue = format!("rr-{test}-{}", std::process::id());
+        let config = dir.path().join("redrelay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "queue_name = \"{queue}\"\nrule_name = \"{queue}-rule\"\nledger = \"{}\"\n\
+                 results_dir = \"{}\"\nworkgroup = \"wg-test\"\ndatabase = \"dev\"\n{}\n",
+                dir.path().join("ledger.db").display(),
+                dir.path().join("results").display(),
+                opts.config_extra
+            ),
+        )
+        .expect("write config");
+        let mut emulator_args = vec![
+            "--page-size".to_string(),
+            opts.page_size.to_string(),
+            "--record".to_string(),
+            dir.path().join("record.jsonl").display().to_string(),
+        ];
+        emulator_args.extend(opts.emulator_args);
+        let mut stack = Stack {
+            dir,
+            moto,
+            emulator: None,
+            moto_url,
+            data_url: String::new(),
+            queue,
+            config,
+            emulator_args,
+        };
+        stack.start_emulator();
+        let out = stack.run(&["setup"]);
+        assert!(out.status.success(), "setup failed: {}", stderr(&out));
+        stack
+    }
+
+    /// (Re)starts the emulator on a new port; the warehouse file is kept.
+    pub fn start_emulator(&mut self) {
+        if let Some(mut old) = self.emulator.take() {
+            old.kill();
+        }
+        let mut cmd = Command::new(bin());
+        cmd.args(["emulator", "--listen", "127.0.0.1:0", "--warehouse"])
+            .arg(self.dir.path().join("warehouse.db"))
+            .args(&self.emulator_args)
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("emulator.log"))
+                    .expect("emulator log"),
+            );
+        self.aws_env(&mut cmd);
+        let mut child = cmd.spawn().expect("start the emulator");
+        let stdout = child.stdout.take().expect("emulator stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read emulator stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("emulator said {line:?}, not `listening on ADDR`"))
+            .to_string();
+        self.data_url = format!("http://{addr}");
+        self.emulator = Some(Proc {
+            child,
+            name: "emulator".into(),
+        });
+    }
+
+    /// Dummy credentials and the local endpoints, isolated from any real AWS
+    /// configuration of the machine.
+    pub fn aws_env(&self, cmd: &mut Command) {
+        cmd.env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_SQS", &self.moto_url)
+            .env("AWS_ENDPOINT_URL_EVENTBRIDGE", &self.moto_url);
+        if !self.data_url.is_empty() {
+            cmd.env("AWS_ENDPOINT_URL_REDSHIFT_DATA", &self.data_url);
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&self.config).args(args);
+        self.aws_env(&mut cmd);
+        cmd.env("REDRELAY_LOG", "info,aws=warn");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run redrelay")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "redrelay {args:?} failed ({}): {}",
+            out.status,
+            stderr(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// `redrelay submit ...` returning the job id.
+    pub fn submit(&self, args: &[&str]) -> i64 {
+        let mut all = vec!["submit"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("submit printed {out:?}, not a job id"))
+    }
+
+    /// Starts `redrelay worker` in the background (stderr to worker.log).
+    pub fn spawn_worker(&self, extra: &[&str]) -> Proc {
+        let mut args = vec!["worker"];
+        args.extend_from_slice(extra);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("worker.log"))
+            .expect("worker log");
+        let child = self
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start worker");
+        Proc {
+            child,
+            name: "worker".into(),
+        }
+    }
+
+    /// Runs `redrelay worker --until-idle`, which must exit 0 in time.
+    pub fn worker_until_idle(&self, timeout: Duration) {
+        let mut w = self.spawn_worker(&["--until-idle"]);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = w.child.try_wait().expect("wait worker") {
+                assert!(
+                    status.success(),
+                    "worker exited {status}: {}",
+                    self.log("worker.log")
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker --until-idle still running after {timeout:?}: {}",
+                self.log("worker.log")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a job to reach a state (polling the ledger through the CLI).
+    pub fn wait_state(&self, id: i64, state: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.json(&["jobs", "show", &id.to_string()]);
+            if job["state"] == state {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} is {} after {timeout:?}, expected {state}; worker log: {}",
+                job["state"],
+                self.log("worker.log")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.dir.path().join("ledger.db")
+    }
+
+    pub fn warehouse_path(&self) -> PathBuf {
+        self.dir.path().join("warehouse.db")
+    }
+
+    pub async fn ledger(&self) -> Ledger {
+        Ledger::open(&self.ledger_path())
+            .await
+            .expect("open ledger")
+    }
+
+    pub async fn jobs(&self) -> Vec<Job> {
+        self.ledger().await.jobs(None, None).await.expect("jobs")
+    }
+
+    /// The emulator's record: every line (statements, events, faults).
+    pub fn record_all(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("record.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("record line is JSON"))
+            .collect()
+    }
+
+    /// The emulator's record of every statement it executed.
+    pub fn record(&self) -> Vec<Value> {
+        self.record_all()
+            .into_iter()
+            .filter(|l| l["kind"] == "statement")
+            .collect()
+    }
+
+    /// A boto3/SQS call through the venv's Python (a client we did not write).
+    pub fn python(&self, script: &str) -> String {
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg("-c").arg(script);
+        self.aws_env(&mut cmd);
+        let out = cmd.output().expect("run python");
+        assert!(out.status.success(), "python failed: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends a raw body to the stack's queue with boto3.
+    pub fn send_raw(&self, body: &str) {
+        let script = format!(
+            "import boto3,os\n\
+             sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+             url=sqs.get_queue_url(QueueName={q:?})['QueueUrl']\n\
+             sqs.send_message(QueueUrl=url, MessageBody={b})\n",
+            q = self.queue,
+            b = py_str(body)
+        );
+        self.python(&script);
+    }
+
+    /// Messages still on the queue (visible + in flight).
+    pub fn queue_depth(&self) -> i64 {
+        let script = format!(
+            "import boto3,os\n\
+             sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+             url=sqs.get_queue_url(QueueName={q:?})['QueueUrl']\n\
+             a=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['All'])['Attributes']\n\
+             print(int(a['ApproximateNumberOfMessages'])+int(a['ApproximateNumberOfMessagesNotVisible']))\n",
+            q = self.queue
+        );
+        self.python(&script).trim().parse().expect("a number")
+    }
+}
+
+/// A Python string literal holding `s` exactly.
+pub fn py_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Rows of a table in the emulator's warehouse, read with Python's sqlite3.
+pub fn warehouse_query(path: &Path, sql: &str) -> Vec<Vec<Value>> {
+    let script = format!(
+        "import sqlite3,json\nc=sqlite3.connect({p})\nprint(json.dumps([list(r) for r in c.execute({s})]))\n",
+        p = py_str(&path.display().to_string()),
+        s = py_str(sql)
+    );
+    let out = Command::new(venv_bin("python"))
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("json rows")
+}
