@@ -443,9 +443,11 @@ impl Ledger {
 
     /// The earliest time a RETRY_WAIT job may go READY.
     pub async fn next_retry_at(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MIN(not_before) FROM jobs WHERE state = 'RETRY_WAIT'")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT MIN(not_before) FROM jobs WHERE state = 'RETRY_WAIT'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Whether a statement id belongs to an attempt of this ledger.

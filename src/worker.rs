@@ -127,23 +127,22 @@ impl Worker {
     /// Runs until `shutdown` is cancelled (or, with `until_idle`, until no
     /// work is left). In-flight work gets `grace` to finish.
     pub async fn run(self: Arc<Self>, opts: Options, shutdown: CancellationToken) -> Result<()> {
-        info!(queue = %self.queue_url, "Worker started.");
+        let started_at = self.clock.now_ms();
         let stop = shutdown.child_token();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().consume(stop.clone()));
         tasks.spawn(self.clone().submit_loop(stop.clone()));
         tasks.spawn(self.clone().fetch_loop(stop.clone()));
-        tasks.spawn(self.clone().reconcile_loop(stop.clone()));
+        tasks.spawn(self.clone().reconcile_loop(started_at, stop.clone()));
         if opts.until_idle {
             tasks.spawn(self.clone().idle_watch(stop.clone()));
         }
+        info!(queue = %self.queue_url, "Worker started.");
         let mut failure = None;
         // The first task to end (normally because `stop` was cancelled)
         // stops the others.
-        if let Some(res) = tasks.join_next().await {
-            if let Ok(Err(e)) = res {
-                failure = Some(e);
-            }
+        if let Some(Ok(Err(e))) = tasks.join_next().await {
+            failure = Some(e);
         }
         stop.cancel();
         let drained = tokio::time::timeout(opts.grace, async {
@@ -379,7 +378,10 @@ impl Worker {
     async fn submit_round(&self) -> Result<Option<String>, LedgerError> {
         let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
         if promoted > 0 {
-            info!(jobs = promoted, "Backoff over: jobs READY for another attempt.");
+            info!(
+                jobs = promoted,
+                "Backoff over: jobs READY for another attempt."
+            );
         }
         let in_flight = self.ledger.in_flight().await?;
         let room = i64::from(self.cfg.max_in_flight) - in_flight;
@@ -479,13 +481,17 @@ impl Worker {
 
     /// Checks with DescribeStatement the jobs that got no end event in time
     /// (and, at start-up, every job in flight): events can be lost.
-    async fn reconcile_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
+    async fn reconcile_loop(
+        self: Arc<Self>,
+        started_at: i64,
+        stop: CancellationToken,
+    ) -> Result<()> {
         let after_ms = (self.cfg.reconcile_after_secs * 1000) as i64;
         let period = Duration::from_millis((after_ms as u64 / 4).clamp(500, 60_000));
         let mut first = true;
         loop {
             let cutoff = if first {
-                self.clock.now_ms()
+                started_at
             } else {
                 self.clock.now_ms() - after_ms
             };

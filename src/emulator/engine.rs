@@ -1386,7 +1386,14 @@ async fn run_one(
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
             .ok_or_else(|| format!("ERROR: no value for parameter :{name}"))?;
-        args.add(value).map_err(|e| format!("ERROR: {e}"))?;
+        // Redshift casts a parameter to the type its context needs; SQLite
+        // does not, so a value that is a plain number is bound as one.
+        match sql::numeric_param(&value) {
+            Some(sql::Numeric::Int(i)) => args.add(i),
+            Some(sql::Numeric::Real(f)) => args.add(f),
+            None => args.add(value),
+        }
+        .map_err(|e| format!("ERROR: {e}"))?;
     }
     let prepared = (&mut *conn)
         .prepare(AssertSqlSafe(rw.sql.clone()).into_sql_str())

@@ -107,6 +107,13 @@ pub(crate) fn spawn(
     (EventSender(tx), handle)
 }
 
+/// An event held back to be sent after the next one.
+struct Held {
+    msg: EventMsg,
+    duplicate: bool,
+    deadline: Instant,
+}
+
 struct Publisher {
     account: String,
     faults: Arc<Faults>,
@@ -122,16 +129,16 @@ impl Publisher {
         mut rx: mpsc::UnboundedReceiver<EventMsg>,
         stop: CancellationToken,
     ) {
-        let mut held: Option<(EventMsg, Instant)> = None;
+        let mut held: Option<Held> = None;
         let mut delayed = JoinSet::new();
         loop {
-            let deadline = held.as_ref().map(|(_, d)| *d);
+            let deadline = held.as_ref().map(|h| h.deadline);
             let msg = tokio::select! {
                 m = rx.recv() => m,
                 _ = stop.cancelled() => None,
                 _ = sleep_until_opt(deadline) => {
-                    if let Some((h, _)) = held.take() {
-                        self.publish(&h, "sent_late").await;
+                    if let Some(h) = held.take() {
+                        self.release(h).await;
                     }
                     continue;
                 }
@@ -147,8 +154,8 @@ impl Publisher {
         while let Ok(m) = rx.try_recv() {
             self.handle(m, &mut held, &mut delayed).await;
         }
-        if let Some((h, _)) = held.take() {
-            self.publish(&h, "sent_late").await;
+        if let Some(h) = held.take() {
+            self.release(h).await;
         }
         while delayed.join_next().await.is_some() {}
     }
@@ -156,7 +163,7 @@ impl Publisher {
     async fn handle(
         self: &Arc<Self>,
         m: EventMsg,
-        held: &mut Option<(EventMsg, Instant)>,
+        held: &mut Option<Held>,
         delayed: &mut JoinSet<()>,
     ) {
         let plan = self.faults.plan_event();
@@ -189,15 +196,27 @@ impl Publisher {
             tracing::info!(statement_id = %m.statement_id, "Fault injection: event held back to be sent after the next one.");
             self.note(&m, "reordered");
             let window = Duration::from_millis(self.faults.reorder_window_ms());
-            *held = Some((m, Instant::now() + window));
+            *held = Some(Held {
+                msg: m,
+                duplicate: plan.duplicate,
+                deadline: Instant::now() + window,
+            });
             return;
         }
         self.publish(&m, "sent").await;
         if plan.duplicate {
             self.publish(&m, "duplicate_sent").await;
         }
-        if let Some((h, _)) = held.take() {
-            self.publish(&h, "sent_late").await;
+        if let Some(h) = held.take() {
+            self.release(h).await;
+        }
+    }
+
+    /// Sends a held-back event (and its duplicate, if it has one).
+    async fn release(&self, h: Held) {
+        self.publish(&h.msg, "sent_late").await;
+        if h.duplicate {
+            self.publish(&h.msg, "duplicate_sent").await;
         }
     }
 

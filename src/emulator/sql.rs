@@ -138,6 +138,33 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
+/// A parameter value that is a plain number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Numeric {
+    Int(i64),
+    Real(f64),
+}
+
+/// `Some` when `value` is written as a plain decimal number: an optional
+/// `-`, digits without a leading zero (so codes such as `007` stay text),
+/// an optional fraction. Anything else is bound as text.
+pub(crate) fn numeric_param(value: &str) -> Option<Numeric> {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || (int.len() > 1 && int.starts_with('0')) {
+        return None;
+    }
+    match frac {
+        None => value.parse().ok().map(Numeric::Int),
+        Some(f) if all_digits(f) => value.parse().ok().map(Numeric::Real),
+        Some(_) => None,
+    }
+}
+
 /// True when `name` is a valid Data API parameter name (`[0-9a-zA-Z_]+`).
 pub(crate) fn valid_param_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(is_name_char)
@@ -346,6 +373,19 @@ mod tests {
         let (out, names) = rw("select $1, :a");
         assert_eq!(out, "select $1, ?1");
         assert_eq!(names, vec!["a"]);
+    }
+
+    #[test]
+    fn numeric_params() {
+        assert_eq!(numeric_param("100"), Some(Numeric::Int(100)));
+        assert_eq!(numeric_param("-3"), Some(Numeric::Int(-3)));
+        assert_eq!(numeric_param("0"), Some(Numeric::Int(0)));
+        assert_eq!(numeric_param("2.50"), Some(Numeric::Real(2.5)));
+        assert_eq!(numeric_param("007"), None);
+        assert_eq!(numeric_param("1e5"), None);
+        assert_eq!(numeric_param("2026-11-25"), None);
+        assert_eq!(numeric_param(""), None);
+        assert_eq!(numeric_param("99999999999999999999"), None);
     }
 
     #[test]

@@ -271,10 +271,21 @@ impl Stack {
             .stderr(log)
             .spawn()
             .expect("start worker");
-        Proc {
+        let before = self.log("worker.log").matches("Worker started.").count();
+        let proc = Proc {
             child,
             name: "worker".into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log("worker.log").matches("Worker started.").count() == before {
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not start: {}",
+                self.log("worker.log")
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+        proc
     }
 
     /// Runs `redrelay worker --until-idle`, which must exit 0 in time.
