@@ -210,10 +210,11 @@ pub fn client_token(uid: &str, attempt: i64) -> String {
 
 const NAME_PREFIX: &str = "redrelay/";
 
-/// The StatementName of a job attempt: `redrelay/<name>/<uid>/<attempt>`.
-/// It names the job in the Redshift console and lets an event that arrives
-/// before its statement id is recorded be matched to its job.
-pub fn statement_name(name: &str, uid: &str, attempt: i64) -> String {
+/// The StatementName of a job: `redrelay/<name>/<uid>`, the same for every
+/// attempt. It names the job in the Redshift console and lets an event that
+/// arrives before its statement id is recorded be matched to its job (only
+/// one attempt of a job is ever being submitted at a time).
+pub fn statement_name(name: &str, uid: &str) -> String {
     let mut short: String = name
         .chars()
         .map(|c| if c.is_control() { '_' } else { c })
@@ -222,17 +223,14 @@ pub fn statement_name(name: &str, uid: &str, attempt: i64) -> String {
     if short.is_empty() {
         short.push('_');
     }
-    format!("{NAME_PREFIX}{short}/{uid}/{attempt}")
+    format!("{NAME_PREFIX}{short}/{uid}")
 }
 
-/// The job uid and attempt in a StatementName made by [`statement_name`].
-pub fn parse_statement_name(s: &str) -> Option<(&str, i64)> {
+/// The job uid in a StatementName made by [`statement_name`].
+pub fn parse_statement_name(s: &str) -> Option<&str> {
     let rest = s.strip_prefix(NAME_PREFIX)?;
-    let mut parts = rest.rsplitn(3, '/');
-    let attempt = parts.next()?.parse().ok()?;
-    let uid = parts.next()?;
-    parts.next()?;
-    (uid.len() == 32 && uid.bytes().all(|b| b.is_ascii_hexdigit())).then_some((uid, attempt))
+    let (_, uid) = rest.rsplit_once('/')?;
+    (uid.len() == 32 && uid.bytes().all(|b| b.is_ascii_hexdigit())).then_some(uid)
 }
 
 #[derive(Clone)]
@@ -299,6 +297,15 @@ impl Ledger {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        // SQLite creates the WAL and shared-memory files with the umask's
+        // mode; they hold ledger data too.
+        #[cfg(unix)]
+        for suffix in ["-wal", "-shm"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let _ = std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600));
+        }
         drop(lock_file);
         Ok(Self { pool })
     }
@@ -518,7 +525,7 @@ impl Ledger {
         };
         tx.commit().await?;
         let job = self.job(job_id).await?;
-        let statement_name = statement_name(&job.name, &job.uid, attempt);
+        let statement_name = statement_name(&job.name, &job.uid);
         Ok(Some(Ticket {
             job,
             attempt,
@@ -901,7 +908,7 @@ pub(crate) async fn insert_job_tx(tx: &mut Tx, job: &NewJob, now: i64) -> Result
 /// An event whose statement id is unknown: if its StatementName names an
 /// attempt of ours still being submitted, the job it belongs to.
 async fn deferrable_job(tx: &mut Tx, ev: &StatusEvent) -> Result<Option<i64>> {
-    let Some((uid, attempt)) = ev
+    let Some(uid) = ev
         .detail
         .statement_name
         .as_deref()
@@ -911,10 +918,9 @@ async fn deferrable_job(tx: &mut Tx, ev: &StatusEvent) -> Result<Option<i64>> {
     };
     Ok(sqlx::query_scalar(
         "SELECT a.job_id FROM attempts a JOIN jobs j ON j.id = a.job_id \
-         WHERE j.uid = ? AND a.attempt = ? AND a.state = 'SUBMITTING'",
+         WHERE j.uid = ? AND a.attempt = j.attempt AND a.state = 'SUBMITTING'",
     )
     .bind(uid)
-    .bind(attempt)
     .fetch_optional(&mut **tx)
     .await?)
 }
@@ -1126,14 +1132,14 @@ mod tests {
     #[test]
     fn statement_names_round_trip() {
         let uid = new_uid();
-        let name = statement_name("load/staging", &uid, 3);
-        assert_eq!(parse_statement_name(&name), Some((uid.as_str(), 3)));
-        assert!(name.len() <= 500);
-        let long = statement_name(&"x".repeat(2000), &uid, 1);
+        let name = statement_name("load/staging", &uid);
+        assert_eq!(name, format!("redrelay/load/staging/{uid}"));
+        assert_eq!(parse_statement_name(&name), Some(uid.as_str()));
+        let long = statement_name(&"x".repeat(2000), &uid);
         assert!(long.len() <= 500);
-        assert_eq!(parse_statement_name(&long), Some((uid.as_str(), 1)));
+        assert_eq!(parse_statement_name(&long), Some(uid.as_str()));
         assert_eq!(parse_statement_name("test.testtable"), None);
-        assert_eq!(parse_statement_name("redrelay/a/nothex/1"), None);
+        assert_eq!(parse_statement_name("redrelay/a/nothex"), None);
         assert!(client_token(&uid, 40).len() <= 64);
     }
 }
