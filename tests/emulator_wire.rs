@@ -180,7 +180,7 @@ import json, os, sys, time
 import boto3, botocore
 from botocore.config import Config
 rsd = boto3.client("redshift-data", endpoint_url=os.environ["EMULATOR_URL"],
-                   config=Config(retries={"max_attempts": 1}, parameter_validation=False))
+                   config=Config(retries={"mode": "standard", "total_max_attempts": 1}, parameter_validation=False))
 def wait(i, timeout=20):
     end = time.time() + timeout
     while time.time() < end:
@@ -834,4 +834,273 @@ print(json.dumps({{"ok": ok["Id"], "bad": bad["Id"], "events": got, "extra": len
         bad["resources"],
         json!(["arn:aws:redshift:us-east-1:123456789012:cluster:analytics"])
     );
+}
+
+// ---------------------------------------------------------------- faults
+
+#[test]
+fn throttling_is_a_400_with_the_error_type() {
+    let emu = Emulator::start(&["--throttle-prob", "1"]);
+    let out = emu.python(
+        r#"
+t = dict(WorkgroupName="wg-test", Database="dev")
+print(json.dumps({
+    "exec": err(rsd.execute_statement, Sql="select 1", **t),
+    "batch": err(rsd.batch_execute_statement, Sqls=["select 1"], **t),
+    "list": len(rsd.list_statements()["Statements"]),
+}))
+"#,
+    );
+    assert_eq!(
+        out["exec"],
+        json!(["ThrottlingException", "Rate exceeded", 400])
+    );
+    assert_eq!(out["batch"][0], "ThrottlingException");
+    assert_eq!(out["list"], 0, "reads are not throttled and nothing ran");
+    let rejected = emu
+        .records()
+        .into_iter()
+        .filter(|l| l["kind"] == "rejected" && l["error"] == "ThrottlingException")
+        .count();
+    assert_eq!(rejected, 2);
+}
+
+#[test]
+fn statement_faults_fail_abort_hold_and_limit_active() {
+    let mut emu = Emulator::start(&[
+        "--max-active",
+        "1",
+        "--hold",
+        "1500:hold_me",
+        "--fail-first",
+        "2:flaky",
+        "--fail-sql",
+        "boom",
+        "--abort-sql",
+        "drop table",
+    ]);
+    let out = emu.python(
+        r#"
+t = dict(WorkgroupName="wg-test", Database="dev")
+wait(rsd.execute_statement(Sql="create table f (a integer)", **t)["Id"])
+held = rsd.execute_statement(Sql="insert into f values (1)", StatementName="hold_me", **t)
+time.sleep(0.2)
+limited = err(rsd.execute_statement, Sql="select 1", **t)
+held_state = rsd.describe_statement(Id=held["Id"])["Status"]
+wait(held["Id"])
+flaky = []
+for attempt in range(3):
+    r = rsd.execute_statement(Sql="insert into f values (2)", StatementName="flaky", **t)
+    d = wait(r["Id"])
+    flaky.append([d["Status"], d.get("Error", "")])
+boom = wait(rsd.execute_statement(Sql="select 'boom'", **t)["Id"])
+drop = wait(rsd.batch_execute_statement(Sqls=["insert into f values (3)", "drop table f"], **t)["Id"])
+q = rsd.execute_statement(Sql="select a from f order by a", **t)
+wait(q["Id"])
+rows = [r[0]["longValue"] for r in rsd.get_statement_result(Id=q["Id"])["Records"]]
+print(json.dumps({"limited": limited, "held_state": held_state, "flaky": flaky,
+                  "boom": [boom["Status"], boom.get("Error", "")],
+                  "drop": [drop["Status"]] + [s["Status"] for s in drop["SubStatements"]],
+                  "rows": rows}))
+"#,
+    );
+    assert_eq!(out["limited"][0], "ActiveStatementsExceededException");
+    assert_eq!(out["limited"][2], 400);
+    assert_eq!(out["held_state"], "STARTED");
+    assert_eq!(out["flaky"][0][0], "FAILED");
+    assert!(out["flaky"][0][1].as_str().unwrap().contains("injected"));
+    assert_eq!(out["flaky"][1][0], "FAILED");
+    assert_eq!(out["flaky"][2], json!(["FINISHED", ""]));
+    assert_eq!(out["boom"][0], "FAILED");
+    assert_eq!(out["drop"][0], "ABORTED");
+    assert_eq!(
+        out["rows"],
+        json!([1, 2]),
+        "failed and aborted work is not committed"
+    );
+
+    emu.stop();
+    let lines = emu.records();
+    let counters = &lines
+        .iter()
+        .find(|l| l["kind"] == "counters")
+        .expect("counters line")["counters"];
+    assert_eq!(counters["statements_failed"], 3);
+    assert_eq!(counters["statements_aborted"], 1);
+    assert_eq!(counters["statements_held"], 1);
+    assert_eq!(counters["api_max_active_rejected"], 1);
+    // Never more than one statement in flight, by the emulator's own record.
+    let mut spans: Vec<(i64, i64)> = statement_lines(&lines)
+        .iter()
+        .map(|s| {
+            (
+                s["created_ms"].as_i64().unwrap(),
+                s["ended_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1, "overlap {w:?}");
+    }
+}
+
+#[test]
+fn cancel_interrupts_a_long_running_query() {
+    let emu = Emulator::start(&[]);
+    let out = emu.python(
+        r#"
+t = dict(WorkgroupName="wg-test", Database="dev")
+r = rsd.execute_statement(Sql="with recursive c(x) as (select 1 union all select x+1 from c where x < 2000000000) select count(*) from c", **t)
+time.sleep(0.3)
+during = rsd.describe_statement(Id=r["Id"])["Status"]
+t0 = time.time()
+rsd.cancel_statement(Id=r["Id"])
+d = wait(r["Id"])
+after = time.time() - t0
+q = wait(rsd.execute_statement(Sql="select 1", **t)["Id"])
+print(json.dumps({"during": during, "status": d["Status"], "secs": after, "next": q["Status"]}))
+"#,
+    );
+    assert_eq!(out["during"], "STARTED");
+    assert_eq!(out["status"], "ABORTED");
+    assert!(out["secs"].as_f64().unwrap() < 2.0, "{out}");
+    assert_eq!(out["next"], "FINISHED", "the warehouse still works");
+}
+
+fn start_moto() -> (Proc, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let proc = Proc(
+        Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (proc, format!("http://127.0.0.1:{port}"))
+}
+
+/// Runs 12 statements with events through moto; returns the statement ids
+/// in order, the statement ids of the events received, and the record.
+fn run_event_faults(moto: &str, extra: &[&str]) -> (Vec<String>, Vec<String>, Vec<Value>) {
+    let mut emu = Emulator::start_with_env(
+        extra,
+        &[
+            ("AWS_ENDPOINT_URL", moto),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let script = format!(
+        r#"
+moto = "{moto}"
+sqs = boto3.client("sqs", endpoint_url=moto)
+ev = boto3.client("events", endpoint_url=moto)
+url = sqs.create_queue(QueueName="rr-faults")["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+ev.put_rule(Name="rr-faults", EventPattern=json.dumps({{"source": ["aws.redshift-data"]}}))
+ev.put_targets(Rule="rr-faults", Targets=[{{"Id": "q", "Arn": arn}}])
+ids = []
+for i in range(12):
+    r = rsd.execute_statement(Sql="select %d" % i, StatementName="ev-%d" % i, WithEvent=True,
+                              WorkgroupName="wg-test", Database="dev")
+    wait(r["Id"])
+    ids.append(r["Id"])
+got, quiet = [], 0
+while quiet < 3:
+    r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    msgs = r.get("Messages", [])
+    quiet = 0 if msgs else quiet + 1
+    for m in msgs:
+        got.append(json.loads(m["Body"])["detail"]["statementId"])
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+print(json.dumps({{"ids": ids, "got": got}}))
+"#
+    );
+    let out = emu.python(&script);
+    emu.stop();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    (strings(&out["ids"]), strings(&out["got"]), emu.records())
+}
+
+#[test]
+fn event_faults_are_seeded_counted_and_recorded() {
+    let (_moto, moto) = start_moto();
+    let flags = [
+        "--seed",
+        "11",
+        "--event-drop-prob",
+        "0.25",
+        "--event-duplicate-prob",
+        "0.25",
+        "--event-reorder-prob",
+        "0.25",
+        "--event-reorder-window-ms",
+        "300",
+        "--event-delay-prob",
+        "0.2",
+        "--event-delay-ms",
+        "400",
+    ];
+    let (ids_a, got_a, rec_a) = run_event_faults(&moto, &flags);
+
+    // Every event the record says was sent arrived, and nothing else.
+    let actions = |rec: &[Value], id: &str| -> Vec<String> {
+        rec.iter()
+            .filter(|l| l["kind"] == "event" && l["statement_id"] == id)
+            .map(|l| l["action"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut pattern_a = Vec::new();
+    for id in &ids_a {
+        let acts = actions(&rec_a, id);
+        let sent = acts.iter().filter(|a| a.contains("sent")).count();
+        let received = got_a.iter().filter(|g| *g == id).count();
+        assert_eq!(sent, received, "{id}: {acts:?}");
+        pattern_a.push(acts);
+    }
+    let counters = &rec_a
+        .iter()
+        .find(|l| l["kind"] == "counters")
+        .expect("counters")["counters"];
+    let count = |a: &str| pattern_a.iter().flatten().filter(|x| *x == a).count() as u64;
+    assert_eq!(counters["events_dropped"], count("dropped"));
+    assert_eq!(counters["events_duplicated"], count("duplicate_sent"));
+    assert_eq!(counters["events_reordered"], count("reordered"));
+    assert_eq!(counters["events_delayed"], count("delayed"));
+    assert!(
+        ["dropped", "duplicate_sent", "delayed", "reordered"]
+            .iter()
+            .all(|a| count(a) > 0),
+        "seed 11 injects every kind of event fault: {pattern_a:?}"
+    );
+
+    // The same seed from a --faults file: the same faults, statement by
+    // statement.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("faults.toml");
+    std::fs::write(
+        &file,
+        "seed = 11\n[events]\ndrop_prob = 0.25\nduplicate_prob = 0.25\nreorder_prob = 0.25\nreorder_window_ms = 300\ndelay_prob = 0.2\ndelay_ms = 400\n",
+    )
+    .unwrap();
+    let (ids_b, _got_b, rec_b) = run_event_faults(&moto, &["--faults", file.to_str().unwrap()]);
+    let pattern_b: Vec<Vec<String>> = ids_b.iter().map(|id| actions(&rec_b, id)).collect();
+    assert_eq!(pattern_a, pattern_b);
 }
