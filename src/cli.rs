@@ -44,6 +44,12 @@ pub enum Command {
     /// List and inspect jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Validate, run and draw pipeline files (a DAG of jobs in TOML).
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// List, inspect and cancel pipeline runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Print a job's fetched result.
     Results(ResultsArgs),
     /// Show the inbox: the latest consumed messages and what became of them.
@@ -120,6 +126,58 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a job: a running statement is stopped with CancelStatement, a
+    /// waiting job is CANCELLED; what depends on it is SKIPPED.
+    Cancel { id: i64 },
+    /// Give a FAILED, ABORTED, CANCELLED or SKIPPED job one more attempt,
+    /// and revive the jobs it skipped.
+    Retry { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Check a pipeline file: unknown keys, duplicate names, missing
+    /// dependencies, cycles, SQL and parameter references. Submits nothing.
+    Validate { file: PathBuf },
+    /// Record a run of the pipeline (every job, in one transaction) and
+    /// print its id; the worker submits the jobs as their dependencies
+    /// finish.
+    Run {
+        file: PathBuf,
+        /// A run-time parameter declared in the file's [params], as
+        /// name=value. Repeatable.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Print the run and its jobs as JSON instead of the run id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the job graph of a pipeline file, or of a run with each job's
+    /// state.
+    Graph {
+        /// A pipeline file, or a run id.
+        source: String,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: crate::pipeline::GraphFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List pipeline runs, oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run: its state and each job's state, attempts, timings, rows.
+    Show {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run: running statements are stopped with CancelStatement,
+    /// waiting jobs are CANCELLED.
+    Cancel { run: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,6 +246,25 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             let ledger = open_ledger(&cfg).await?;
             show_job(&ledger, id, json).await?;
         }
+        Command::Jobs(JobsCommand::Cancel { id }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let n = cancel_jobs(&ledger, &[id]).await?;
+            if n == 0 {
+                let job = ledger.job(id).await?;
+                bail!("job {id} is already {}: nothing to cancel", job.state);
+            }
+            println!("job {id} CANCELLED");
+        }
+        Command::Jobs(JobsCommand::Retry { id }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let state = ledger
+                .retry_job(id, SystemClock.now_ms())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!("job {id} is {state}: the worker will submit it");
+        }
+        Command::Pipeline(cmd) => pipeline_command(&cfg, cmd).await?,
+        Command::Runs(cmd) => runs_command(&cfg, cmd).await?,
         Command::Results(args) => results(&cfg, args).await?,
         Command::Events(args) => {
             let ledger = open_ledger(&cfg).await?;
@@ -217,6 +294,278 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
+/// Cancels jobs in the ledger, then stops their running statements.
+/// Returns how many jobs changed.
+async fn cancel_jobs(ledger: &Ledger, ids: &[i64]) -> Result<usize> {
+    let now = SystemClock.now_ms();
+    let mut changed = 0;
+    let mut statements = Vec::new();
+    for &id in ids {
+        let (did, statement) = ledger.cancel_job(id, now).await?;
+        changed += usize::from(did);
+        statements.extend(statement.map(|s| (id, s)));
+    }
+    if !statements.is_empty() {
+        let sdk = crate::aws::sdk_config().await?;
+        let api = DataApi::new(&sdk);
+        for (id, sid) in statements {
+            match api.cancel(&sid).await {
+                Ok(_) => eprintln!("job {id}: statement {sid} cancelled"),
+                Err(e) => eprintln!("job {id}: statement {sid} could not be cancelled ({e}); it may have ended already"),
+            }
+        }
+    }
+    Ok(changed)
+}
+
+async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
+    match cmd {
+        PipelineCommand::Validate { file } => {
+            let p = crate::pipeline::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+            println!(
+                "{}: valid pipeline {:?}: {} jobs ({})",
+                file.display(),
+                p.name,
+                names.len(),
+                names.join(", ")
+            );
+        }
+        PipelineCommand::Run { file, params, json } => {
+            let given = params
+                .iter()
+                .map(|p| parse_param(p).map(|p| (p.name, p.value)))
+                .collect::<Result<Vec<_>>>()?;
+            let p = crate::pipeline::load(&file)
+                .and_then(|p| p.with_run_params(&given))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let jobs = plan_run(cfg, &p)?;
+            let ledger = open_ledger(cfg).await?;
+            let (run, ids) = ledger
+                .create_run(&p.name, &jobs, SystemClock.now_ms())
+                .await?;
+            if json {
+                let jobs = ledger.jobs(None, Some(&run)).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"run": run, "jobs": jobs}))?
+                );
+            } else {
+                println!("{run}");
+                eprintln!(
+                    "run {run} of {:?}: {} jobs recorded; `redrelay worker` submits them",
+                    p.name,
+                    ids.len()
+                );
+            }
+        }
+        PipelineCommand::Graph { source, format } => {
+            let path = PathBuf::from(&source);
+            if path.exists() {
+                let p = crate::pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                print!("{}", p.graph(format, &Default::default()));
+            } else {
+                let ledger = open_ledger(cfg).await?;
+                if ledger.run(&source).await?.is_none() {
+                    bail!("{source} is neither a pipeline file nor a run id (see `redrelay runs list`)");
+                }
+                let jobs = ledger.jobs(None, Some(&source)).await?;
+                let name_of: std::collections::HashMap<i64, &str> =
+                    jobs.iter().map(|j| (j.id, j.name.as_str())).collect();
+                let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+                let edges_raw = ledger.run_edges(&source).await?;
+                let edges: Vec<(&str, &str)> = edges_raw
+                    .iter()
+                    .filter_map(|(job, dep)| Some((*name_of.get(dep)?, *name_of.get(job)?)))
+                    .collect();
+                let states = jobs
+                    .iter()
+                    .map(|j| (j.name.clone(), j.state.as_str().to_string()))
+                    .collect();
+                print!(
+                    "{}",
+                    crate::pipeline::graph(format, &names, &edges, &states)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ledger records of a validated pipeline: targets completed from the
+/// configuration's defaults, dependencies and upstream parameters as
+/// indexes.
+fn plan_run(cfg: &Config, p: &crate::pipeline::Pipeline) -> Result<Vec<crate::ledger::RunJob>> {
+    use crate::pipeline::ParamValue;
+    let index: std::collections::HashMap<&str, usize> = p
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect();
+    let defaults = cfg.default_target();
+    let mut out = Vec::with_capacity(p.jobs.len());
+    for j in &p.jobs {
+        let mut target = j.target.clone();
+        if target.workgroup.is_none() && target.cluster.is_none() {
+            target.workgroup = defaults.workgroup.clone();
+            target.cluster = defaults.cluster.clone();
+        }
+        target.database = target.database.or(defaults.database.clone());
+        target.db_user = target.db_user.or(defaults.db_user.clone());
+        target.secret_arn = target.secret_arn.or(defaults.secret_arn.clone());
+        check_target(&target).map_err(|e| anyhow::anyhow!("job {}: {e}", j.name))?;
+        let mut params = Vec::new();
+        let mut upstream = Vec::new();
+        for (i, (name, v)) in j.params.iter().enumerate() {
+            let value = match v {
+                ParamValue::Value(v) => v.clone(),
+                ParamValue::Upstream { job, column } => {
+                    let from = *index
+                        .get(job.as_str())
+                        .with_context(|| format!("job {}: unknown upstream {job}", j.name))?;
+                    upstream.push((i, from, column.clone()));
+                    String::new()
+                }
+            };
+            params.push(Param {
+                name: name.clone(),
+                value,
+                from: None,
+            });
+        }
+        out.push(crate::ledger::RunJob {
+            job: NewJob {
+                name: j.name.clone(),
+                sqls: j.sqls.clone(),
+                params,
+                target,
+                depends_on: Vec::new(),
+                max_attempts: j.max_attempts,
+                retry: serde_json::to_value(j.retry).ok(),
+                timeout_secs: j.timeout_secs.map(|t| t as i64),
+                run_id: None,
+            },
+            deps: j
+                .depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect(),
+            upstream,
+        });
+    }
+    Ok(out)
+}
+
+async fn runs_command(cfg: &Config, cmd: RunsCommand) -> Result<()> {
+    let ledger = open_ledger(cfg).await?;
+    match cmd {
+        RunsCommand::List { json } => {
+            let runs = ledger.runs().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                println!(
+                    "{:<14}  {:<10}  {:<24}  {:<24}  ENDED",
+                    "RUN", "STATE", "PIPELINE", "CREATED"
+                );
+                for r in runs {
+                    println!(
+                        "{:<14}  {:<10}  {:<24}  {:<24}  {}",
+                        r.id,
+                        r.state,
+                        r.pipeline,
+                        fmt_time(Some(r.created_at)),
+                        fmt_time(r.finished_at)
+                    );
+                }
+            }
+        }
+        RunsCommand::Show { run, json } => {
+            let r = ledger
+                .run(&run)
+                .await?
+                .with_context(|| format!("no run {run} (see `redrelay runs list`)"))?;
+            let jobs = ledger.jobs(None, Some(&run)).await?;
+            if json {
+                let mut out = Vec::new();
+                for j in &jobs {
+                    let mut v = serde_json::to_value(j)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert(
+                            "depends_on".into(),
+                            serde_json::to_value(ledger.deps(j.id).await?)?,
+                        );
+                        o.insert(
+                            "attempts".into(),
+                            serde_json::to_value(ledger.attempts(j.id).await?)?,
+                        );
+                    }
+                    out.push(v);
+                }
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"run": r, "jobs": out}))?
+                );
+            } else {
+                println!("run       {}", r.id);
+                println!("pipeline  {}", r.pipeline);
+                println!("state     {}", r.state);
+                println!("created   {}", fmt_time(Some(r.created_at)));
+                println!("ended     {}", fmt_time(r.finished_at));
+                println!(
+                    "{:>5}  {:<24}  {:<10}  {:>7}  {:>9}  {:>8}  ERROR",
+                    "JOB", "NAME", "STATE", "ATTEMPT", "SECONDS", "ROWS"
+                );
+                for j in &jobs {
+                    let secs = match (j.submitted_at, j.finished_at) {
+                        (Some(a), Some(b)) => format!("{:.1}", (b - a) as f64 / 1000.0),
+                        _ => "-".into(),
+                    };
+                    println!(
+                        "{:>5}  {:<24}  {:<10}  {:>7}  {:>9}  {:>8}  {}",
+                        j.id,
+                        j.name,
+                        j.state.as_str(),
+                        format!("{}/{}", j.attempt, j.max_attempts),
+                        secs,
+                        j.result_rows
+                            .or(j.rows)
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        j.error
+                            .as_deref()
+                            .unwrap_or("")
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    );
+                }
+            }
+        }
+        RunsCommand::Cancel { run } => {
+            let r = ledger
+                .run(&run)
+                .await?
+                .with_context(|| format!("no run {run} (see `redrelay runs list`)"))?;
+            let ids: Vec<i64> = ledger
+                .jobs(None, Some(&run))
+                .await?
+                .iter()
+                .filter(|j| !j.state.is_terminal())
+                .map(|j| j.id)
+                .collect();
+            let n = cancel_jobs(&ledger, &ids).await?;
+            if n == 0 && r.state != "RUNNING" {
+                bail!("run {run} is already {}: nothing to cancel", r.state);
+            }
+            ledger.cancel_run(&run, SystemClock.now_ms()).await?;
+            println!("run {run} CANCELLED ({n} jobs cancelled)");
+        }
+    }
+    Ok(())
+}
+
 async fn open_ledger(cfg: &Config) -> Result<Ledger> {
     Ledger::open(&cfg.ledger)
         .await
@@ -237,6 +586,7 @@ fn parse_param(s: &str) -> Result<Param> {
     Ok(Param {
         name: name.to_string(),
         value: value.to_string(),
+        from: None,
     })
 }
 
@@ -290,7 +640,7 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
         let sdk = crate::aws::sdk_config().await?;
         let api = DataApi::new(&sdk);
         match worker::submit_job(&ledger, &api, &clock, job.id).await? {
-            Submitted::Statement(_) | Submitted::NotReady => {}
+            Submitted::Statement(_) | Submitted::NotReady | Submitted::Waiting => {}
             Submitted::Throttled(m) | Submitted::Transient(m) => eprintln!(
                 "job {} is recorded but not submitted yet ({m}); the worker will submit it",
                 job.id
@@ -573,7 +923,8 @@ mod tests {
             parse_param("day=2026-11-25").unwrap(),
             Param {
                 name: "day".into(),
-                value: "2026-11-25".into()
+                value: "2026-11-25".into(),
+                from: None,
             }
         );
         assert_eq!(parse_param(":n=a=b").unwrap().value, "a=b");

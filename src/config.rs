@@ -65,6 +65,9 @@ pub struct Config {
     pub reconcile_after_secs: u64,
     /// At most this many statements in flight at once.
     pub max_in_flight: u32,
+    /// At most this many statements in flight per workgroup or cluster
+    /// (0 = only `max_in_flight` applies).
+    pub max_in_flight_per_target: u32,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             on_foreign: OnReject::Ack,
             reconcile_after_secs: 300,
             max_in_flight: 50,
+            max_in_flight_per_target: 0,
         }
     }
 }
@@ -102,6 +106,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "wait_time_secs",
     "reconcile_after_secs",
     "max_in_flight",
+    "max_in_flight_per_target",
 ];
 
 /// Every key of the file, in the order of the struct.
@@ -127,6 +132,7 @@ pub const KEYS: &[&str] = &[
     "on_foreign",
     "reconcile_after_secs",
     "max_in_flight",
+    "max_in_flight_per_target",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ use crate::state::{after_attempt, JobState, Outcome};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, Sqlite, SqlitePool, Transaction};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,11 +39,46 @@ pub enum LedgerError {
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 
+/// Why an operator's retry was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryRefused {
+    #[error("{0}")]
+    Why(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<sqlx::Error> for RetryRefused {
+    fn from(e: sqlx::Error) -> Self {
+        RetryRefused::Ledger(e.into())
+    }
+}
+
 /// A SQL parameter of a job (`:name` in the SQL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Param {
     pub name: String,
+    /// Empty while the value is still to be taken from an upstream result.
     pub value: String,
+    /// Take the value from the first row of this upstream job's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<ParamFrom>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamFrom {
+    pub job: i64,
+    pub column: String,
+}
+
+/// A pipeline run's summary.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Run {
+    pub id: String,
+    pub pipeline: String,
+    pub state: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 /// Where a statement runs: a Serverless workgroup or a provisioned cluster.
@@ -53,6 +89,16 @@ pub struct Target {
     pub database: Option<String>,
     pub db_user: Option<String>,
     pub secret_arn: Option<String>,
+}
+
+/// A job of a pipeline run, as [`Ledger::create_run`] records it.
+#[derive(Debug, Clone)]
+pub struct RunJob {
+    pub job: NewJob,
+    /// Indexes of earlier entries this job depends on.
+    pub deps: Vec<usize>,
+    /// (index of the parameter, index of the upstream entry, column).
+    pub upstream: Vec<(usize, usize, String)>,
 }
 
 /// A job to record.
@@ -639,6 +685,270 @@ impl Ledger {
         skip_downstream(&mut tx, job_id, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    // ----- pipelines, cancel, retry ----------------------------------------
+
+    /// Records a pipeline run and all its jobs in one transaction. `jobs`
+    /// come in dependency order; each entry's dependencies and upstream
+    /// parameters (param index, upstream index, column) refer to earlier
+    /// entries by index. Returns the run id and the job ids.
+    pub async fn create_run(
+        &self,
+        pipeline: &str,
+        jobs: &[RunJob],
+        now: i64,
+    ) -> Result<(String, Vec<i64>)> {
+        let run_id = format!("r{}", &new_uid()[..12]);
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (id, pipeline, state, created_at) VALUES (?, ?, 'RUNNING', ?)",
+        )
+        .bind(&run_id)
+        .bind(pipeline)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let mut ids: Vec<i64> = Vec::with_capacity(jobs.len());
+        let earlier = |ids: &Vec<i64>, i: usize| {
+            ids.get(i).copied().ok_or_else(|| {
+                LedgerError::Corrupt(format!("job {i} of the run is not recorded yet"))
+            })
+        };
+        for rj in jobs {
+            let mut job = rj.job.clone();
+            job.run_id = Some(run_id.clone());
+            job.depends_on = rj
+                .deps
+                .iter()
+                .map(|&i| earlier(&ids, i))
+                .collect::<Result<_>>()?;
+            for (param, from, column) in &rj.upstream {
+                let from_id = earlier(&ids, *from)?;
+                if let Some(p) = job.params.get_mut(*param) {
+                    p.from = Some(ParamFrom {
+                        job: from_id,
+                        column: column.clone(),
+                    });
+                    p.value.clear();
+                }
+            }
+            ids.push(insert_job_tx(&mut tx, &job, now).await?);
+        }
+        tx.commit().await?;
+        Ok((run_id, ids))
+    }
+
+    pub async fn runs(&self) -> Result<Vec<Run>> {
+        Ok(sqlx::query_as::<_, Run>(
+            "SELECT id, pipeline, state, created_at, finished_at FROM runs ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<Run>> {
+        Ok(sqlx::query_as::<_, Run>(
+            "SELECT id, pipeline, state, created_at, finished_at FROM runs WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Every dependency edge (job, depends_on) of a run.
+    pub async fn run_edges(&self, run: &str) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT d.job_id, d.depends_on FROM job_deps d JOIN jobs j ON j.id = d.job_id \
+             WHERE j.run_id = ? ORDER BY d.job_id, d.depends_on",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A READY job that cannot be submitted (a parameter could not be
+    /// resolved): FAILED, its dependents SKIPPED.
+    pub async fn fail_ready(&self, job_id: i64, error: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let job = job_tx(&mut tx, job_id).await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET state = 'FAILED', error = ?, finished_at = ? WHERE id = ? AND state = 'READY'",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(conflict(job_id, job.state.as_str(), "READY"));
+        }
+        skip_downstream(&mut tx, job_id, now).await?;
+        if let Some(run) = &job.run_id {
+            finish_run_if_done(&mut tx, run, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An operator's cancel: a job that has not ended becomes CANCELLED and
+    /// its dependents SKIPPED. Returns whether it changed, and the statement
+    /// to stop with CancelStatement when the job was running.
+    pub async fn cancel_job(&self, job_id: i64, now: i64) -> Result<(bool, Option<String>)> {
+        let mut tx = self.begin().await?;
+        let job = job_tx(&mut tx, job_id).await?;
+        if job.state.is_terminal() {
+            return Ok((false, None));
+        }
+        let changed = sqlx::query(
+            "UPDATE jobs SET state = 'CANCELLED', error = 'cancelled by an operator', \
+             finished_at = ?, not_before = NULL WHERE id = ? AND state = ?",
+        )
+        .bind(now)
+        .bind(job_id)
+        .bind(job.state.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(conflict(job_id, "changed", job.state.as_str()));
+        }
+        skip_downstream(&mut tx, job_id, now).await?;
+        if let Some(run) = &job.run_id {
+            finish_run_if_done(&mut tx, run, now).await?;
+        }
+        tx.commit().await?;
+        let statement = if job.state == JobState::Submitted {
+            job.statement_id
+        } else {
+            None
+        };
+        Ok((true, statement))
+    }
+
+    /// Marks a run CANCELLED (after its jobs were cancelled).
+    pub async fn cancel_run(&self, run: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET state = 'CANCELLED', finished_at = COALESCE(finished_at, ?) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An operator's retry of a FAILED, ABORTED, CANCELLED or SKIPPED job:
+    /// it gets one more attempt (READY, or PENDING while a parent has not
+    /// finished), and the jobs it skipped are revived. Refused while a
+    /// parent has failed: retry that one first.
+    pub async fn retry_job(&self, job_id: i64, now: i64) -> Result<JobState, RetryRefused> {
+        let mut tx = self.begin().await?;
+        let job = job_tx(&mut tx, job_id).await?;
+        if !job.state.is_failure() {
+            return Err(RetryRefused::Why(format!(
+                "job {job_id} is {}: only FAILED, ABORTED, CANCELLED or SKIPPED jobs can be retried",
+                job.state
+            )));
+        }
+        let failed_parent: Option<(i64, String)> = sqlx::query_as(
+            "SELECT p.id, p.state FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
+             WHERE d.job_id = ? AND p.state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED') LIMIT 1",
+        )
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((p, s)) = failed_parent {
+            return Err(RetryRefused::Why(format!(
+                "job {job_id} depends on job {p}, which is {s}: retry job {p} first"
+            )));
+        }
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
+             WHERE d.job_id = ? AND p.state <> 'FINISHED'",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let next = if waiting > 0 {
+            JobState::Pending
+        } else {
+            JobState::Ready
+        };
+        let changed = sqlx::query(
+            "UPDATE jobs SET state = ?, error = NULL, finished_at = NULL, not_before = NULL, \
+             ready_at = ?, max_attempts = MAX(max_attempts, attempt + 1) WHERE id = ? AND state = ?",
+        )
+        .bind(next.as_str())
+        .bind((next == JobState::Ready).then_some(now))
+        .bind(job_id)
+        .bind(job.state.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(conflict(job_id, "changed", job.state.as_str()).into());
+        }
+        // Revive what this job skipped, then skip again whatever still has
+        // another failed parent.
+        sqlx::query(
+            "WITH RECURSIVE down(id) AS ( \
+                 SELECT job_id FROM job_deps WHERE depends_on = ?1 \
+                 UNION SELECT d.job_id FROM job_deps d JOIN down ON d.depends_on = down.id) \
+             UPDATE jobs SET state = 'PENDING', finished_at = NULL, error = NULL \
+             WHERE id IN (SELECT id FROM down) AND state = 'SKIPPED'",
+        )
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        loop {
+            let reskipped = sqlx::query(
+                "UPDATE jobs SET state = 'SKIPPED', finished_at = ?, error = 'an upstream job did not finish' \
+                 WHERE state = 'PENDING' AND EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
+                   WHERE d.job_id = jobs.id AND p.state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED'))",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if reskipped == 0 {
+                break;
+            }
+        }
+        if let Some(run) = &job.run_id {
+            sqlx::query("UPDATE runs SET state = 'RUNNING', finished_at = NULL WHERE id = ?")
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    /// SUBMITTED jobs running past their timeout.
+    pub async fn timed_out(&self, now: i64) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'SUBMITTED' AND timeout_secs IS NOT NULL \
+             AND submitted_at + timeout_secs * 1000 <= ? ORDER BY submitted_at"
+        );
+        Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Statements in flight per target (workgroup or cluster name).
+    pub async fn in_flight_by_target(&self) -> Result<HashMap<String, i64>> {
+        let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
+            "SELECT COALESCE(workgroup, cluster), COUNT(*) FROM jobs WHERE state = 'SUBMITTED' GROUP BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, n)| (t.unwrap_or_default(), n))
+            .collect())
     }
 
     // ----- events -----------------------------------------------------------

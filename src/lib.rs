@@ -13,6 +13,7 @@ pub mod dataapi;
 pub mod emulator;
 pub mod event;
 pub mod ledger;
+pub mod pipeline;
 pub mod results;
 pub mod retry;
 pub mod setup;

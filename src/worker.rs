@@ -6,8 +6,9 @@ use crate::clock::Clock;
 use crate::config::{Config, OnReject};
 use crate::dataapi::{ApiError, DataApi};
 use crate::event::{self, Origin, StatementState};
-use crate::ledger::{Disposition, Ledger, LedgerError};
+use crate::ledger::{Disposition, Job, Ledger, LedgerError, Param};
 use crate::results::{self, FetchError};
+use crate::state::{JobState, Outcome};
 use anyhow::Result;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ pub enum Submitted {
     Rejected(String),
     /// Failed for now: the job stays READY; the same ClientToken is reused.
     Transient(String),
+    /// Waits for an upstream result it takes a parameter from.
+    Waiting,
 }
 
 /// Submits a READY job (one attempt): shared by `redrelay submit` and the
@@ -42,14 +45,40 @@ pub async fn submit_job(
     clock: &dyn Clock,
     job_id: i64,
 ) -> Result<Submitted, LedgerError> {
-    let Some(ticket) = ledger.begin_attempt(job_id, clock.now_ms()).await? else {
+    let job = ledger.job(job_id).await?;
+    let params = match resolve_params(ledger, &job).await? {
+        Resolved::Ready(params) => params,
+        Resolved::Wait => return Ok(Submitted::Waiting),
+        Resolved::Fail(why) => {
+            ledger.fail_ready(job_id, &why, clock.now_ms()).await?;
+            warn!(job = job_id, error = %why, "Job FAILED: a parameter could not be resolved.");
+            return Ok(Submitted::Rejected(why));
+        }
+    };
+    let Some(mut ticket) = ledger.begin_attempt(job_id, clock.now_ms()).await? else {
         return Ok(Submitted::NotReady);
     };
+    ticket.job.params = params;
     match api.submit(&ticket).await {
         Ok(sid) => {
-            ledger
+            match ledger
                 .mark_submitted(job_id, ticket.attempt, &sid, clock.now_ms())
-                .await?;
+                .await
+            {
+                Ok(_) => {}
+                Err(LedgerError::Conflict { .. }) => {
+                    // Cancelled by an operator while the call was under way:
+                    // stop the statement that now runs for nothing.
+                    let now = ledger.job(job_id).await?;
+                    if now.state == JobState::Cancelled {
+                        if let Err(e) = api.cancel(&sid).await {
+                            warn!(job = job_id, statement = %sid, error = %e, "Cannot cancel the statement of a job cancelled during its submission.");
+                        }
+                    }
+                    return Ok(Submitted::NotReady);
+                }
+                Err(e) => return Err(e),
+            }
             info!(
                 job = job_id,
                 name = %ticket.job.name,
@@ -69,6 +98,98 @@ pub async fn submit_job(
             Ok(Submitted::Rejected(m))
         }
     }
+}
+
+enum Resolved {
+    Ready(Vec<Param>),
+    /// An upstream result is still being fetched.
+    Wait,
+    Fail(String),
+}
+
+/// Fills the parameters taken from an upstream job's result (first row).
+async fn resolve_params(ledger: &Ledger, job: &Job) -> Result<Resolved, LedgerError> {
+    let mut out = Vec::with_capacity(job.params.len());
+    for p in &job.params {
+        let Some(from) = &p.from else {
+            out.push(p.clone());
+            continue;
+        };
+        let up = ledger.job(from.job).await?;
+        let who = format!("upstream job {} ({})", up.name, up.id);
+        let need = format!("parameter :{} needs its column {:?}", p.name, from.column);
+        let fetched = match (up.state, up.result_state.as_deref()) {
+            (JobState::Finished, Some("PENDING")) => return Ok(Resolved::Wait),
+            (JobState::Finished, Some("FETCHED")) => ledger.results(up.id).await?,
+            (JobState::Finished, Some("NONE")) => {
+                return Ok(Resolved::Fail(format!(
+                    "{who} returned no result set; {need}"
+                )))
+            }
+            (JobState::Finished, other) => {
+                return Ok(Resolved::Fail(format!(
+                    "{who}'s results are {}: {}; {need}",
+                    other.unwrap_or("missing"),
+                    up.result_error.as_deref().unwrap_or("-")
+                )))
+            }
+            (state, _) => return Ok(Resolved::Fail(format!("{who} is {state}; {need}"))),
+        };
+        let Some(file) = fetched.last() else {
+            return Ok(Resolved::Fail(format!("{who} has no result file; {need}")));
+        };
+        let first = std::fs::read_to_string(&file.jsonl_path)
+            .map(|text| text.lines().next().map(str::to_string));
+        let row: serde_json::Map<String, serde_json::Value> = match first {
+            Err(e) => {
+                return Ok(Resolved::Fail(format!(
+                    "cannot read {who}'s result {}: {e}; {need}",
+                    file.jsonl_path
+                )))
+            }
+            Ok(None) => return Ok(Resolved::Fail(format!("{who} returned no rows; {need}"))),
+            Ok(Some(line)) => match serde_json::from_str(&line) {
+                Ok(row) => row,
+                Err(e) => {
+                    return Ok(Resolved::Fail(format!(
+                        "{who}'s result {} is not valid JSON Lines ({e}); {need}",
+                        file.jsonl_path
+                    )))
+                }
+            },
+        };
+        let value = match row.get(&from.column) {
+            None => {
+                let cols: Vec<&str> = row.keys().map(|k| k.as_str()).collect();
+                return Ok(Resolved::Fail(format!(
+                    "{who} has no column {:?} (its columns: {}); parameter :{} needs it",
+                    from.column,
+                    cols.join(", "),
+                    p.name
+                )));
+            }
+            Some(serde_json::Value::Null) => {
+                return Ok(Resolved::Fail(format!(
+                    "{who}'s column {:?} is NULL in its first row, and the Data API takes no NULL parameter; {need}",
+                    from.column
+                )))
+            }
+            Some(serde_json::Value::String(s)) if s.is_empty() => {
+                return Ok(Resolved::Fail(format!(
+                    "{who}'s column {:?} is empty in its first row, and the Data API takes no empty parameter",
+                    from.column
+                )))
+            }
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        };
+        out.push(Param {
+            name: p.name.clone(),
+            value,
+            from: p.from.clone(),
+        });
+    }
+    Ok(Resolved::Ready(out))
 }
 
 #[derive(Debug, Clone)]
@@ -307,8 +428,7 @@ impl Worker {
             {
                 match self.api.describe(&sid).await {
                     Ok(d) => d.outcome().and_then(|o| match o {
-                        crate::state::Outcome::Failed { error }
-                        | crate::state::Outcome::Aborted { error } => Some(error),
+                        Outcome::Failed { error } | Outcome::Aborted { error } => Some(error),
                         _ => None,
                     }),
                     Err(e) => {
@@ -376,6 +496,7 @@ impl Worker {
     /// Submits READY jobs up to the in-flight limit. Returns the reason when
     /// the Data API throttled.
     async fn submit_round(&self) -> Result<Option<String>, LedgerError> {
+        self.stop_timed_out().await?;
         let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
         if promoted > 0 {
             info!(
@@ -383,13 +504,30 @@ impl Worker {
                 "Backoff over: jobs READY for another attempt."
             );
         }
-        let in_flight = self.ledger.in_flight().await?;
-        let room = i64::from(self.cfg.max_in_flight) - in_flight;
+        let mut room = i64::from(self.cfg.max_in_flight) - self.ledger.in_flight().await?;
         if room <= 0 {
             return Ok(None);
         }
-        for job in self.ledger.ready_jobs(room).await? {
+        let per_target = i64::from(self.cfg.max_in_flight_per_target);
+        let mut by_target = self.ledger.in_flight_by_target().await?;
+        for job in self.ledger.ready_jobs(10_000).await? {
+            if room <= 0 {
+                break;
+            }
+            let target = job
+                .workgroup
+                .clone()
+                .or_else(|| job.cluster.clone())
+                .unwrap_or_default();
+            let running = by_target.entry(target).or_insert(0);
+            if per_target > 0 && *running >= per_target {
+                continue;
+            }
             match submit_job(&self.ledger, &self.api, self.clock.as_ref(), job.id).await {
+                Ok(Submitted::Statement(_)) => {
+                    room -= 1;
+                    *running += 1;
+                }
                 Ok(Submitted::Throttled(m)) => return Ok(Some(m)),
                 Ok(Submitted::Transient(m)) => {
                     warn!(job = job.id, error = %m, "Cannot submit the job now; it stays READY.")
@@ -402,6 +540,42 @@ impl Worker {
             }
         }
         Ok(None)
+    }
+
+    /// Cancels the statements of jobs running past their `timeout_secs`;
+    /// each counts as a failed attempt (retried per the job's policy).
+    async fn stop_timed_out(&self) -> Result<(), LedgerError> {
+        for job in self.ledger.timed_out(self.clock.now_ms()).await? {
+            let Some(sid) = job.statement_id.clone() else {
+                continue;
+            };
+            let secs = job.timeout_secs.unwrap_or_default();
+            match self.api.cancel(&sid).await {
+                Ok(_) => {
+                    let outcome = Outcome::Failed {
+                        error: format!("timed out after {secs} s: the statement was cancelled"),
+                    };
+                    match self
+                        .ledger
+                        .apply_reconciled(job.id, &sid, &outcome, self.clock.now_ms())
+                        .await
+                    {
+                        Ok(_) => warn!(
+                            job = job.id,
+                            timeout_secs = secs,
+                            "Job timed out: statement cancelled."
+                        ),
+                        Err(e) => warn!(job = job.id, error = %e, "Cannot record a timed-out job."),
+                    }
+                }
+                // Already ended: its event (or the reconciler) decides.
+                Err(ApiError::Rejected(m)) => {
+                    debug!(job = job.id, error = %m, "Timed-out statement had already ended.")
+                }
+                Err(e) => warn!(job = job.id, error = %e, "Cannot cancel a timed-out statement."),
+            }
+        }
+        Ok(())
     }
 
     // ----- fetcher ----------------------------------------------------------

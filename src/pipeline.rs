@@ -1,0 +1,809 @@
+//! Pipeline files (TOML): parsing and validation, pure. A pipeline names
+//! its jobs; each has SQL (a string, or a list run as one batch) or a SQL
+//! file, target overrides, dependencies, retries, a timeout and parameters.
+//! Everything is checked before anything is submitted.
+
+use crate::ledger::Target;
+use crate::retry::RetryPolicy;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: Option<i64>,
+    pub initial_secs: Option<f64>,
+    pub max_secs: Option<f64>,
+    pub multiplier: Option<f64>,
+    pub jitter: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub workgroup: Option<String>,
+    pub cluster: Option<String>,
+    pub database: Option<String>,
+    pub db_user: Option<String>,
+    pub secret_arn: Option<String>,
+    pub retries: Option<RetrySpec>,
+    pub timeout_secs: Option<u64>,
+}
+
+/// SQL: one statement, or a list run as one BatchExecuteStatement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SqlSpec {
+    One(String),
+    Batch(Vec<String>),
+}
+
+/// A parameter: a literal, a run-time value, or an upstream result.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ParamSpec {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    /// `{ param = "day" }`: given with `pipeline run --param day=...`, or
+    /// the default in the pipeline's `[params]`.
+    RunTime {
+        param: String,
+    },
+    /// `{ from = "extract", column = "max_id" }`: the first row of an
+    /// upstream job's result.
+    Upstream {
+        from: String,
+        column: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub sql: Option<SqlSpec>,
+    pub sql_file: Option<PathBuf>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    pub workgroup: Option<String>,
+    pub cluster: Option<String>,
+    pub database: Option<String>,
+    pub db_user: Option<String>,
+    pub secret_arn: Option<String>,
+    pub retries: Option<RetrySpec>,
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Run-time parameters and their default values ("" = required).
+    #[serde(default)]
+    pub params: toml::Table,
+    pub jobs: toml::Table,
+}
+
+/// A parameter once the pipeline is validated and run-time values are in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    Value(String),
+    Upstream { job: String, column: String },
+}
+
+/// A validated job, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub name: String,
+    pub sqls: Vec<String>,
+    pub target: Target,
+    pub depends_on: Vec<String>,
+    pub max_attempts: i64,
+    pub retry: RetryPolicy,
+    pub timeout_secs: Option<u64>,
+    pub params: Vec<(String, ParamValue)>,
+}
+
+/// A validated pipeline: jobs in an order where each comes after its
+/// dependencies (file order where the graph allows).
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub jobs: Vec<PlannedJob>,
+    /// Run-time parameters with their defaults (None: required).
+    pub run_params: BTreeMap<String, Option<String>>,
+}
+
+/// Every problem found in a pipeline file, each naming the file, the job
+/// and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct Invalid {
+    pub problems: Vec<String>,
+}
+
+const NAME_RULE: &str = "letters, digits, _ or -";
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Reads and validates a pipeline file. Relative `sql_file`s are read from
+/// the pipeline file's folder.
+pub fn load(path: &Path) -> Result<Pipeline, Invalid> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
+        problems: vec![format!("{shown}: cannot read: {e}")],
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("pipeline")
+        .to_string();
+    parse(&text, &shown, &stem, |p| {
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
+        std::fs::read_to_string(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+    })
+}
+
+/// Validates pipeline text. `read_sql` reads a `sql_file`.
+pub fn parse(
+    text: &str,
+    shown: &str,
+    default_name: &str,
+    read_sql: impl Fn(&Path) -> Result<String, String>,
+) -> Result<Pipeline, Invalid> {
+    let file: PipelineFile = toml::from_str(text).map_err(|e| Invalid {
+        problems: vec![format!("{shown}: {}", e.to_string().trim_end())],
+    })?;
+    let mut problems = Vec::new();
+    let name = file
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name.to_string());
+
+    let mut run_params = BTreeMap::new();
+    for (k, v) in &file.params {
+        let default = match v {
+            toml::Value::String(s) if s.is_empty() => None,
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Float(f) => Some(f.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            _ => {
+                problems.push(format!(
+                    "{shown}: [params] {k}: give a default value as a string or number (\"\" = required at run time)"
+                ));
+                None
+            }
+        };
+        run_params.insert(k.clone(), default);
+    }
+
+    let mut specs: Vec<(String, JobSpec)> = Vec::new();
+    if file.jobs.is_empty() {
+        problems.push(format!("{shown}: no jobs: add a [jobs.NAME] table"));
+    }
+    for (job_name, value) in &file.jobs {
+        if !valid_name(job_name) {
+            problems.push(format!(
+                "{shown}: job {job_name:?}: a job name is {NAME_RULE} (at most 100)"
+            ));
+        }
+        match value.clone().try_into::<JobSpec>() {
+            Ok(spec) => specs.push((job_name.clone(), spec)),
+            Err(e) => problems.push(format!(
+                "{shown}: job {job_name}: {}",
+                e.message().trim_end()
+            )),
+        }
+    }
+    let names: HashSet<&str> = specs.iter().map(|(n, _)| n.as_str()).collect();
+
+    let mut jobs = Vec::new();
+    for (job_name, spec) in &specs {
+        let at = format!("{shown}: job {job_name}");
+        let sqls = match (&spec.sql, &spec.sql_file) {
+            (Some(_), Some(_)) => {
+                problems.push(format!("{at}: has both sql and sql_file: keep one"));
+                Vec::new()
+            }
+            (None, None) => {
+                problems.push(format!("{at}: has neither sql nor sql_file: add one"));
+                Vec::new()
+            }
+            (Some(SqlSpec::One(s)), None) => vec![s.clone()],
+            (Some(SqlSpec::Batch(list)), None) => list.clone(),
+            (None, Some(path)) => match read_sql(path) {
+                Ok(s) => vec![s],
+                Err(e) => {
+                    problems.push(format!("{at}: sql_file: {e}"));
+                    Vec::new()
+                }
+            },
+        };
+        if sqls.iter().any(|s| s.trim().is_empty()) || (spec.sql.is_some() && sqls.is_empty()) {
+            problems.push(format!("{at}: the SQL is empty"));
+        }
+        if sqls.len() > 40 {
+            problems.push(format!(
+                "{at}: a batch holds at most 40 statements, this one has {}",
+                sqls.len()
+            ));
+        }
+        let mut seen = HashSet::new();
+        for dep in &spec.depends_on {
+            if !names.contains(dep.as_str()) {
+                problems.push(format!(
+                    "{at}: depends_on {dep:?}, which is not a job of this pipeline"
+                ));
+            }
+            if dep == job_name {
+                problems.push(format!("{at}: depends on itself"));
+            }
+            if !seen.insert(dep) {
+                problems.push(format!("{at}: depends_on lists {dep:?} twice"));
+            }
+        }
+        let d = &file.defaults;
+        let mut target = Target {
+            workgroup: d.workgroup.clone(),
+            cluster: d.cluster.clone(),
+            database: d.database.clone(),
+            db_user: d.db_user.clone(),
+            secret_arn: d.secret_arn.clone(),
+        };
+        if spec.workgroup.is_some() || spec.cluster.is_some() {
+            target.workgroup = spec.workgroup.clone();
+            target.cluster = spec.cluster.clone();
+        }
+        target.database = spec.database.clone().or(target.database);
+        target.db_user = spec.db_user.clone().or(target.db_user);
+        target.secret_arn = spec.secret_arn.clone().or(target.secret_arn);
+        if target.workgroup.is_some() && target.cluster.is_some() {
+            problems.push(format!(
+                "{at}: both a workgroup and a cluster apply: set only one (job or [defaults])"
+            ));
+        }
+        let r = spec
+            .retries
+            .clone()
+            .or_else(|| d.retries.clone())
+            .unwrap_or_default();
+        let base = d.retries.clone().unwrap_or_default();
+        let retry = RetryPolicy {
+            initial_secs: r
+                .initial_secs
+                .or(base.initial_secs)
+                .unwrap_or(RetryPolicy::DEFAULT.initial_secs),
+            max_secs: r
+                .max_secs
+                .or(base.max_secs)
+                .unwrap_or(RetryPolicy::DEFAULT.max_secs),
+            multiplier: r
+                .multiplier
+                .or(base.multiplier)
+                .unwrap_or(RetryPolicy::DEFAULT.multiplier),
+            jitter: r
+                .jitter
+                .or(base.jitter)
+                .unwrap_or(RetryPolicy::DEFAULT.jitter),
+        };
+        if let Err(e) = retry.validate() {
+            problems.push(format!("{at}: retries: {e}"));
+        }
+        let max_attempts = r.max_attempts.or(base.max_attempts).unwrap_or(1);
+        if !(1..=100).contains(&max_attempts) {
+            problems.push(format!("{at}: retries.max_attempts must be 1 to 100"));
+        }
+        let timeout_secs = spec.timeout_secs.or(d.timeout_secs);
+        if timeout_secs == Some(0) {
+            problems.push(format!("{at}: timeout_secs must be more than 0"));
+        }
+        let mut params = Vec::new();
+        for (pname, pvalue) in &spec.params {
+            if !pname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || pname.is_empty() {
+                problems.push(format!(
+                    "{at}: parameter {pname:?}: a name is letters, digits or _ (as :name in the SQL)"
+                ));
+            }
+            match pvalue.clone().try_into::<ParamSpec>() {
+                Ok(ParamSpec::Text(s)) if s.is_empty() => problems.push(format!(
+                    "{at}: parameter {pname}: the Data API does not accept an empty value"
+                )),
+                Ok(ParamSpec::Text(s)) => params.push((pname.clone(), ParamValue::Value(s))),
+                Ok(ParamSpec::Integer(i)) => {
+                    params.push((pname.clone(), ParamValue::Value(i.to_string())))
+                }
+                Ok(ParamSpec::Float(f)) => {
+                    params.push((pname.clone(), ParamValue::Value(f.to_string())))
+                }
+                Ok(ParamSpec::Bool(b)) => {
+                    params.push((pname.clone(), ParamValue::Value(b.to_string())))
+                }
+                Ok(ParamSpec::RunTime { param }) => {
+                    if !run_params.contains_key(&param) {
+                        problems.push(format!(
+                            "{at}: parameter {pname} takes run-time value {param:?}, which is not declared in [params]"
+                        ));
+                    }
+                    // Placeholder, filled by `with_run_params`.
+                    params.push((pname.clone(), ParamValue::Value(format!("\u{0}{param}"))));
+                }
+                Ok(ParamSpec::Upstream { from, column }) => {
+                    if !names.contains(from.as_str()) {
+                        problems.push(format!(
+                            "{at}: parameter {pname} takes a value from {from:?}, which is not a job of this pipeline"
+                        ));
+                    }
+                    if column.is_empty() {
+                        problems.push(format!("{at}: parameter {pname}: column is empty"));
+                    }
+                    params.push((pname.clone(), ParamValue::Upstream { job: from, column }));
+                }
+                Err(_) => problems.push(format!(
+                    "{at}: parameter {pname}: give a value, {{ param = \"NAME\" }} or {{ from = \"JOB\", column = \"COLUMN\" }}"
+                )),
+            }
+        }
+        jobs.push(PlannedJob {
+            name: job_name.clone(),
+            sqls,
+            target,
+            depends_on: spec.depends_on.clone(),
+            max_attempts,
+            retry,
+            timeout_secs,
+            params,
+        });
+    }
+
+    if problems.is_empty() {
+        if let Some(cycle) = find_cycle(&jobs) {
+            problems.push(format!(
+                "{shown}: the jobs form a cycle: {}: remove one of these depends_on",
+                cycle.join(" -> ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        // An upstream value must come from an ancestor, or it may not exist
+        // yet when the job runs.
+        let ancestors = ancestors(&jobs);
+        for job in &jobs {
+            for (pname, p) in &job.params {
+                if let ParamValue::Upstream { job: from, .. } = p {
+                    if !ancestors[&job.name].contains(from.as_str()) {
+                        problems.push(format!(
+                            "{shown}: job {}: parameter {pname} takes a value from {from:?}, which is not upstream of it: add {from:?} to depends_on",
+                            job.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Invalid { problems });
+    }
+    let jobs = topo_order(jobs);
+    Ok(Pipeline {
+        name,
+        jobs,
+        run_params,
+    })
+}
+
+/// A cycle as job names, first name repeated at the end.
+fn find_cycle(jobs: &[PlannedJob]) -> Option<Vec<String>> {
+    let deps: HashMap<&str, &[String]> = jobs
+        .iter()
+        .map(|j| (j.name.as_str(), j.depends_on.as_slice()))
+        .collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut mark: HashMap<&str, u8> = HashMap::new();
+    fn visit<'a>(
+        n: &'a str,
+        deps: &HashMap<&'a str, &'a [String]>,
+        mark: &mut HashMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        mark.insert(n, 1);
+        stack.push(n);
+        for d in deps.get(n).copied().unwrap_or_default() {
+            match mark.get(d.as_str()).copied().unwrap_or(0) {
+                1 => {
+                    let start = stack.iter().position(|s| *s == d.as_str()).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|s| s.to_string()).collect();
+                    cycle.push(d.clone());
+                    // Written in the direction of the arrows: a -> b means b depends on a.
+                    cycle.reverse();
+                    return Some(cycle);
+                }
+                0 => {
+                    if let Some(c) = visit(d.as_str(), deps, mark, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        mark.insert(n, 2);
+        None
+    }
+    for j in jobs {
+        if mark.get(j.name.as_str()).copied().unwrap_or(0) == 0 {
+            let mut stack = Vec::new();
+            if let Some(c) = visit(j.name.as_str(), &deps, &mut mark, &mut stack) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+fn ancestors(jobs: &[PlannedJob]) -> HashMap<String, HashSet<String>> {
+    let deps: HashMap<&str, &[String]> = jobs
+        .iter()
+        .map(|j| (j.name.as_str(), j.depends_on.as_slice()))
+        .collect();
+    let mut out = HashMap::new();
+    for j in jobs {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<&str> = j.depends_on.iter().map(|s| s.as_str()).collect();
+        while let Some(n) = todo.pop() {
+            if seen.insert(n.to_string()) {
+                todo.extend(
+                    deps.get(n)
+                        .copied()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|s| s.as_str()),
+                );
+            }
+        }
+        out.insert(j.name.clone(), seen);
+    }
+    out
+}
+
+/// Orders jobs so each follows its dependencies, keeping file order where
+/// the graph allows (the graph is acyclic here).
+fn topo_order(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut rest = jobs;
+    let mut out = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        let before = rest.len();
+        let mut i = 0;
+        while i < rest.len() {
+            if rest[i].depends_on.iter().all(|d| placed.contains(d)) {
+                let j = rest.remove(i);
+                placed.insert(j.name.clone());
+                out.push(j);
+                i = 0;
+            } else {
+                i += 1;
+            }
+        }
+        if rest.len() == before {
+            // Unreachable for a validated pipeline; keep every job anyway.
+            out.append(&mut rest);
+        }
+    }
+    out
+}
+
+impl Pipeline {
+    /// Fills run-time parameters from `given` (name=value) and the
+    /// defaults. Unknown or missing values are errors naming the parameter.
+    pub fn with_run_params(mut self, given: &[(String, String)]) -> Result<Self, Invalid> {
+        let mut problems = Vec::new();
+        let mut values: HashMap<String, String> = HashMap::new();
+        for (k, v) in given {
+            if !self.run_params.contains_key(k) {
+                let known: Vec<&str> = self.run_params.keys().map(|s| s.as_str()).collect();
+                problems.push(format!(
+                    "--param {k}: the pipeline declares no such parameter (declared: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            } else if v.is_empty() {
+                problems.push(format!(
+                    "--param {k}: the Data API does not accept an empty value"
+                ));
+            }
+            values.insert(k.clone(), v.clone());
+        }
+        for (k, default) in &self.run_params {
+            if !values.contains_key(k) {
+                match default {
+                    Some(d) => {
+                        values.insert(k.clone(), d.clone());
+                    }
+                    None => problems.push(format!(
+                        "parameter {k} has no default: give it with --param {k}=VALUE"
+                    )),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Invalid { problems });
+        }
+        for job in &mut self.jobs {
+            for (_, p) in &mut job.params {
+                if let ParamValue::Value(v) = p {
+                    if let Some(name) = v.strip_prefix('\u{0}') {
+                        *v = values.get(name).cloned().unwrap_or_default();
+                    }
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The graph in Mermaid or Graphviz dot, with states when given.
+    pub fn graph(&self, format: GraphFormat, states: &HashMap<String, String>) -> String {
+        let edges: Vec<(&str, &str)> = self
+            .jobs
+            .iter()
+            .flat_map(|j| {
+                j.depends_on
+                    .iter()
+                    .map(move |d| (d.as_str(), j.name.as_str()))
+            })
+            .collect();
+        let names: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
+        graph(format, &names, &edges, states)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+/// Renders a job graph. Edges go from a job to the job that depends on it.
+pub fn graph(
+    format: GraphFormat,
+    names: &[&str],
+    edges: &[(&str, &str)],
+    states: &HashMap<String, String>,
+) -> String {
+    let label = |n: &str| match states.get(n) {
+        Some(s) => format!("{n}\\n{s}"),
+        None => n.to_string(),
+    };
+    let id = |n: &str| {
+        let clean: String = n
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("j_{clean}")
+    };
+    let mut out = String::new();
+    match format {
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart TD\n");
+            for n in names {
+                let l = label(n).replace("\\n", "<br/>");
+                out.push_str(&format!("    {}[\"{}\"]\n", id(n), l.replace('"', "'")));
+            }
+            for (a, b) in edges {
+                out.push_str(&format!("    {} --> {}\n", id(a), id(b)));
+            }
+            for (n, s) in names.iter().filter_map(|n| states.get(*n).map(|s| (n, s))) {
+                let class = s.to_ascii_lowercase();
+                out.push_str(&format!("    class {} {class}\n", id(n)));
+            }
+            if !states.is_empty() {
+                out.push_str("    classDef finished fill:#c8e6c9\n");
+                out.push_str("    classDef failed fill:#ffcdd2\n");
+                out.push_str("    classDef aborted fill:#ffcdd2\n");
+                out.push_str("    classDef skipped fill:#eeeeee\n");
+                out.push_str("    classDef cancelled fill:#eeeeee\n");
+                out.push_str("    classDef submitted fill:#bbdefb\n");
+                out.push_str("    classDef retry_wait fill:#fff9c4\n");
+            }
+        }
+        GraphFormat::Dot => {
+            out.push_str("digraph pipeline {\n    rankdir=TB;\n    node [shape=box];\n");
+            for n in names {
+                out.push_str(&format!(
+                    "    \"{}\" [label=\"{}\"];\n",
+                    n.replace('"', "\\\""),
+                    label(n).replace('"', "\\\"")
+                ));
+            }
+            for (a, b) in edges {
+                out.push_str(&format!(
+                    "    \"{}\" -> \"{}\";\n",
+                    a.replace('"', "\\\""),
+                    b.replace('"', "\\\"")
+                ));
+            }
+            out.push_str("}\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Pipeline, Invalid> {
+        parse(text, "p.toml", "p", |p| {
+            Err(format!("cannot read {}", p.display()))
+        })
+    }
+
+    fn errors(text: &str) -> String {
+        check(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_valid_pipeline_in_dependency_order() {
+        let p = check(
+            r#"
+            name = "nightly"
+            [defaults]
+            workgroup = "wg"
+            database = "dev"
+            retries = { max_attempts = 3, initial_secs = 1 }
+            [params]
+            day = "2026-11-25"
+            [jobs.report]
+            sql = "SELECT * FROM t WHERE id > :since AND day = :day"
+            depends_on = ["load"]
+            params = { since = { from = "extract", column = "max_id" }, day = { param = "day" } }
+            [jobs.extract]
+            sql = "SELECT MAX(id) AS max_id FROM src"
+            [jobs.load]
+            sql = ["DELETE FROM t", "INSERT INTO t SELECT * FROM src"]
+            depends_on = ["extract"]
+            timeout_secs = 30
+            retries = { max_attempts = 1 }
+            "#,
+        )
+        .unwrap()
+        .with_run_params(&[("day".into(), "2026-11-26".into())])
+        .unwrap();
+        assert_eq!(p.name, "nightly");
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["extract", "load", "report"]);
+        assert_eq!(p.jobs[1].sqls.len(), 2);
+        assert_eq!(p.jobs[1].max_attempts, 1);
+        assert_eq!(p.jobs[1].retry.initial_secs, 1.0);
+        assert_eq!(p.jobs[1].timeout_secs, Some(30));
+        assert_eq!(p.jobs[2].max_attempts, 3);
+        assert_eq!(p.jobs[0].target.workgroup.as_deref(), Some("wg"));
+        assert_eq!(
+            p.jobs[2].params,
+            vec![
+                (
+                    "since".to_string(),
+                    ParamValue::Upstream {
+                        job: "extract".into(),
+                        column: "max_id".into()
+                    }
+                ),
+                ("day".to_string(), ParamValue::Value("2026-11-26".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_named() {
+        let e = errors(
+            r#"
+            [jobs.a]
+            sql = "SELECT 1"
+            depends_on = ["c"]
+            [jobs.b]
+            sql = "SELECT 1"
+            depends_on = ["a"]
+            [jobs.c]
+            sql = "SELECT 1"
+            depends_on = ["b"]
+            "#,
+        );
+        assert!(e.contains("cycle"), "{e}");
+        assert!(
+            e.contains("a -> b -> c -> a")
+                || e.contains("b -> c -> a -> b")
+                || e.contains("c -> a -> b -> c"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_dependency_unknown_key_and_sql_rules() {
+        let e = errors("[jobs.a]\nsql = \"SELECT 1\"\ndepends_on = [\"nope\"]\n");
+        assert!(
+            e.contains("p.toml: job a: depends_on \"nope\", which is not a job"),
+            "{e}"
+        );
+        let e = errors("[jobs.a]\nsql = \"SELECT 1\"\ntimeout = 5\n");
+        assert!(
+            e.contains("job a") && e.contains("unknown field `timeout`"),
+            "{e}"
+        );
+        let e = errors("[jobs.a]\n");
+        assert!(e.contains("neither sql nor sql_file"), "{e}");
+        let e = errors("[jobs.a]\nsql = \"SELECT 1\"\nsql_file = \"a.sql\"\n");
+        assert!(e.contains("both sql and sql_file"), "{e}");
+        let e = errors("[jobs.a]\nsql_file = \"a.sql\"\n");
+        assert!(e.contains("cannot read a.sql"), "{e}");
+        let e = errors("nme = \"x\"\n[jobs.a]\nsql = \"SELECT 1\"\n");
+        assert!(e.contains("unknown field `nme`"), "{e}");
+        let e = errors("[jobs.a]\nsql = \"SELECT 1\"\n[jobs.a]\nsql = \"SELECT 2\"\n");
+        assert!(e.contains("duplicate") || e.contains("defined"), "{e}");
+    }
+
+    #[test]
+    fn bad_parameter_references() {
+        let e = errors(
+            "[jobs.a]\nsql = \"SELECT 1\"\n[jobs.b]\nsql = \"SELECT :x\"\nparams = { x = { from = \"a\", column = \"c\" } }\n",
+        );
+        assert!(
+            e.contains("not upstream of it: add \"a\" to depends_on"),
+            "{e}"
+        );
+        let e = errors(
+            "[jobs.b]\nsql = \"SELECT :x\"\nparams = { x = { from = \"zz\", column = \"c\" } }\n",
+        );
+        assert!(e.contains("\"zz\", which is not a job"), "{e}");
+        let e = errors("[jobs.b]\nsql = \"SELECT :x\"\nparams = { x = { param = \"day\" } }\n");
+        assert!(e.contains("not declared in [params]"), "{e}");
+        let e = errors("[jobs.b]\nsql = \"SELECT :x\"\nparams = { x = { bogus = 1 } }\n");
+        assert!(e.contains("parameter x: give a value"), "{e}");
+        let p = check("[params]\nday = \"\"\n[jobs.b]\nsql = \"SELECT :x\"\nparams = { x = { param = \"day\" } }\n").unwrap();
+        let e = p.clone().with_run_params(&[]).unwrap_err().to_string();
+        assert!(e.contains("give it with --param day=VALUE"), "{e}");
+        let e = p
+            .with_run_params(&[("dya".into(), "1".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--param dya: the pipeline declares no such parameter"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn graphs() {
+        let p = check(
+            "[jobs.a]\nsql = \"SELECT 1\"\n[jobs.b]\nsql = \"SELECT 1\"\ndepends_on = [\"a\"]\n",
+        )
+        .unwrap();
+        let m = p.graph(GraphFormat::Mermaid, &HashMap::new());
+        assert!(m.starts_with("flowchart TD\n"));
+        assert!(m.contains("j_a --> j_b"));
+        let states = HashMap::from([("a".to_string(), "FINISHED".to_string())]);
+        let d = p.graph(GraphFormat::Dot, &states);
+        assert!(d.contains("\"a\" -> \"b\";"));
+        assert!(d.contains("a\\nFINISHED"));
+    }
+}
