@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Tests find moto's server and the Python clients here.
 export REDRELAY_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all build venv demo test fmt lint unit clean
+.PHONY: all build venv demo test fmt lint unit deploy-check clean
 
 all: build
 
@@ -34,7 +34,10 @@ lint:
 unit:
 	cargo test
 
-test: venv fmt lint unit
+test: venv fmt lint unit deploy-check
+
+deploy-check: venv
+	bash deploy/check.sh
 
 clean:
 	cargo clean
