@@ -54,6 +54,12 @@ pub enum Command {
     Results(ResultsArgs),
     /// Show the inbox: the latest consumed messages and what became of them.
     Events(EventsArgs),
+    /// Check the ledger's invariants.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Look at and redrive the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
     Emulator(crate::emulator::EmulatorArgs),
 }
@@ -180,6 +186,35 @@ pub enum RunsCommand {
     Cancel { run: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Verify every invariant (one state per job, end times exactly for
+    /// ended jobs, no dependent submitted before its parents finished, ...).
+    /// Exits non-zero on a violation.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show the messages in the dead-letter queue (they stay there).
+    List {
+        /// At most this many messages.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move messages from the dead-letter queue back to the queue.
+    Redrive {
+        /// At most this many messages.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ResultFormat {
     Csv,
@@ -262,6 +297,36 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
             println!("job {id} is {state}: the worker will submit it");
+        }
+        Command::Ledger(LedgerCommand::Check { json }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let (n, violations) = ledger.check().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"jobs": n, "violations": violations})
+                    )?
+                );
+            } else {
+                for v in &violations {
+                    println!("violation: {v}");
+                }
+            }
+            if !violations.is_empty() {
+                bail!(
+                    "{} ledger invariant violations in {}",
+                    violations.len(),
+                    cfg.ledger.display()
+                );
+            }
+            if !json {
+                println!("ledger ok: {n} jobs checked");
+            }
+        }
+        Command::Dlq(cmd) => {
+            let sdk = crate::aws::sdk_config().await?;
+            crate::dlq::run(&sdk, &cfg, cmd).await?;
         }
         Command::Pipeline(cmd) => pipeline_command(&cfg, cmd).await?,
         Command::Runs(cmd) => runs_command(&cfg, cmd).await?,
@@ -638,7 +703,7 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
         .await?;
     if job.state == JobState::Ready {
         let sdk = crate::aws::sdk_config().await?;
-        let api = DataApi::new(&sdk);
+        let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
         match worker::submit_job(&ledger, &api, &clock, job.id).await? {
             Submitted::Statement(_) | Submitted::NotReady | Submitted::Waiting => {}
             Submitted::Throttled(m) | Submitted::Transient(m) => eprintln!(
@@ -673,7 +738,7 @@ async fn run_worker(cfg: Config, args: WorkerArgs, shutdown: CancellationToken) 
     };
     let worker = Arc::new(Worker::new(
         ledger.clone(),
-        DataApi::new(&sdk),
+        DataApi::with_rate_scale(&sdk, cfg.api_rate_scale),
         sqs,
         queue_url,
         cfg,

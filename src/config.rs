@@ -68,6 +68,11 @@ pub struct Config {
     /// At most this many statements in flight per workgroup or cluster
     /// (0 = only `max_in_flight` applies).
     pub max_in_flight_per_target: u32,
+    /// Scale of the client-side Data API rate limits (1.0 = AWS's default
+    /// quotas: ExecuteStatement 30/s, BatchExecuteStatement 20/s,
+    /// DescribeStatement 100/s, GetStatementResult 20/s, CancelStatement
+    /// 10/s). Lower it when other tools share the account's quota.
+    pub api_rate_scale: f64,
 }
 
 impl Default for Config {
@@ -95,6 +100,7 @@ impl Default for Config {
             reconcile_after_secs: 300,
             max_in_flight: 50,
             max_in_flight_per_target: 0,
+            api_rate_scale: 1.0,
         }
     }
 }
@@ -107,6 +113,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "reconcile_after_secs",
     "max_in_flight",
     "max_in_flight_per_target",
+    "api_rate_scale",
 ];
 
 /// Every key of the file, in the order of the struct.
@@ -133,6 +140,7 @@ pub const KEYS: &[&str] = &[
     "reconcile_after_secs",
     "max_in_flight",
     "max_in_flight_per_target",
+    "api_rate_scale",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +152,7 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {message}")]
     Invalid { path: String, message: String },
-    #[error("environment variable {var} must be a whole number, got {value:?}")]
+    #[error("environment variable {var} must be a number, got {value:?}")]
     NotANumber { var: String, value: String },
 }
 
@@ -178,7 +186,13 @@ impl Config {
             let Some(value) = env(&var).filter(|v| !v.is_empty()) else {
                 continue;
             };
-            let value = if NUMERIC_KEYS.contains(key) {
+            let value = if *key == "api_rate_scale" {
+                let f: f64 = value.trim().parse().map_err(|_| ConfigError::NotANumber {
+                    var: var.clone(),
+                    value: value.clone(),
+                })?;
+                toml::Value::Float(f)
+            } else if NUMERIC_KEYS.contains(key) {
                 let n: i64 = value.trim().parse().map_err(|_| ConfigError::NotANumber {
                     var: var.clone(),
                     value: value.clone(),
@@ -199,6 +213,12 @@ impl Config {
                     KEYS.join(", ")
                 ),
             })?;
+        if !(cfg.api_rate_scale > 0.0 && cfg.api_rate_scale <= 100.0) {
+            return Err(ConfigError::Invalid {
+                path: shown,
+                message: "api_rate_scale must be more than 0 (1.0 = AWS's default quotas)".into(),
+            });
+        }
         if cfg.wait_time_secs > 20 {
             return Err(ConfigError::Invalid {
                 path: shown,
@@ -275,7 +295,11 @@ mod tests {
         }
         for k in KEYS {
             let var = format!("REDRELAY_{}", k.to_ascii_uppercase());
-            let value = if NUMERIC_KEYS.contains(k) { "5" } else { "ack" };
+            let value = if NUMERIC_KEYS.contains(k) || *k == "api_rate_scale" {
+                "5"
+            } else {
+                "ack"
+            };
             Config::load(None, env(&[(&var, value)])).unwrap_or_else(|e| panic!("{var}: {e}"));
         }
     }

@@ -4,6 +4,7 @@
 //! succeed), transient (try again later).
 
 use crate::ledger::{Param, Target, Ticket};
+use crate::ratelimit::Limits;
 use crate::state::Outcome;
 use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_redshiftdata::types::{Field, SqlParameter};
@@ -100,12 +101,20 @@ pub struct Page {
 #[derive(Clone)]
 pub struct DataApi {
     client: Client,
+    limits: std::sync::Arc<Limits>,
 }
 
 impl DataApi {
+    /// A client limited to AWS's default per-operation rates.
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self::with_rate_scale(sdk, 1.0)
+    }
+
+    /// A client limited to AWS's default rates times `scale`.
+    pub fn with_rate_scale(sdk: &aws_config::SdkConfig, scale: f64) -> Self {
         Self {
             client: Client::new(sdk),
+            limits: std::sync::Arc::new(Limits::aws_defaults(scale)),
         }
     }
 
@@ -116,6 +125,7 @@ impl DataApi {
         check_target(&target).map_err(ApiError::Rejected)?;
         let params = sql_parameters(&t.job.params)?;
         let id = if t.job.sqls.len() == 1 {
+            self.limits.execute.take().await;
             let out = self
                 .client
                 .execute_statement()
@@ -134,6 +144,7 @@ impl DataApi {
                 .map_err(ApiError::classify)?;
             out.id().map(str::to_string)
         } else {
+            self.limits.batch_execute.take().await;
             let out = self
                 .client
                 .batch_execute_statement()
@@ -156,6 +167,7 @@ impl DataApi {
     }
 
     pub async fn describe(&self, id: &str) -> Result<Described, ApiError> {
+        self.limits.describe.take().await;
         let out = self
             .client
             .describe_statement()
@@ -188,6 +200,7 @@ impl DataApi {
     }
 
     pub async fn cancel(&self, id: &str) -> Result<bool, ApiError> {
+        self.limits.cancel.take().await;
         let out = self
             .client
             .cancel_statement()
@@ -199,6 +212,7 @@ impl DataApi {
     }
 
     pub async fn result_page(&self, id: &str, token: Option<String>) -> Result<Page, ApiError> {
+        self.limits.get_result.take().await;
         let out = self
             .client
             .get_statement_result()

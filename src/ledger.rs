@@ -286,6 +286,9 @@ pub struct Ledger {
 
 type Tx = Transaction<'static, Sqlite>;
 
+/// (job, attempt, state, statement id, started at, finished at)
+type AttemptRow = (i64, i64, String, Option<String>, i64, Option<i64>);
+
 const JOB_COLUMNS: &str = "id, uid, run_id, name, sqls, params, workgroup, cluster, database, \
      db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
      statement_id, rows, error, result_state, result_rows, result_path, result_error, \
@@ -949,6 +952,165 @@ impl Ledger {
             .into_iter()
             .map(|(t, n)| (t.unwrap_or_default(), n))
             .collect())
+    }
+
+    // ----- invariants -------------------------------------------------------
+
+    /// Checks the ledger's invariants; returns one line per violation.
+    pub async fn check(&self) -> Result<(usize, Vec<String>)> {
+        let mut v = Vec::new();
+        let jobs = self.jobs(None, None).await?;
+        let by_id: HashMap<i64, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
+        let attempts: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT job_id, attempt, state, statement_id, started_at, finished_at FROM attempts \
+             ORDER BY job_id, attempt",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let deps: Vec<(i64, i64)> = sqlx::query_as("SELECT job_id, depends_on FROM job_deps")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut parents: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (job, dep) in &deps {
+            parents.entry(*job).or_default().push(*dep);
+        }
+        for j in &jobs {
+            if j.state.is_terminal() != j.finished_at.is_some() {
+                v.push(format!(
+                    "job {}: state {} but finished_at is {}",
+                    j.id,
+                    j.state,
+                    if j.finished_at.is_some() {
+                        "set"
+                    } else {
+                        "not set"
+                    }
+                ));
+            }
+            if (j.state == JobState::Finished) != j.result_state.is_some() {
+                v.push(format!(
+                    "job {}: state {} with result_state {:?}",
+                    j.id, j.state, j.result_state
+                ));
+            }
+            if j.state == JobState::Submitted && j.statement_id.is_none() {
+                v.push(format!("job {}: SUBMITTED without a statement id", j.id));
+            }
+            if j.state == JobState::RetryWait && j.not_before.is_none() {
+                v.push(format!("job {}: RETRY_WAIT without a time to retry", j.id));
+            }
+            if j.attempt > j.max_attempts {
+                v.push(format!(
+                    "job {}: attempt {} of at most {}",
+                    j.id, j.attempt, j.max_attempts
+                ));
+            }
+            let ps = parents.get(&j.id).cloned().unwrap_or_default();
+            if j.state == JobState::Ready || j.state == JobState::Submitted {
+                for p in &ps {
+                    if by_id.get(p).map(|p| p.state) != Some(JobState::Finished) {
+                        v.push(format!(
+                            "job {}: {} while its parent job {p} has not FINISHED",
+                            j.id, j.state
+                        ));
+                    }
+                }
+            }
+        }
+        let mut current: HashMap<i64, i64> = HashMap::new();
+        for (job_id, attempt, state, sid, started_at, finished_at) in &attempts {
+            let Some(j) = by_id.get(job_id) else {
+                v.push(format!("attempt {attempt} of missing job {job_id}"));
+                continue;
+            };
+            *current.entry(*job_id).or_default() =
+                (*attempt).max(current.get(job_id).copied().unwrap_or(0));
+            if *attempt > j.attempt {
+                v.push(format!(
+                    "job {job_id}: attempt {attempt} recorded beyond its current attempt {}",
+                    j.attempt
+                ));
+            }
+            let ended = matches!(state.as_str(), "FINISHED" | "FAILED" | "ABORTED");
+            if ended != finished_at.is_some() {
+                v.push(format!(
+                    "job {job_id}: attempt {attempt} is {state} but its end time is {:?}",
+                    finished_at
+                ));
+            }
+            if state != "SUBMITTING" && sid.is_none() && state != "FAILED" {
+                v.push(format!(
+                    "job {job_id}: attempt {attempt} is {state} without a statement id"
+                ));
+            }
+            if state == "SUBMITTING" && !(j.state == JobState::Ready && j.attempt == *attempt) {
+                v.push(format!("job {job_id}: attempt {attempt} is SUBMITTING while the job is {} on attempt {}", j.state, j.attempt));
+            }
+            // No dependent submitted before its parents finished.
+            for p in parents.get(job_id).cloned().unwrap_or_default() {
+                match by_id.get(&p) {
+                    Some(parent) if parent.state == JobState::Finished => {
+                        if let Some(done) = parent.finished_at {
+                            if *started_at < done {
+                                v.push(format!(
+                                    "job {job_id}: attempt {attempt} started at {started_at}, before its parent job {p} FINISHED at {done}"
+                                ));
+                            }
+                        }
+                    }
+                    Some(parent) => v.push(format!(
+                        "job {job_id}: attempt {attempt} exists while its parent job {p} is {}",
+                        parent.state
+                    )),
+                    None => v.push(format!("job {job_id}: parent job {p} is missing")),
+                }
+            }
+        }
+        for j in &jobs {
+            if j.attempt > 0 && current.get(&j.id).copied() != Some(j.attempt) {
+                v.push(format!(
+                    "job {}: current attempt {} has no attempt row",
+                    j.id, j.attempt
+                ));
+            }
+            if matches!(j.state, JobState::Submitted) {
+                let row = attempts.iter().find(|a| a.0 == j.id && a.1 == j.attempt);
+                match row {
+                    Some(a) if a.2 == "SUBMITTED" && a.3 == j.statement_id => {}
+                    other => v.push(format!(
+                        "job {}: SUBMITTED but its attempt {} is {:?}",
+                        j.id,
+                        j.attempt,
+                        other.map(|a| a.2.clone())
+                    )),
+                }
+            }
+        }
+        let applied: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT statement_id, state, COUNT(*) FROM events WHERE disposition = 'applied' \
+             GROUP BY statement_id, state HAVING COUNT(*) > 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (sid, state, n) in applied {
+            v.push(format!("statement {sid}: {n} {state} events applied"));
+        }
+        let runs = self.runs().await?;
+        for r in runs {
+            let open = jobs
+                .iter()
+                .any(|j| j.run_id.as_deref() == Some(r.id.as_str()) && !j.state.is_terminal());
+            if r.state == "RUNNING" && !open {
+                v.push(format!("run {}: RUNNING with no job left to run", r.id));
+            }
+            if matches!(r.state.as_str(), "FINISHED" | "FAILED") && open {
+                v.push(format!(
+                    "run {}: {} while some of its jobs have not ended",
+                    r.id, r.state
+                ));
+            }
+        }
+        Ok((jobs.len(), v))
     }
 
     // ----- events -----------------------------------------------------------

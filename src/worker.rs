@@ -222,6 +222,47 @@ fn backoff(failures: u32, base: Duration, cap: Duration, seed: u64) -> Duration 
     capped.mul_f64(frac)
 }
 
+/// Extends the visibility of received messages every half timeout, until
+/// aborted.
+async fn keep_invisible(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    receipts: Vec<String>,
+    visibility_secs: u32,
+) {
+    let period = Duration::from_secs(u64::from(visibility_secs / 2).max(1));
+    loop {
+        tokio::time::sleep(period).await;
+        for chunk in receipts.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(visibility_secs as i32)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if let Err(e) = sqs
+                .change_message_visibility_batch()
+                .queue_url(&queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "Cannot extend the visibility of messages being handled.");
+            }
+        }
+        debug!(
+            messages = receipts.len(),
+            "Extended the visibility of messages being handled."
+        );
+    }
+}
+
 impl Worker {
     pub fn new(
         ledger: Ledger,
@@ -351,6 +392,18 @@ impl Worker {
             if messages.is_empty() {
                 continue;
             }
+            // While the batch is being handled, keep it invisible to other
+            // consumers (a slow ledger or Data API must not let SQS hand the
+            // same messages out again).
+            let heartbeat = tokio::spawn(keep_invisible(
+                self.sqs.clone(),
+                self.queue_url.clone(),
+                messages
+                    .iter()
+                    .filter_map(|m| m.receipt_handle().map(str::to_string))
+                    .collect(),
+                self.cfg.visibility_timeout_secs,
+            ));
             let mut acks = Vec::new();
             for m in &messages {
                 if self.handle(m).await {
@@ -359,6 +412,7 @@ impl Worker {
                     }
                 }
             }
+            heartbeat.abort();
             self.submit_wake.notify_one();
             self.fetch_wake.notify_one();
             self.delete(acks).await;

@@ -1,0 +1,109 @@
+//! Client-side rate limits per Data API operation, so that redrelay stays
+//! under the account's quotas instead of discovering them by throttling.
+//! Defaults follow AWS's published Redshift Data API quotas (requests per
+//! second per account and region); `api_rate_scale` in the configuration
+//! scales them all, e.g. 0.5 when other tools share the quota.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A token bucket: `rate` tokens per second, bursts up to `burst`.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        let rate = rate.max(0.01);
+        let burst = burst.max(1.0);
+        Self {
+            rate,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// Takes a token, or says how long to wait for one.
+    fn try_take(&self, now: Instant) -> Result<(), Duration> {
+        let mut guard = match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (tokens, last) = *guard;
+        let refilled = (tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate)
+            .min(self.burst);
+        if refilled >= 1.0 {
+            *guard = (refilled - 1.0, now);
+            Ok(())
+        } else {
+            *guard = (refilled, now);
+            Err(Duration::from_secs_f64((1.0 - refilled) / self.rate))
+        }
+    }
+
+    /// Waits for a token.
+    pub async fn take(&self) {
+        loop {
+            match self.try_take(Instant::now()) {
+                Ok(()) => return,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+}
+
+/// One bucket per operation redrelay calls.
+#[derive(Debug)]
+pub struct Limits {
+    pub execute: Bucket,
+    pub batch_execute: Bucket,
+    pub describe: Bucket,
+    pub get_result: Bucket,
+    pub cancel: Bucket,
+}
+
+impl Limits {
+    /// AWS's default quotas (per second): ExecuteStatement 30,
+    /// BatchExecuteStatement 20, DescribeStatement 100, GetStatementResult
+    /// 20, CancelStatement 10; each scaled by `scale`.
+    pub fn aws_defaults(scale: f64) -> Self {
+        let b = |rate: f64| Bucket::new(rate * scale, (rate * scale).ceil());
+        Self {
+            execute: b(30.0),
+            batch_execute: b(20.0),
+            describe: b(100.0),
+            get_result: b(20.0),
+            cancel: b(10.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_then_paces() {
+        let b = Bucket::new(10.0, 3.0);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(b.try_take(t0).is_ok());
+        }
+        let wait = b.try_take(t0).unwrap_err();
+        assert!(
+            wait <= Duration::from_millis(100) && wait > Duration::from_millis(90),
+            "{wait:?}"
+        );
+        assert!(b.try_take(t0 + Duration::from_millis(100)).is_ok());
+        assert!(b.try_take(t0 + Duration::from_millis(100)).is_err());
+        // Never more than the burst, however long it waited.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(b.try_take(later).is_ok());
+        }
+        assert!(b.try_take(later).is_err());
+    }
+}
