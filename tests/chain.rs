@@ -307,7 +307,7 @@ async fn malformed_and_foreign_messages_are_recorded_and_the_worker_goes_on() {
     stack.send_raw("this is not json {");
     let forged = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/events/finished.json"),
+            .join("tests/fixtures/events/finished.json"),
     )
     .unwrap();
     stack.send_raw(&forged.replace("aws.redshift-data", "evil.forger"));
