@@ -368,7 +368,8 @@ def check_template_static():
                 if ([queue_arn], None) not in g.get(a, []):
                     problems.append(f"{a} not on the queue")
             on_dlq = {a for a, gs in g.items() if any(dlq_arn in res for res, _ in gs)}
-            want_dlq = ({"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+            want_dlq = ({"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                         "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
                          "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks"} if dlq == "true" else set())
             if on_dlq != want_dlq:
                 problems.append(f"DLQ actions {sorted(on_dlq)} instead of {sorted(want_dlq)}")
