@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Tests find moto's server and the Python clients here.
 export REDRELAY_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all build venv demo test fmt lint unit deploy-check clean
+.PHONY: all build venv demo test fmt lint unit deploy-check bench clean
 
 all: build
 
@@ -38,6 +38,10 @@ test: venv fmt lint unit deploy-check
 
 deploy-check: venv
 	bash deploy/check.sh
+
+# Benchmarks print figures (docs/performance.md); they are not part of `test`.
+bench: venv
+	cargo test --test bench_reaction -- --ignored --nocapture
 
 clean:
 	cargo clean
