@@ -41,11 +41,12 @@ export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$MOTO_PORT
 export AWS_ENDPOINT_URL_EVENTBRIDGE=http://127.0.0.1:$MOTO_PORT
 echo "== moto (SQS, EventBridge) on 127.0.0.1:$MOTO_PORT"
 
+: >"$DEMO/emulator.out"
 "$BIN" emulator --listen 127.0.0.1:0 --warehouse "$DEMO/warehouse.db" >"$DEMO/emulator.out" 2>"$DEMO/emulator.log" &
 pids+=($!)
 addr=""
 for _ in $(seq 100); do
-  addr=$(sed -n 's/^listening on //p' "$DEMO/emulator.out" | head -n1)
+  addr=$(sed -n 's/^listening on //p' "$DEMO/emulator.out" 2>/dev/null | head -n1 || true)
   [ -n "$addr" ] && break
   sleep 0.1
 done
@@ -65,6 +66,12 @@ export REDRELAY_CONFIG=$DEMO/redrelay.toml
 echo "== redrelay setup"
 "$BIN" setup
 
+echo "== redrelay worker (in the background; it reacts to completion events)"
+"$BIN" worker &
+worker_pid=$!
+pids+=("$worker_pid")
+sleep 1
+
 echo "== submitting a three-step chained load"
 stage=$("$BIN" submit --name load_staging \
   --sql "CREATE TABLE staging_sales AS
@@ -77,8 +84,17 @@ report=$("$BIN" submit --name report --after "$merge" --param min_sales=100 \
   --sql "SELECT region, sales, total FROM sales_by_region WHERE sales >= :min_sales ORDER BY total DESC")
 echo "jobs: load_staging=$stage merge_sales=$merge report=$report"
 
-echo "== redrelay worker --until-idle"
-timeout 120 "$BIN" worker --until-idle
+job_field() { "$BIN" jobs show "$1" --json | "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$2"; }
+for _ in $(seq 600); do
+  state=$(job_field "$report" state)
+  results=$(job_field "$report" result_state)
+  case "$state" in FINISHED) [ "$results" != PENDING ] && break ;; FAILED|ABORTED|SKIPPED|CANCELLED) break ;; esac
+  sleep 0.1
+done
+
+echo "== stopping the worker (SIGTERM)"
+kill -TERM "$worker_pid"
+wait "$worker_pid"
 
 echo "== redrelay jobs list"
 "$BIN" jobs list
@@ -88,7 +104,7 @@ echo "== redrelay results $report"
 "$BIN" results "$report"
 
 for id in "$stage" "$merge" "$report"; do
-  state=$("$BIN" jobs show "$id" --json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  state=$(job_field "$id" state)
   [ "$state" = FINISHED ] || { echo "demo: job $id is $state, not FINISHED" >&2; exit 1; }
 done
 echo "== demo finished: three chained jobs FINISHED"

@@ -926,9 +926,14 @@ async fn show_job(ledger: &Ledger, id: i64, json: bool) -> Result<()> {
         }
     }
     for r in &results {
+        let label = if r.sub == 0 {
+            "result".to_string()
+        } else {
+            format!("result {}", r.sub)
+        };
         println!(
-            "result {}     {} rows: {} , {}",
-            r.sub, r.rows, r.csv_path, r.jsonl_path
+            "{label:<12} {} rows in {}, {}",
+            r.rows, r.csv_path, r.jsonl_path
         );
     }
     Ok(())
