@@ -849,7 +849,7 @@ impl Ledger {
     pub async fn retry_job(&self, job_id: i64, now: i64) -> Result<JobState, RetryRefused> {
         let mut tx = self.begin().await?;
         let job = job_tx(&mut tx, job_id).await?;
-        if !job.state.is_failure() {
+        if !job.state.can_be_revived_to(JobState::Ready) {
             return Err(RetryRefused::Why(format!(
                 "job {job_id} is {}: only FAILED, ABORTED, CANCELLED or SKIPPED jobs can be retried",
                 job.state

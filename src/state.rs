@@ -74,7 +74,8 @@ impl JobState {
         self.is_terminal() && !matches!(self, JobState::Finished)
     }
 
-    /// Whether `self -> to` is a transition of the state machine.
+    /// Whether `self -> to` is an automatic transition of the state
+    /// machine (submitter, events, reconciler, operator cancel).
     pub fn can_move_to(self, to: JobState) -> bool {
         use JobState::*;
         matches!(
@@ -93,6 +94,16 @@ impl JobState {
                 | (RetryWait, Ready)
                 | (RetryWait, Cancelled)
         )
+    }
+}
+
+impl JobState {
+    /// Whether an operator's `jobs retry` may take an ended job to `to`: a
+    /// FAILED, ABORTED, CANCELLED or SKIPPED job gets another attempt (READY,
+    /// or PENDING while a parent has not finished), and the SKIPPED jobs
+    /// below a retried job are revived to PENDING.
+    pub fn can_be_revived_to(self, to: JobState) -> bool {
+        self.is_failure() && matches!(to, JobState::Ready | JobState::Pending)
     }
 }
 
@@ -168,6 +179,16 @@ mod tests {
                 assert!(!from.can_move_to(to), "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn only_failures_are_revived() {
+        for from in JobState::ALL {
+            let revivable = from.can_be_revived_to(JobState::Ready);
+            assert_eq!(revivable, from.is_failure(), "{from}");
+            assert!(!from.can_be_revived_to(JobState::Submitted));
+        }
+        assert!(!JobState::Finished.can_be_revived_to(JobState::Ready));
     }
 
     #[test]
