@@ -441,3 +441,125 @@ pub fn warehouse_query(path: &Path, sql: &str) -> Vec<Vec<Value>> {
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).expect("json rows")
 }
+
+// ----- Helpers for tests/chaos.rs and tests/reliability.rs ------------------
+
+impl Proc {
+    /// Sends a signal (e.g. "TERM") to this process only, by its PID.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait child") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Stack {
+    /// Writes a file into the stack's folder; returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path.display().to_string()
+    }
+
+    /// The emulator's record lines of one kind (`statement`, `replay`,
+    /// `rejected`, `event`, `counters`).
+    pub fn record_kind(&self, kind: &str) -> Vec<Value> {
+        self.record_all()
+            .into_iter()
+            .filter(|l| l["kind"] == kind)
+            .collect()
+    }
+
+    /// The whole inbox (`redrelay events --json`), newest first.
+    pub fn inbox(&self) -> Vec<Value> {
+        let v = self.json(&["events", "--limit", "1000000"]);
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Messages in the dead-letter queue (visible + in flight).
+    pub fn dlq_depth(&self) -> i64 {
+        let script = format!(
+            "import boto3,os\n\
+             sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+             url=sqs.get_queue_url(QueueName={q:?})['QueueUrl']\n\
+             a=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['All'])['Attributes']\n\
+             print(int(a['ApproximateNumberOfMessages'])+int(a['ApproximateNumberOfMessagesNotVisible']))\n",
+            q = format!("{}-dlq", self.queue)
+        );
+        self.python(&script).trim().parse().expect("a number")
+    }
+
+    /// A Data API client of the library, pointed at the emulator with test
+    /// credentials (what the worker builds from the environment).
+    pub async fn data_api(&self) -> redrelay::dataapi::DataApi {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.data_url)
+            .credentials_provider(aws_sdk_redshiftdata::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load()
+            .await;
+        redrelay::dataapi::DataApi::new(&sdk)
+    }
+
+    /// Waits until no pipeline run is RUNNING; returns `runs list --json`.
+    pub fn wait_runs_ended(&self, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let runs = self.json(&["runs", "list"]);
+            let runs = runs.as_array().cloned().unwrap_or_default();
+            if runs.iter().all(|r| r["state"] != "RUNNING") {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runs still RUNNING after {timeout:?}: {runs:#?}\nworker log:\n{}",
+                self.log("worker.log")
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+/// A tiny seeded PRNG (splitmix64) for tests that must be reproducible
+/// without depending on a crate's algorithm choices.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..hi` (hi exclusive, hi > lo).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo)
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.range(0, items.len() as u64) as usize]
+    }
+}
