@@ -149,6 +149,11 @@ pub fn parse(body: &str, origin: &Origin) -> Result<StatusEvent, Rejection> {
         serde_json::from_str(body).map_err(|e| Rejection::NotJson(clip(e.to_string())))?;
     let env: Envelope =
         serde_json::from_value(value).map_err(|e| Rejection::NotEnvelope(clip(e.to_string())))?;
+    if env.id.trim().is_empty() || env.id.len() > 200 {
+        return Err(Rejection::NotEnvelope(
+            "id is empty or too long: events are deduplicated on it".to_string(),
+        ));
+    }
     if env.source != SOURCE {
         return Err(Rejection::WrongSource(clip(env.source)));
     }
@@ -307,6 +312,13 @@ mod tests {
                 assert!(parse(&body[..cut], &o).is_err());
             }
         }
+        assert!(matches!(
+            parse(
+                &body.replace("18e7079c-dd4b-dd64-caf9-e2a31640dab0", ""),
+                &o
+            ),
+            Err(Rejection::NotEnvelope(_))
+        ));
         let huge = format!("{{\"id\":\"{}\"}}", "x".repeat(1_000_000));
         let err = parse(&huge, &o).unwrap_err().to_string();
         assert!(err.len() < 1000);

@@ -526,16 +526,17 @@ impl Worker {
         loop {
             let mut wait = Duration::from_secs(1);
             match self.submit_round().await {
-                Ok(None) => throttled = 0,
-                Ok(Some(reason)) => {
-                    throttled += 1;
+                Ok((_, None)) => throttled = 0,
+                Ok((submitted, Some(reason))) => {
+                    // Back off harder only while nothing gets through.
+                    throttled = if submitted > 0 { 1 } else { throttled + 1 };
                     wait = backoff(
                         throttled,
                         Duration::from_millis(200),
                         Duration::from_secs(60),
                         self.clock.now_ms() as u64,
                     );
-                    warn!(%reason, retry_in_ms = wait.as_millis() as u64, "Submission throttled; jobs stay READY.");
+                    warn!(%reason, submitted, retry_in_ms = wait.as_millis() as u64, "Submission throttled; jobs stay READY.");
                 }
                 Err(e) => error!(error = %e, "Submission round failed."),
             }
@@ -547,9 +548,9 @@ impl Worker {
         }
     }
 
-    /// Submits READY jobs up to the in-flight limit. Returns the reason when
-    /// the Data API throttled.
-    async fn submit_round(&self) -> Result<Option<String>, LedgerError> {
+    /// Submits READY jobs up to the in-flight limits. Returns how many were
+    /// submitted, and the reason when the Data API throttled.
+    async fn submit_round(&self) -> Result<(u32, Option<String>), LedgerError> {
         self.stop_timed_out().await?;
         let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
         if promoted > 0 {
@@ -559,8 +560,9 @@ impl Worker {
             );
         }
         let mut room = i64::from(self.cfg.max_in_flight) - self.ledger.in_flight().await?;
+        let mut submitted = 0u32;
         if room <= 0 {
-            return Ok(None);
+            return Ok((submitted, None));
         }
         let per_target = i64::from(self.cfg.max_in_flight_per_target);
         let mut by_target = self.ledger.in_flight_by_target().await?;
@@ -581,8 +583,9 @@ impl Worker {
                 Ok(Submitted::Statement(_)) => {
                     room -= 1;
                     *running += 1;
+                    submitted += 1;
                 }
-                Ok(Submitted::Throttled(m)) => return Ok(Some(m)),
+                Ok(Submitted::Throttled(m)) => return Ok((submitted, Some(m))),
                 Ok(Submitted::Transient(m)) => {
                     warn!(job = job.id, error = %m, "Cannot submit the job now; it stays READY.")
                 }
@@ -593,7 +596,7 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
-        Ok(None)
+        Ok((submitted, None))
     }
 
     /// Cancels the statements of jobs running past their `timeout_secs`;

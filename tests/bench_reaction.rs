@@ -108,7 +108,9 @@ async fn reaction_latency_of_a_chain() {
         }
     }
     println!();
-    println!("redrelay reaction benchmark: a chain of {n} jobs on the local stack (moto + emulator)");
+    println!(
+        "redrelay reaction benchmark: a chain of {n} jobs on the local stack (moto + emulator)"
+    );
     summary("end to end: parent ended -> child created", end_to_end);
     summary("delivery: parent ended -> event applied", delivery);
     summary("redrelay: event applied -> child submitted", own);

@@ -607,7 +607,11 @@ fn well_formed(v: &Value, origin: &Origin) -> bool {
         obj.get(k)
             .is_none_or(|x| x.is_null() || x.as_i64().is_some())
     };
-    if !o.get("id").is_some_and(Value::is_string)
+    // The id is what events are deduplicated on: it must be there and short.
+    if !o
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.trim().is_empty() && id.len() <= 200)
         || o.get("source").and_then(Value::as_str) != Some(event::SOURCE)
         || o.get("detail-type").and_then(Value::as_str) != Some(event::DETAIL_TYPE)
         || !["version", "account", "time", "region"]
