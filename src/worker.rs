@@ -8,6 +8,7 @@ use crate::dataapi::{ApiError, DataApi};
 use crate::event::{self, Origin, StatementState};
 use crate::ledger::{Disposition, Job, Ledger, LedgerError, Param};
 use crate::results::{self, FetchError};
+use crate::retry::RetryPolicy;
 use crate::state::{JobState, Outcome};
 use anyhow::Result;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
@@ -212,14 +213,16 @@ pub struct Worker {
     fetch_wake: Notify,
 }
 
-/// Exponential backoff with full jitter, capped.
+/// Exponential backoff with jitter for the worker's own retries (receive
+/// errors, throttling, result fetches): the same policy type as job retries.
 fn backoff(failures: u32, base: Duration, cap: Duration, seed: u64) -> Duration {
-    let exp = base.saturating_mul(1u32 << failures.min(16));
-    let capped = exp.min(cap);
-    // Deterministic jitter in [50%, 100%] from the seed.
-    let frac =
-        0.5 + ((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64) / 2.0;
-    capped.mul_f64(frac)
+    let policy = RetryPolicy {
+        initial_secs: base.as_secs_f64(),
+        max_secs: cap.as_secs_f64(),
+        multiplier: 2.0,
+        jitter: 0.5,
+    };
+    Duration::from_millis(policy.delay_ms(i64::from(failures), seed).max(0) as u64)
 }
 
 /// Extends the visibility of received messages every half timeout, until
@@ -789,7 +792,7 @@ mod tests {
         let cap = Duration::from_secs(10);
         for seed in 0..50 {
             let b1 = backoff(1, base, cap, seed);
-            assert!(b1 >= Duration::from_millis(100) && b1 <= Duration::from_millis(200));
+            assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));
             let b20 = backoff(20, base, cap, seed);
             assert!(b20 >= Duration::from_secs(5) && b20 <= cap);
         }
