@@ -1128,12 +1128,17 @@ impl Ledger {
         now: i64,
     ) -> Result<(Disposition, Option<i64>)> {
         let mut tx = self.begin().await?;
-        let seen: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE event_id = ?")
-            .bind(&ev.event_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if seen.is_some() {
-            return Ok((Disposition::Duplicate, None));
+        let seen: Option<String> =
+            sqlx::query_scalar("SELECT disposition FROM events WHERE event_id = ?")
+                .bind(&ev.event_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match seen.as_deref() {
+            // Still not ours: the same answer, so `on_foreign = "leave"`
+            // leaves it again, until SQS moves it to the dead-letter queue.
+            Some("foreign") => return Ok((Disposition::Foreign, None)),
+            Some(_) => return Ok((Disposition::Duplicate, None)),
+            None => {}
         }
         let sid = &ev.detail.statement_id;
         let known: Option<i64> =

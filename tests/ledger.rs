@@ -121,6 +121,10 @@ async fn unknown_statements_are_foreign() {
     let (ev, body) = event("e1", "not-ours", "someone/else", "FINISHED");
     let (d, job) = l.apply_event(&ev, None, None, &body, 1).await.unwrap();
     assert_eq!((d, job), (Disposition::Foreign, None));
+    // Received again (on_foreign = "leave"): still foreign, not a duplicate.
+    let (d, _) = l.apply_event(&ev, None, None, &body, 2).await.unwrap();
+    assert_eq!(d, Disposition::Foreign);
+    assert_eq!(l.events(10).await.unwrap().len(), 1, "recorded once");
     let (ev, body) = event(
         "e2",
         "not-ours-2",
