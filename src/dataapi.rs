@@ -124,44 +124,36 @@ impl DataApi {
         let target = t.job.target();
         check_target(&target).map_err(ApiError::Rejected)?;
         let params = sql_parameters(&t.job.params)?;
-        let id = if t.job.sqls.len() == 1 {
+        // ExecuteStatement and BatchExecuteStatement take the same fields
+        // but are distinct builder types.
+        macro_rules! send_with_common_fields {
+            ($builder:expr) => {
+                $builder
+                    .set_parameters(params)
+                    .statement_name(&t.statement_name)
+                    .client_token(&t.client_token)
+                    .with_event(true)
+                    .set_workgroup_name(target.workgroup)
+                    .set_cluster_identifier(target.cluster)
+                    .set_database(target.database)
+                    .set_db_user(target.db_user)
+                    .set_secret_arn(target.secret_arn)
+                    .send()
+                    .await
+                    .map_err(ApiError::classify)?
+                    .id()
+                    .map(str::to_string)
+            };
+        }
+        let id = if let [sql] = t.job.sqls.as_slice() {
             self.limits.execute.take().await;
-            let out = self
-                .client
-                .execute_statement()
-                .sql(&t.job.sqls[0])
-                .set_parameters(params)
-                .statement_name(&t.statement_name)
-                .client_token(&t.client_token)
-                .with_event(true)
-                .set_workgroup_name(target.workgroup)
-                .set_cluster_identifier(target.cluster)
-                .set_database(target.database)
-                .set_db_user(target.db_user)
-                .set_secret_arn(target.secret_arn)
-                .send()
-                .await
-                .map_err(ApiError::classify)?;
-            out.id().map(str::to_string)
+            send_with_common_fields!(self.client.execute_statement().sql(sql))
         } else {
             self.limits.batch_execute.take().await;
-            let out = self
+            send_with_common_fields!(self
                 .client
                 .batch_execute_statement()
-                .set_sqls(Some(t.job.sqls.clone()))
-                .set_parameters(params)
-                .statement_name(&t.statement_name)
-                .client_token(&t.client_token)
-                .with_event(true)
-                .set_workgroup_name(target.workgroup)
-                .set_cluster_identifier(target.cluster)
-                .set_database(target.database)
-                .set_db_user(target.db_user)
-                .set_secret_arn(target.secret_arn)
-                .send()
-                .await
-                .map_err(ApiError::classify)?;
-            out.id().map(str::to_string)
+                .set_sqls(Some(t.job.sqls.clone())))
         };
         id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
     }
