@@ -485,6 +485,9 @@ fn plan_run(cfg: &Config, p: &crate::pipeline::Pipeline) -> Result<Vec<crate::le
         for (i, (name, v)) in j.params.iter().enumerate() {
             let value = match v {
                 ParamValue::Value(v) => v.clone(),
+                ParamValue::RunTime(name) => {
+                    bail!("job {}: run-time parameter {name} has no value", j.name)
+                }
                 ParamValue::Upstream { job, column } => {
                     let from = *index
                         .get(job.as_str())

@@ -95,7 +95,12 @@ pub struct PipelineFile {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
     Value(String),
-    Upstream { job: String, column: String },
+    /// A run-time parameter, until [`Pipeline::with_run_params`] fills it.
+    RunTime(String),
+    Upstream {
+        job: String,
+        column: String,
+    },
 }
 
 /// A validated job, ready to be recorded.
@@ -342,8 +347,7 @@ pub fn parse(
                             "{at}: parameter {pname} takes run-time value {param:?}, which is not declared in [params]"
                         ));
                     }
-                    // Placeholder, filled by `with_run_params`.
-                    params.push((pname.clone(), ParamValue::Value(format!("\u{0}{param}"))));
+                    params.push((pname.clone(), ParamValue::RunTime(param)));
                 }
                 Ok(ParamSpec::Upstream { from, column }) => {
                     if !names.contains(from.as_str()) {
@@ -552,10 +556,8 @@ impl Pipeline {
         }
         for job in &mut self.jobs {
             for (_, p) in &mut job.params {
-                if let ParamValue::Value(v) = p {
-                    if let Some(name) = v.strip_prefix('\u{0}') {
-                        *v = values.get(name).cloned().unwrap_or_default();
-                    }
+                if let ParamValue::RunTime(name) = p {
+                    *p = ParamValue::Value(values.get(name.as_str()).cloned().unwrap_or_default());
                 }
             }
         }
