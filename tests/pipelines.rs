@@ -474,21 +474,7 @@ async fn cancelling_a_run_leaves_no_statement_running() {
     );
     let run = run_pipeline(&stack, &file, &[]);
     let _worker = stack.spawn_worker(&[]);
-    let ledger = stack.ledger().await;
-    let deadline = Instant::now() + WAIT;
-    while ledger
-        .jobs(Some(JobState::Submitted), Some(&run))
-        .await
-        .unwrap()
-        .len()
-        < 2
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the long jobs were not submitted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack.wait_submitted(&run, 2, WAIT).await;
     let out = stack.ok(&["runs", "cancel", &run]);
     assert!(out.contains("CANCELLED"), "{out}");
     let shown = stack.json(&["runs", "show", &run]);

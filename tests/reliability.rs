@@ -426,18 +426,8 @@ async fn sigterm_stops_a_busy_worker_cleanly_and_the_next_one_finishes_its_jobs(
     );
     let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
     let mut worker = stack.spawn_worker(&["--grace-secs", "5"]);
+    stack.wait_submitted(&run, 3, WAIT).await;
     let ledger = stack.ledger().await;
-    let deadline = Instant::now() + WAIT;
-    while ledger
-        .jobs(Some(JobState::Submitted), Some(&run))
-        .await
-        .unwrap()
-        .len()
-        < 3
-    {
-        assert!(Instant::now() < deadline, "{}", stack.log("worker.log"));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let stopping = Instant::now();
     worker.signal("TERM");
     let status = worker.wait_exit(Duration::from_secs(6));

@@ -521,6 +521,26 @@ impl Stack {
     }
 
     /// Waits until no pipeline run is RUNNING; returns `runs list --json`.
+    /// Waits until at least `n` jobs of `run` are SUBMITTED (in flight).
+    pub async fn wait_submitted(&self, run: &str, n: usize, timeout: Duration) {
+        let ledger = self.ledger().await;
+        let deadline = Instant::now() + timeout;
+        while ledger
+            .jobs(Some(redrelay::state::JobState::Submitted), Some(run))
+            .await
+            .expect("jobs")
+            .len()
+            < n
+        {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} jobs of run {run} were submitted: {}",
+                self.log("worker.log")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn wait_runs_ended(&self, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
