@@ -2,11 +2,11 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::dataapi::{check_target, DataApi};
+use crate::dataapi::DataApi;
 use crate::event::Origin;
 use crate::ledger::{Job, Ledger, NewJob, Param};
-use crate::state::JobState;
-use crate::worker::{self, Submitted, Worker};
+use crate::state::{JobState, ResultState};
+use crate::worker::{self, Worker};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -36,8 +36,9 @@ pub enum Command {
     /// Create the SQS queue, its dead-letter queue, the queue policy and the
     /// EventBridge rule and target (idempotent). Prints what it made as JSON.
     Setup,
-    /// Record a job and submit it (WithEvent=true), or leave it waiting on
-    /// the jobs given with --after.
+    /// Record a job: READY (the worker submits it, WithEvent=true, within
+    /// the in-flight limits and rate limits), or PENDING on the jobs given
+    /// with --after.
     Submit(SubmitArgs),
     /// Consume completion events, fetch results and submit waiting jobs.
     Worker(WorkerArgs),
@@ -61,7 +62,7 @@ pub enum Command {
     #[command(subcommand)]
     Dlq(DlqCommand),
     /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
-    Emulator(crate::emulator::EmulatorArgs),
+    Emulator(Box<crate::emulator::EmulatorArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +196,23 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete what is older than a duration: inbox rows (raw event bodies)
+    /// and the result files of jobs that ended before it, with their rows.
+    /// A job that has not ended keeps everything; jobs and runs stay. The
+    /// worker does the same every hour with `retention_days`.
+    Prune {
+        /// How old, e.g. 30d, 12h, 90m.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A duration such as `30d`, `12h` or `90m` (humantime's syntax).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}): write it as 30d, 12h or 90m"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,7 +266,7 @@ pub struct EventsArgs {
 
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     if let Command::Emulator(args) = cli.command {
-        return crate::emulator::run(args, shutdown).await;
+        return crate::emulator::run(*args, shutdown).await;
     }
     let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     match cli.command {
@@ -283,19 +301,17 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         }
         Command::Jobs(JobsCommand::Cancel { id }) => {
             let ledger = open_ledger(&cfg).await?;
-            let n = cancel_jobs(&ledger, &[id]).await?;
-            if n == 0 {
+            let (changed, statement) = ledger.cancel_job(id, SystemClock.now_ms()).await?;
+            if !changed {
                 let job = ledger.job(id).await?;
                 bail!("job {id} is already {}: nothing to cancel", job.state);
             }
+            stop_statements(&cfg, statement.map(|s| (id, s)).into_iter().collect()).await?;
             println!("job {id} CANCELLED");
         }
         Command::Jobs(JobsCommand::Retry { id }) => {
             let ledger = open_ledger(&cfg).await?;
-            let state = ledger
-                .retry_job(id, SystemClock.now_ms())
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let state = ledger.retry_job(id, SystemClock.now_ms()).await?;
             println!("job {id} is {state}: the worker will submit it");
         }
         Command::Ledger(LedgerCommand::Check { json }) => {
@@ -322,6 +338,18 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             }
             if !json {
                 println!("ledger ok: {n} jobs checked");
+            }
+        }
+        Command::Ledger(LedgerCommand::Prune { older_than, json }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let report = crate::worker::prune(&ledger, older_than, SystemClock.now_ms()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "pruned {} inbox rows and the results of {} jobs ({} files)",
+                    report.events, report.jobs, report.files_deleted
+                );
             }
         }
         Command::Dlq(cmd) => {
@@ -359,20 +387,12 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
-/// Cancels jobs in the ledger, then stops their running statements.
-/// Returns how many jobs changed.
-async fn cancel_jobs(ledger: &Ledger, ids: &[i64]) -> Result<usize> {
-    let now = SystemClock.now_ms();
-    let mut changed = 0;
-    let mut statements = Vec::new();
-    for &id in ids {
-        let (did, statement) = ledger.cancel_job(id, now).await?;
-        changed += usize::from(did);
-        statements.extend(statement.map(|s| (id, s)));
-    }
+/// Stops the running statements of cancelled jobs, within the configured
+/// rate limits.
+async fn stop_statements(cfg: &Config, statements: Vec<(i64, String)>) -> Result<()> {
     if !statements.is_empty() {
         let sdk = crate::aws::sdk_config().await?;
-        let api = DataApi::new(&sdk);
+        let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
         for (id, sid) in statements {
             match api.cancel(&sid).await {
                 Ok(_) => eprintln!("job {id}: statement {sid} cancelled"),
@@ -380,13 +400,13 @@ async fn cancel_jobs(ledger: &Ledger, ids: &[i64]) -> Result<usize> {
             }
         }
     }
-    Ok(changed)
+    Ok(())
 }
 
 async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
     match cmd {
         PipelineCommand::Validate { file } => {
-            let p = crate::pipeline::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let p = crate::pipeline::load(&file)?;
             let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
             println!(
                 "{}: valid pipeline {:?}: {} jobs ({})",
@@ -401,9 +421,7 @@ async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
                 .iter()
                 .map(|p| parse_param(p).map(|p| (p.name, p.value)))
                 .collect::<Result<Vec<_>>>()?;
-            let p = crate::pipeline::load(&file)
-                .and_then(|p| p.with_run_params(&given))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let p = crate::pipeline::load(&file).and_then(|p| p.with_run_params(&given))?;
             let jobs = plan_run(cfg, &p)?;
             let ledger = open_ledger(cfg).await?;
             let (run, ids) = ledger
@@ -427,7 +445,7 @@ async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
         PipelineCommand::Graph { source, format } => {
             let path = PathBuf::from(&source);
             if path.exists() {
-                let p = crate::pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let p = crate::pipeline::load(&path)?;
                 print!("{}", p.graph(format, &Default::default()));
             } else {
                 let ledger = open_ledger(cfg).await?;
@@ -471,15 +489,10 @@ fn plan_run(cfg: &Config, p: &crate::pipeline::Pipeline) -> Result<Vec<crate::le
     let defaults = cfg.default_target();
     let mut out = Vec::with_capacity(p.jobs.len());
     for j in &p.jobs {
-        let mut target = j.target.clone();
-        if target.workgroup.is_none() && target.cluster.is_none() {
-            target.workgroup = defaults.workgroup.clone();
-            target.cluster = defaults.cluster.clone();
+        let target = j.target.clone().over(&defaults);
+        if let Err(e) = target.check() {
+            bail!("job {}: {e}", j.name);
         }
-        target.database = target.database.or(defaults.database.clone());
-        target.db_user = target.db_user.or(defaults.db_user.clone());
-        target.secret_arn = target.secret_arn.or(defaults.secret_arn.clone());
-        check_target(&target).map_err(|e| anyhow::anyhow!("job {}: {e}", j.name))?;
         let mut params = Vec::new();
         let mut upstream = Vec::new();
         for (i, (name, v)) in j.params.iter().enumerate() {
@@ -612,22 +625,14 @@ async fn runs_command(cfg: &Config, cmd: RunsCommand) -> Result<()> {
             }
         }
         RunsCommand::Cancel { run } => {
-            let r = ledger
-                .run(&run)
-                .await?
-                .with_context(|| format!("no run {run} (see `redrelay runs list`)"))?;
-            let ids: Vec<i64> = ledger
-                .jobs(None, Some(&run))
-                .await?
-                .iter()
-                .filter(|j| !j.state.is_terminal())
-                .map(|j| j.id)
-                .collect();
-            let n = cancel_jobs(&ledger, &ids).await?;
-            if n == 0 && r.state != "RUNNING" {
-                bail!("run {run} is already {}: nothing to cancel", r.state);
-            }
-            ledger.cancel_run(&run, SystemClock.now_ms()).await?;
+            let (n, statements) = match ledger.cancel_run(&run, SystemClock.now_ms()).await {
+                Ok(done) => done,
+                Err(crate::ledger::LedgerError::RunConflict { found, .. }) => {
+                    bail!("run {run} is already {found}: nothing to cancel")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            stop_statements(cfg, statements).await?;
             println!("run {run} CANCELLED ({n} jobs cancelled)");
         }
     }
@@ -645,8 +650,8 @@ fn parse_param(s: &str) -> Result<Param> {
         .split_once('=')
         .with_context(|| format!("--param {s:?}: write it as name=value"))?;
     let name = name.trim().trim_start_matches(':');
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        bail!("--param {s:?}: the name must be letters, digits or _ (as :name in the SQL)");
+    if let Err(e) = crate::domain::check_param_name(name) {
+        bail!("--param {s:?}: {e}");
     }
     if value.is_empty() {
         bail!("--param {name}: the Data API does not accept an empty value");
@@ -667,23 +672,21 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
     if sqls.iter().any(|s| s.trim().is_empty()) {
         bail!("the SQL is empty: give it with --sql or --file");
     }
-    if sqls.len() > 40 {
-        bail!("a batch holds at most 40 statements, got {}", sqls.len());
-    }
+    crate::domain::check_batch_size(sqls.len()).map_err(anyhow::Error::msg)?;
     let params = args
         .params
         .iter()
         .map(|p| parse_param(p))
         .collect::<Result<Vec<_>>>()?;
-    let mut target = cfg.default_target();
-    if args.workgroup.is_some() || args.cluster.is_some() {
-        target.workgroup = args.workgroup.clone();
-        target.cluster = args.cluster.clone();
+    let target = crate::domain::Target {
+        workgroup: args.workgroup.clone(),
+        cluster: args.cluster.clone(),
+        database: args.database.clone(),
+        db_user: args.db_user.clone(),
+        secret_arn: args.secret_arn.clone(),
     }
-    target.database = args.database.clone().or(target.database);
-    target.db_user = args.db_user.clone().or(target.db_user);
-    target.secret_arn = args.secret_arn.clone().or(target.secret_arn);
-    check_target(&target).map_err(|e| anyhow::anyhow!(e))?;
+    .over(&cfg.default_target());
+    target.check().map_err(anyhow::Error::msg)?;
     let name = args.name.clone().unwrap_or_else(|| "adhoc".to_string());
 
     let ledger = open_ledger(cfg).await?;
@@ -704,21 +707,8 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
             clock.now_ms(),
         )
         .await?;
-    if job.state == JobState::Ready {
-        let sdk = crate::aws::sdk_config().await?;
-        let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
-        match worker::submit_job(&ledger, &api, &clock, job.id).await? {
-            Submitted::Statement(_) | Submitted::NotReady | Submitted::Waiting => {}
-            Submitted::Throttled(m) | Submitted::Transient(m) => eprintln!(
-                "job {} is recorded but not submitted yet ({m}); the worker will submit it",
-                job.id
-            ),
-            Submitted::Rejected(m) => {
-                bail!("job {} FAILED: {m}", job.id);
-            }
-        }
-    }
-    let job = ledger.job(job.id).await?;
+    // The worker submits it: every Data API call goes through the same
+    // in-flight limits and rate limits (docs/pipelines.md).
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
     } else {
@@ -951,11 +941,15 @@ async fn results(cfg: &Config, args: ResultsArgs) -> Result<()> {
         return Ok(());
     }
     if files.is_empty() {
-        let why = match (job.state, job.result_state.as_deref()) {
-            (JobState::Finished, Some("NONE")) => {
+        let why = match (job.state, job.result_state) {
+            (_, _) if job.results_pruned_at.is_some() => format!(
+                "its result files were deleted by retention at {}",
+                fmt_time(job.results_pruned_at)
+            ),
+            (JobState::Finished, Some(ResultState::None)) => {
                 "its statement returned no result set".to_string()
             }
-            (JobState::Finished, Some("PENDING")) => {
+            (JobState::Finished, Some(ResultState::Pending)) => {
                 "its results are not fetched yet: is `redrelay worker` running?".to_string()
             }
             (JobState::Finished, Some(s)) => format!(

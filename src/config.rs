@@ -73,6 +73,11 @@ pub struct Config {
     /// DescribeStatement 100/s, GetStatementResult 20/s, CancelStatement
     /// 10/s). Lower it when other tools share the account's quota.
     pub api_rate_scale: f64,
+    /// The worker deletes, every hour, inbox rows (raw event bodies) older
+    /// than this many days, and the result files (with their rows) of jobs
+    /// that ended before then; a job that has not ended keeps everything.
+    /// 0 keeps everything forever. `redrelay ledger prune` does it on demand.
+    pub retention_days: u64,
 }
 
 impl Default for Config {
@@ -101,6 +106,7 @@ impl Default for Config {
             max_in_flight: 50,
             max_in_flight_per_target: 0,
             api_rate_scale: 1.0,
+            retention_days: 30,
         }
     }
 }
@@ -114,6 +120,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "max_in_flight",
     "max_in_flight_per_target",
     "api_rate_scale",
+    "retention_days",
 ];
 
 /// Every key of the file, in the order of the struct.
@@ -141,6 +148,7 @@ pub const KEYS: &[&str] = &[
     "max_in_flight",
     "max_in_flight_per_target",
     "api_rate_scale",
+    "retention_days",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -234,8 +242,8 @@ impl Config {
             .unwrap_or_else(|| format!("{}-dlq", self.queue_name))
     }
 
-    pub fn default_target(&self) -> crate::ledger::Target {
-        crate::ledger::Target {
+    pub fn default_target(&self) -> crate::domain::Target {
+        crate::domain::Target {
             workgroup: self.workgroup.clone(),
             cluster: self.cluster.clone(),
             database: self.database.clone(),

@@ -3,7 +3,8 @@
 //! happen: throttling (wait and try again), rejected (the request can never
 //! succeed), transient (try again later).
 
-use crate::ledger::{Param, Target, Ticket};
+use crate::domain::Param;
+use crate::ledger::Ticket;
 use crate::ratelimit::Limits;
 use crate::state::Outcome;
 use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -122,7 +123,7 @@ impl DataApi {
     /// ClientToken. Returns the statement id.
     pub async fn submit(&self, t: &Ticket) -> Result<String, ApiError> {
         let target = t.job.target();
-        check_target(&target).map_err(ApiError::Rejected)?;
+        target.check().map_err(ApiError::Rejected)?;
         let params = sql_parameters(&t.job.params)?;
         // ExecuteStatement and BatchExecuteStatement take the same fields
         // but are distinct builder types.
@@ -233,26 +234,6 @@ impl DataApi {
             records: out.records,
         })
     }
-}
-
-/// Exactly one of a workgroup or a cluster, and a database.
-pub fn check_target(t: &Target) -> Result<(), String> {
-    match (&t.workgroup, &t.cluster) {
-        (Some(_), Some(_)) => {
-            return Err("both a workgroup and a cluster are set: give only one".into())
-        }
-        (None, None) => {
-            return Err(
-                "no target: give --workgroup or --cluster (or set workgroup or cluster in redrelay.toml)"
-                    .into(),
-            )
-        }
-        _ => {}
-    }
-    if t.database.is_none() {
-        return Err("no database: give --database (or set database in redrelay.toml)".into());
-    }
-    Ok(())
 }
 
 fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, ApiError> {

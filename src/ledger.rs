@@ -5,13 +5,12 @@
 
 use crate::event::{StatementState, StatusEvent};
 use crate::retry::{seed_of, RetryPolicy};
-use crate::state::{after_attempt, JobState, Outcome};
-use serde::{Deserialize, Serialize};
+use crate::state::{after_attempt, AttemptState, JobState, Outcome, ResultState, RunState};
+use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, Sqlite, SqlitePool, Transaction};
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +26,14 @@ pub enum LedgerError {
     },
     #[error("job {0} does not exist")]
     NoSuchJob(i64),
+    #[error("run {0} does not exist (see `redrelay runs list`)")]
+    NoSuchRun(String),
+    #[error("run {run} is {found}, expected {expected}: nothing to change")]
+    RunConflict {
+        run: String,
+        found: RunState,
+        expected: RunState,
+    },
     #[error("job {job} is {found}, expected {expected}: another process changed it first")]
     Conflict {
         job: i64,
@@ -54,41 +61,16 @@ impl From<sqlx::Error> for RetryRefused {
     }
 }
 
-/// A SQL parameter of a job (`:name` in the SQL).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Param {
-    pub name: String,
-    /// Empty while the value is still to be taken from an upstream result.
-    pub value: String,
-    /// Take the value from the first row of this upstream job's result.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<ParamFrom>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParamFrom {
-    pub job: i64,
-    pub column: String,
-}
+pub use crate::domain::{Param, ParamFrom, Target};
 
 /// A pipeline run's summary.
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct Run {
     pub id: String,
     pub pipeline: String,
-    pub state: String,
+    pub state: RunState,
     pub created_at: i64,
     pub finished_at: Option<i64>,
-}
-
-/// Where a statement runs: a Serverless workgroup or a provisioned cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Target {
-    pub workgroup: Option<String>,
-    pub cluster: Option<String>,
-    pub database: Option<String>,
-    pub db_user: Option<String>,
-    pub secret_arn: Option<String>,
 }
 
 /// A job of a pipeline run, as [`Ledger::create_run`] records it.
@@ -131,7 +113,6 @@ pub struct Job {
     pub database: Option<String>,
     pub db_user: Option<String>,
     pub secret_arn: Option<String>,
-    #[sqlx(try_from = "String")]
     pub state: JobState,
     pub attempt: i64,
     pub max_attempts: i64,
@@ -141,7 +122,7 @@ pub struct Job {
     pub statement_id: Option<String>,
     pub rows: Option<i64>,
     pub error: Option<String>,
-    pub result_state: Option<String>,
+    pub result_state: Option<ResultState>,
     pub result_rows: Option<i64>,
     pub result_path: Option<String>,
     pub result_error: Option<String>,
@@ -149,6 +130,12 @@ pub struct Job {
     pub ready_at: Option<i64>,
     pub submitted_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// When a timeout asked the Data API to cancel the current statement.
+    pub timed_out_at: Option<i64>,
+    /// When the statement's results expire (the event's expireAt).
+    pub expire_at: Option<i64>,
+    /// When retention removed the job's result files.
+    pub results_pruned_at: Option<i64>,
 }
 
 impl Job {
@@ -174,7 +161,7 @@ pub struct Attempt {
     pub attempt: i64,
     pub client_token: String,
     pub statement_id: Option<String>,
-    pub state: String,
+    pub state: AttemptState,
     pub started_at: i64,
     pub submitted_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -200,14 +187,15 @@ pub struct EventRow {
     pub statement_id: Option<String>,
     pub state: Option<String>,
     pub job_id: Option<i64>,
-    pub disposition: String,
+    pub disposition: Disposition,
     pub reason: Option<String>,
     pub body: String,
 }
 
 /// What became of a consumed event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Disposition {
     /// Changed the job's state.
     Applied,
@@ -225,6 +213,12 @@ pub enum Disposition {
     Ignored,
 }
 
+impl std::fmt::Display for Disposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Disposition {
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -237,6 +231,15 @@ impl Disposition {
             Disposition::Ignored => "ignored",
         }
     }
+}
+
+/// What [`Ledger::prune`] removed: inbox rows, jobs whose results went, and
+/// the result files (and their folders, last) to delete.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Pruned {
+    pub events: u64,
+    pub jobs: u64,
+    pub files: Vec<String>,
 }
 
 /// What the submitter needs to call the Data API for one attempt.
@@ -287,12 +290,12 @@ pub struct Ledger {
 type Tx = Transaction<'static, Sqlite>;
 
 /// (job, attempt, state, statement id, started at, finished at)
-type AttemptRow = (i64, i64, String, Option<String>, i64, Option<i64>);
+type AttemptRow = (i64, i64, AttemptState, Option<String>, i64, Option<i64>);
 
 const JOB_COLUMNS: &str = "id, uid, run_id, name, sqls, params, workgroup, cluster, database, \
      db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
      statement_id, rows, error, result_state, result_rows, result_path, result_error, \
-     created_at, ready_at, submitted_at, finished_at";
+     created_at, ready_at, submitted_at, finished_at, timed_out_at, expire_at, results_pruned_at";
 
 fn conflict(job: i64, found: impl Into<String>, expected: impl Into<String>) -> LedgerError {
     LedgerError::Conflict {
@@ -393,10 +396,30 @@ impl Ledger {
              WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR run_id = ?2) ORDER BY id"
         );
         Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
-            .bind(state.map(|s| s.as_str()))
+            .bind(state)
             .bind(run)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// The first row of a job's last result set (upstream parameters read
+    /// it here). `None` when it has none, or no results were fetched.
+    pub async fn first_row(
+        &self,
+        id: i64,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT first_row FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let text = text.ok_or(LedgerError::NoSuchJob(id))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| {
+                LedgerError::Corrupt(format!("job {id}: its first result row is not JSON: {e}"))
+            })
+        })
+        .transpose()
     }
 
     pub async fn deps(&self, id: i64) -> Result<Vec<i64>> {
@@ -450,16 +473,18 @@ impl Ledger {
             .await?)
     }
 
-    /// SUBMITTED jobs submitted at or before `before` (for the reconciler).
-    pub async fn submitted_before(&self, before: i64) -> Result<Vec<Job>> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'SUBMITTED' AND submitted_at <= ? \
-             ORDER BY submitted_at, id"
-        );
-        Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
-            .bind(before)
-            .fetch_all(&self.pool)
-            .await?)
+    /// Attempts whose statement runs (SUBMITTED) since `before` or earlier,
+    /// whatever their job's state (a cancelled job's statement may still
+    /// commit): for the reconciler. (job, attempt, statement id).
+    pub async fn open_attempts_before(&self, before: i64) -> Result<Vec<(i64, i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT job_id, attempt, statement_id FROM attempts \
+             WHERE state = 'SUBMITTED' AND statement_id IS NOT NULL AND submitted_at <= ? \
+             ORDER BY submitted_at, job_id",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// FINISHED jobs whose results are still to be fetched.
@@ -528,10 +553,12 @@ impl Ledger {
 
     /// Starts (or resumes, after a crash) the attempt of a READY job: returns
     /// the ClientToken to submit with. Resuming reuses the token, so the Data
-    /// API does not run the SQL twice. `None` if the job is no longer READY.
+    /// API does not run the SQL twice. A new attempt closes any attempt the
+    /// job left open, in the same transaction, and gets a new token. `None`
+    /// if the job is no longer READY.
     pub async fn begin_attempt(&self, job_id: i64, now: i64) -> Result<Option<Ticket>> {
         let mut tx = self.begin().await?;
-        let job = job_tx(&mut tx, job_id).await?;
+        let mut job = job_tx(&mut tx, job_id).await?;
         if job.state != JobState::Ready {
             return Ok(None);
         }
@@ -542,9 +569,12 @@ impl Ledger {
         .bind(job.attempt)
         .fetch_optional(&mut *tx)
         .await?;
-        let (attempt, token) = match open {
-            Some(token) => (job.attempt, token),
+        let token = match open {
+            Some(token) => token,
             None => {
+                // A previous attempt still SUBMITTING (left by an earlier
+                // version) is closed: its token is never used again.
+                close_submitting(&mut tx, job_id, "superseded by a new attempt", now).await?;
                 let attempt = job.attempt + 1;
                 let token = client_token(&job.uid, attempt);
                 sqlx::query(
@@ -569,15 +599,15 @@ impl Ledger {
                 if changed != 1 {
                     return Err(conflict(job_id, job.state.as_str(), "READY"));
                 }
-                (attempt, token)
+                job.attempt = attempt;
+                token
             }
         };
         tx.commit().await?;
-        let job = self.job(job_id).await?;
         let statement_name = statement_name(&job.name, &job.uid);
         Ok(Some(Ticket {
+            attempt: job.attempt,
             job,
-            attempt,
             client_token: token,
             statement_name,
         }))
@@ -639,7 +669,7 @@ impl Ledger {
             };
             let (disposition, reason) = apply_to_attempt(&mut tx, &ev, None, now).await?;
             sqlx::query("UPDATE events SET disposition = ?, reason = ? WHERE seq = ?")
-                .bind(disposition.as_str())
+                .bind(disposition)
                 .bind(reason)
                 .bind(seq)
                 .execute(&mut *tx)
@@ -775,6 +805,7 @@ impl Ledger {
     pub async fn fail_ready(&self, job_id: i64, error: &str, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         let job = job_tx(&mut tx, job_id).await?;
+        close_submitting(&mut tx, job_id, error, now).await?;
         let changed = sqlx::query(
             "UPDATE jobs SET state = 'FAILED', error = ?, finished_at = ? WHERE id = ? AND state = 'READY'",
         )
@@ -796,50 +827,72 @@ impl Ledger {
     }
 
     /// An operator's cancel: a job that has not ended becomes CANCELLED and
-    /// its dependents SKIPPED. Returns whether it changed, and the statement
-    /// to stop with CancelStatement when the job was running.
+    /// its dependents SKIPPED; an attempt being submitted is closed. Returns
+    /// whether it changed, and the statement to stop with CancelStatement
+    /// when the job was running.
     pub async fn cancel_job(&self, job_id: i64, now: i64) -> Result<(bool, Option<String>)> {
         let mut tx = self.begin().await?;
         let job = job_tx(&mut tx, job_id).await?;
-        if job.state.is_terminal() {
+        let statement = cancel_job_tx(&mut tx, &job, true, now).await?;
+        if statement.is_none() && job.state.is_terminal() {
             return Ok((false, None));
         }
-        let changed = sqlx::query(
-            "UPDATE jobs SET state = 'CANCELLED', error = 'cancelled by an operator', \
-             finished_at = ?, not_before = NULL WHERE id = ? AND state = ?",
-        )
-        .bind(now)
-        .bind(job_id)
-        .bind(job.state.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            return Err(conflict(job_id, "changed", job.state.as_str()));
-        }
-        skip_downstream(&mut tx, job_id, now).await?;
         if let Some(run) = &job.run_id {
             finish_run_if_done(&mut tx, run, now).await?;
         }
         tx.commit().await?;
-        let statement = if job.state == JobState::Submitted {
-            job.statement_id
-        } else {
-            None
-        };
-        Ok((true, statement))
+        Ok((true, statement.flatten()))
     }
 
-    /// Marks a run CANCELLED (after its jobs were cancelled).
-    pub async fn cancel_run(&self, run: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE runs SET state = 'CANCELLED', finished_at = COALESCE(finished_at, ?) WHERE id = ?",
+    /// An operator's cancel of a RUNNING run, in one transaction: the run
+    /// becomes CANCELLED (never passing through FAILED) and each of its jobs
+    /// that has not ended CANCELLED. Returns the number of jobs cancelled
+    /// and the statements to stop with CancelStatement, as (job, statement).
+    pub async fn cancel_run(&self, run: &str, now: i64) -> Result<(usize, Vec<(i64, String)>)> {
+        let mut tx = self.begin().await?;
+        let state: Option<RunState> = sqlx::query_scalar("SELECT state FROM runs WHERE id = ?")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let state = state.ok_or_else(|| LedgerError::NoSuchRun(run.to_string()))?;
+        let changed = sqlx::query(
+            "UPDATE runs SET state = 'CANCELLED', finished_at = ? WHERE id = ? AND state = 'RUNNING'",
         )
         .bind(now)
         .bind(run)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(LedgerError::RunConflict {
+                run: run.to_string(),
+                found: state,
+                expected: RunState::Running,
+            });
+        }
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = ? AND state NOT IN ({}) ORDER BY id",
+            JobState::sql_list(
+                &JobState::ALL
+                    .into_iter()
+                    .filter(|s| s.is_terminal())
+                    .collect::<Vec<_>>()
+            )
+        );
+        let jobs = sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+            .bind(run)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut cancelled = 0;
+        let mut statements = Vec::new();
+        for job in jobs {
+            if let Some(statement) = cancel_job_tx(&mut tx, &job, false, now).await? {
+                cancelled += 1;
+                statements.extend(statement.map(|s| (job.id, s)));
+            }
+        }
+        tx.commit().await?;
+        Ok((cancelled, statements))
     }
 
     /// An operator's retry of a FAILED, ABORTED, CANCELLED or SKIPPED job:
@@ -867,6 +920,35 @@ impl Ledger {
                 "job {job_id} depends on job {p}, which is {s}: retry job {p} first"
             )));
         }
+        // The previous statement may still commit: another attempt now could
+        // run the SQL twice. Its end (event or DescribeStatement) closes it.
+        let running: Option<String> = sqlx::query_scalar(
+            "SELECT statement_id FROM attempts WHERE job_id = ? AND state = 'SUBMITTED' LIMIT 1",
+        )
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(sid) = running {
+            return Err(RetryRefused::Why(format!(
+                "job {job_id}'s statement {sid} has not ended yet (it may still commit): \
+                 retry once its end is recorded (`redrelay jobs show {job_id}`)"
+            )));
+        }
+        let run_state: Option<RunState> = match &job.run_id {
+            Some(run) => {
+                sqlx::query_scalar("SELECT state FROM runs WHERE id = ?")
+                    .bind(run)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        if run_state == Some(RunState::Cancelled) {
+            return Err(RetryRefused::Why(format!(
+                "job {job_id} belongs to run {}, which was CANCELLED: start a new run instead",
+                job.run_id.as_deref().unwrap_or("-")
+            )));
+        }
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
              WHERE d.job_id = ? AND p.state <> 'FINISHED'",
@@ -883,10 +965,10 @@ impl Ledger {
             "UPDATE jobs SET state = ?, error = NULL, finished_at = NULL, not_before = NULL, \
              ready_at = ?, max_attempts = MAX(max_attempts, attempt + 1) WHERE id = ? AND state = ?",
         )
-        .bind(next.as_str())
+        .bind(next)
         .bind((next == JobState::Ready).then_some(now))
         .bind(job_id)
-        .bind(job.state.as_str())
+        .bind(job.state)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -919,26 +1001,55 @@ impl Ledger {
                 break;
             }
         }
-        if let Some(run) = &job.run_id {
-            sqlx::query("UPDATE runs SET state = 'RUNNING', finished_at = NULL WHERE id = ?")
-                .bind(run)
-                .execute(&mut *tx)
-                .await?;
+        if let (Some(run), Some(RunState::Failed)) = (&job.run_id, run_state) {
+            let changed = sqlx::query(
+                "UPDATE runs SET state = 'RUNNING', finished_at = NULL WHERE id = ? AND state = 'FAILED'",
+            )
+            .bind(run)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                return Err(RetryRefused::Ledger(LedgerError::RunConflict {
+                    run: run.clone(),
+                    found: RunState::Running,
+                    expected: RunState::Failed,
+                }));
+            }
         }
         tx.commit().await?;
         Ok(next)
     }
 
-    /// SUBMITTED jobs running past their timeout.
+    /// SUBMITTED jobs running past their timeout, not yet asked to stop.
     pub async fn timed_out(&self, now: i64) -> Result<Vec<Job>> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'SUBMITTED' AND timeout_secs IS NOT NULL \
-             AND submitted_at + timeout_secs * 1000 <= ? ORDER BY submitted_at"
+             AND timed_out_at IS NULL AND submitted_at + timeout_secs * 1000 <= ? ORDER BY submitted_at"
         );
         Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Records that a timeout asked the Data API to cancel the current
+    /// statement of a job (fenced by its attempt). The attempt stays open:
+    /// it ends when the statement truly ends (an event or DescribeStatement),
+    /// and a failure then reads "timed out". Returns false when the job had
+    /// moved on already.
+    pub async fn mark_timed_out(&self, job_id: i64, attempt: i64, now: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET timed_out_at = ? \
+             WHERE id = ? AND state = 'SUBMITTED' AND attempt = ? AND timed_out_at IS NULL",
+        )
+        .bind(now)
+        .bind(job_id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     /// Statements in flight per target (workgroup or cluster name).
@@ -952,6 +1063,62 @@ impl Ledger {
             .into_iter()
             .map(|(t, n)| (t.unwrap_or_default(), n))
             .collect())
+    }
+
+    // ----- retention --------------------------------------------------------
+
+    /// Removes what is older than `cutoff` (epoch ms): inbox rows received
+    /// before it (raw bodies), except an event deferred for a job that has
+    /// not ended; and the result rows of jobs that ended before it, whose
+    /// files the caller then deletes (returned). A job that has not ended
+    /// keeps everything. The jobs themselves stay, with `results_pruned_at`.
+    pub async fn prune(&self, cutoff: i64, now: i64) -> Result<Pruned> {
+        let mut tx = self.begin().await?;
+        let events = sqlx::query(
+            "DELETE FROM events WHERE received_at < ? AND NOT (disposition = 'deferred' \
+               AND job_id IN (SELECT id FROM jobs WHERE finished_at IS NULL))",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let jobs: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT id, result_path FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? \
+             AND results_pruned_at IS NULL AND result_state = 'FETCHED' ORDER BY id",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut files = Vec::new();
+        for (id, dir) in &jobs {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT csv_path, jsonl_path FROM results WHERE job_id = ?")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (csv, jsonl) in rows {
+                files.push(csv);
+                files.push(jsonl);
+            }
+            files.extend(dir.clone());
+            sqlx::query("DELETE FROM results WHERE job_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE jobs SET results_pruned_at = ? WHERE id = ? AND finished_at IS NOT NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Pruned {
+            events,
+            jobs: jobs.len() as u64,
+            files,
+        })
     }
 
     // ----- invariants -------------------------------------------------------
@@ -1031,19 +1198,25 @@ impl Ledger {
                     j.attempt
                 ));
             }
-            let ended = matches!(state.as_str(), "FINISHED" | "FAILED" | "ABORTED");
+            let ended = state.is_ended();
             if ended != finished_at.is_some() {
                 v.push(format!(
                     "job {job_id}: attempt {attempt} is {state} but its end time is {:?}",
                     finished_at
                 ));
             }
-            if state != "SUBMITTING" && sid.is_none() && state != "FAILED" {
+            if matches!(
+                state,
+                AttemptState::Submitted | AttemptState::Finished | AttemptState::Aborted
+            ) && sid.is_none()
+            {
                 v.push(format!(
                     "job {job_id}: attempt {attempt} is {state} without a statement id"
                 ));
             }
-            if state == "SUBMITTING" && !(j.state == JobState::Ready && j.attempt == *attempt) {
+            if *state == AttemptState::Submitting
+                && !(j.state == JobState::Ready && j.attempt == *attempt)
+            {
                 v.push(format!("job {job_id}: attempt {attempt} is SUBMITTING while the job is {} on attempt {}", j.state, j.attempt));
             }
             // No dependent submitted before its parents finished.
@@ -1076,12 +1249,12 @@ impl Ledger {
             if matches!(j.state, JobState::Submitted) {
                 let row = attempts.iter().find(|a| a.0 == j.id && a.1 == j.attempt);
                 match row {
-                    Some(a) if a.2 == "SUBMITTED" && a.3 == j.statement_id => {}
+                    Some(a) if a.2 == AttemptState::Submitted && a.3 == j.statement_id => {}
                     other => v.push(format!(
                         "job {}: SUBMITTED but its attempt {} is {:?}",
                         j.id,
                         j.attempt,
-                        other.map(|a| a.2.clone())
+                        other.map(|a| a.2)
                     )),
                 }
             }
@@ -1100,10 +1273,10 @@ impl Ledger {
             let open = jobs
                 .iter()
                 .any(|j| j.run_id.as_deref() == Some(r.id.as_str()) && !j.state.is_terminal());
-            if r.state == "RUNNING" && !open {
+            if r.state == RunState::Running && !open {
                 v.push(format!("run {}: RUNNING with no job left to run", r.id));
             }
-            if matches!(r.state.as_str(), "FINISHED" | "FAILED") && open {
+            if matches!(r.state, RunState::Finished | RunState::Failed) && open {
                 v.push(format!(
                     "run {}: {} while some of its jobs have not ended",
                     r.id, r.state
@@ -1128,15 +1301,15 @@ impl Ledger {
         now: i64,
     ) -> Result<(Disposition, Option<i64>)> {
         let mut tx = self.begin().await?;
-        let seen: Option<String> =
+        let seen: Option<Disposition> =
             sqlx::query_scalar("SELECT disposition FROM events WHERE event_id = ?")
                 .bind(&ev.event_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        match seen.as_deref() {
+        match seen {
             // Still not ours: the same answer, so `on_foreign = "leave"`
             // leaves it again, until SQS moves it to the dead-letter queue.
-            Some("foreign") => return Ok((Disposition::Foreign, None)),
+            Some(Disposition::Foreign) => return Ok((Disposition::Foreign, None)),
             Some(_) => return Ok((Disposition::Duplicate, None)),
             None => {}
         }
@@ -1175,7 +1348,7 @@ impl Ledger {
         .bind(sid)
         .bind(ev.detail.state.as_str())
         .bind(job_id)
-        .bind(disposition.as_str())
+        .bind(disposition)
         .bind(reason)
         .bind(body)
         .execute(&mut *tx)
@@ -1208,6 +1381,8 @@ impl Ledger {
 
     /// Applies an outcome found by DescribeStatement (the reconciler) through
     /// the same transition as an event.
+    /// A statement that is no longer the job's current one only closes its
+    /// attempt (history); one already closed is a duplicate.
     pub async fn apply_reconciled(
         &self,
         job_id: i64,
@@ -1216,34 +1391,62 @@ impl Ledger {
         now: i64,
     ) -> Result<Disposition> {
         let mut tx = self.begin().await?;
-        let job = job_tx(&mut tx, job_id).await?;
-        if job.state != JobState::Submitted || job.statement_id.as_deref() != Some(statement_id) {
-            return Ok(Disposition::Stale);
+        let row: Option<(i64, AttemptState)> = sqlx::query_as(
+            "SELECT attempt, state FROM attempts WHERE job_id = ? AND statement_id = ?",
+        )
+        .bind(job_id)
+        .bind(statement_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((attempt, state)) = row else {
+            return Ok(Disposition::Foreign);
+        };
+        if state != AttemptState::Submitted {
+            return Ok(Disposition::Duplicate);
         }
-        end_attempt(&mut tx, &job, outcome, now).await?;
+        let job = job_tx(&mut tx, job_id).await?;
+        let disposition = if job.state == JobState::Submitted && job.attempt == attempt {
+            end_attempt(&mut tx, &job, outcome, now).await?;
+            Disposition::Applied
+        } else {
+            finish_attempt_row(&mut tx, job_id, attempt, outcome, now).await?;
+            Disposition::Stale
+        };
         tx.commit().await?;
-        Ok(Disposition::Applied)
+        Ok(disposition)
     }
 
     // ----- results ----------------------------------------------------------
 
     /// Records the result files of a FINISHED job (none: no result set).
+    /// `first_row` is the first row of the last result set, as a JSON
+    /// object: what an upstream parameter reads.
     pub async fn record_results(
         &self,
         job_id: i64,
         files: &[ResultFile],
         dir: Option<&str>,
+        first_row: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let state = if files.is_empty() { "NONE" } else { "FETCHED" };
+        let state = if files.is_empty() {
+            ResultState::None
+        } else {
+            ResultState::Fetched
+        };
         let total: i64 = files.iter().map(|f| f.rows).sum();
+        let first_row = first_row
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
         let changed = sqlx::query(
-            "UPDATE jobs SET result_state = ?, result_rows = ?, result_path = ? \
+            "UPDATE jobs SET result_state = ?, result_rows = ?, result_path = ?, first_row = ? \
              WHERE id = ? AND state = 'FINISHED' AND result_state = 'PENDING'",
         )
         .bind(state)
         .bind(if files.is_empty() { None } else { Some(total) })
         .bind(dir)
+        .bind(first_row)
         .bind(job_id)
         .execute(&mut *tx)
         .await?
@@ -1280,7 +1483,11 @@ impl Ledger {
             "UPDATE jobs SET result_state = ?, result_error = ? \
              WHERE id = ? AND state = 'FINISHED' AND result_state = 'PENDING'",
         )
-        .bind(if expired { "EXPIRED" } else { "ERROR" })
+        .bind(if expired {
+            ResultState::Expired
+        } else {
+            ResultState::Error
+        })
         .bind(error)
         .bind(job_id)
         .execute(&self.pool)
@@ -1326,16 +1533,72 @@ async fn job_tx(tx: &mut Tx, id: i64) -> Result<Job> {
         .ok_or(LedgerError::NoSuchJob(id))
 }
 
+/// Closes an attempt of the job still SUBMITTING (no statement id known):
+/// CANCELLED with `why`, so that its ClientToken is never used again.
+async fn close_submitting(tx: &mut Tx, job_id: i64, why: &str, now: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE attempts SET state = 'CANCELLED', finished_at = ?, error = ? \
+         WHERE job_id = ? AND state = 'SUBMITTING'",
+    )
+    .bind(now)
+    .bind(why)
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// Cancels a job that has not ended (guarded on its state), closing an
+/// attempt being submitted; with `skip`, its dependents are SKIPPED.
+/// `None` when the job had already ended; otherwise the statement to stop.
+async fn cancel_job_tx(
+    tx: &mut Tx,
+    job: &Job,
+    skip: bool,
+    now: i64,
+) -> Result<Option<Option<String>>> {
+    if !job.state.can_move_to(JobState::Cancelled) {
+        return Ok(None);
+    }
+    let changed = sqlx::query(
+        "UPDATE jobs SET state = 'CANCELLED', error = 'cancelled by an operator', \
+         finished_at = ?, not_before = NULL WHERE id = ? AND state = ?",
+    )
+    .bind(now)
+    .bind(job.id)
+    .bind(job.state)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed != 1 {
+        return Err(conflict(job.id, "changed", job.state.as_str()));
+    }
+    close_submitting(
+        tx,
+        job.id,
+        "cancelled by an operator during submission",
+        now,
+    )
+    .await?;
+    if skip {
+        skip_downstream(tx, job.id, now).await?;
+    }
+    Ok(Some(if job.state == JobState::Submitted {
+        job.statement_id.clone()
+    } else {
+        None
+    }))
+}
+
 pub(crate) async fn insert_job_tx(tx: &mut Tx, job: &NewJob, now: i64) -> Result<i64> {
     let mut state = JobState::Ready;
     let mut error = None;
     for dep in &job.depends_on {
-        let s: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+        let s: Option<JobState> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
             .bind(dep)
             .fetch_optional(&mut **tx)
             .await?;
         let s = s.ok_or(LedgerError::NoSuchJob(*dep))?;
-        let s = JobState::from_str(&s).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
         if s.is_failure() {
             state = JobState::Skipped;
             error = Some(format!("upstream job {dep} is {s}"));
@@ -1362,7 +1625,7 @@ pub(crate) async fn insert_job_tx(tx: &mut Tx, job: &NewJob, now: i64) -> Result
     .bind(&job.target.database)
     .bind(&job.target.db_user)
     .bind(&job.target.secret_arn)
-    .bind(state.as_str())
+    .bind(state)
     .bind(job.max_attempts.max(1))
     .bind(retry)
     .bind(job.timeout_secs)
@@ -1410,7 +1673,7 @@ async fn apply_to_attempt(
     now: i64,
 ) -> Result<(Disposition, Option<String>)> {
     let sid = &ev.detail.statement_id;
-    let row: Option<(i64, i64, String)> =
+    let row: Option<(i64, i64, AttemptState)> =
         sqlx::query_as("SELECT job_id, attempt, state FROM attempts WHERE statement_id = ?")
             .bind(sid)
             .fetch_optional(&mut **tx)
@@ -1438,7 +1701,7 @@ async fn apply_to_attempt(
             ))
         }
     };
-    if attempt_state != "SUBMITTED" {
+    if attempt_state != AttemptState::Submitted {
         return Ok((
             Disposition::Duplicate,
             Some(format!(
@@ -1459,6 +1722,13 @@ async fn apply_to_attempt(
         ));
     }
     end_attempt(tx, &job, &outcome, now).await?;
+    if let (Outcome::Finished { .. }, Some(expire)) = (&outcome, ev.detail.expire_at) {
+        sqlx::query("UPDATE jobs SET expire_at = ? WHERE id = ? AND state = 'FINISHED'")
+            .bind(expire.saturating_mul(1000))
+            .bind(job_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok((Disposition::Applied, None))
 }
 
@@ -1477,7 +1747,7 @@ async fn finish_attempt_row(
         "UPDATE attempts SET state = ?, finished_at = ?, rows = ?, error = ? \
          WHERE job_id = ? AND attempt = ? AND state = 'SUBMITTED'",
     )
-    .bind(outcome.state_name())
+    .bind(outcome.attempt_state())
     .bind(now)
     .bind(rows)
     .bind(error)
@@ -1494,28 +1764,47 @@ async fn finish_attempt_row(
 async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: i64) -> Result<()> {
     finish_attempt_row(tx, job.id, job.attempt, outcome, now).await?;
     let next = after_attempt(outcome, job.attempt, job.max_attempts);
+    if !job.state.can_move_to(next) {
+        return Err(LedgerError::Corrupt(format!(
+            "job {}: {} -> {next} is not a transition of the state machine",
+            job.id, job.state
+        )));
+    }
     let (rows, error) = match outcome {
         Outcome::Finished { rows } => (*rows, None),
         Outcome::Failed { error } | Outcome::Aborted { error } => (None, Some(error.clone())),
     };
-    let not_before = (next == JobState::RetryWait).then(|| {
-        let policy = job
-            .retry
-            .as_deref()
-            .and_then(|r| serde_json::from_str::<RetryPolicy>(r).ok())
-            .unwrap_or_default();
-        now + policy.delay_ms(job.attempt, seed_of(&job.uid))
-    });
+    let error = match (error, job.timed_out_at, job.timeout_secs) {
+        (Some(e), Some(_), Some(secs)) => Some(format!(
+            "timed out after {secs} s: the statement was cancelled ({e})"
+        )),
+        (e, _, _) => e,
+    };
+    let not_before = match next {
+        JobState::RetryWait => {
+            let policy = match job.retry.as_deref() {
+                None => RetryPolicy::default(),
+                Some(text) => serde_json::from_str::<RetryPolicy>(text).map_err(|e| {
+                    LedgerError::Corrupt(format!(
+                        "job {}: its retry policy {text:?} cannot be read: {e}",
+                        job.id
+                    ))
+                })?,
+            };
+            Some(now + policy.delay_ms(job.attempt, seed_of(&job.uid)))
+        }
+        _ => None,
+    };
     let changed = sqlx::query(
         "UPDATE jobs SET state = ?, rows = COALESCE(?, rows), error = ?, \
-         finished_at = ?, result_state = ?, not_before = ? \
+         finished_at = ?, result_state = ?, not_before = ?, timed_out_at = NULL \
          WHERE id = ? AND state = 'SUBMITTED' AND attempt = ?",
     )
-    .bind(next.as_str())
+    .bind(next)
     .bind(rows)
     .bind(error)
     .bind(next.is_terminal().then_some(now))
-    .bind((next == JobState::Finished).then_some("PENDING"))
+    .bind((next == JobState::Finished).then_some(ResultState::Pending))
     .bind(not_before)
     .bind(job.id)
     .bind(job.attempt)
@@ -1554,20 +1843,26 @@ async fn release_downstream(tx: &mut Tx, parent: i64, now: i64) -> Result<()> {
 }
 
 /// Marks SKIPPED every job downstream of `parent` (transitively) that has
-/// not started.
+/// not started: the states the state machine lets move to SKIPPED. An
+/// attempt one of them was submitting is closed.
 pub(crate) async fn skip_downstream(tx: &mut Tx, parent: i64, now: i64) -> Result<()> {
-    sqlx::query(
+    let from = JobState::sql_list(&JobState::sources_of(JobState::Skipped));
+    let sql = format!(
         "WITH RECURSIVE down(id) AS ( \
              SELECT job_id FROM job_deps WHERE depends_on = ?1 \
              UNION SELECT d.job_id FROM job_deps d JOIN down ON d.depends_on = down.id) \
          UPDATE jobs SET state = 'SKIPPED', finished_at = ?2, \
              error = 'upstream job ' || ?1 || ' did not finish' \
-         WHERE id IN (SELECT id FROM down) AND state IN ('PENDING', 'READY', 'RETRY_WAIT')",
-    )
-    .bind(parent)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+         WHERE id IN (SELECT id FROM down) AND state IN ({from}) RETURNING id"
+    );
+    let skipped: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(parent)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+    for id in skipped {
+        close_submitting(tx, id, "an upstream job did not finish", now).await?;
+    }
     Ok(())
 }
 
@@ -1586,20 +1881,17 @@ pub(crate) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Resu
         sqlx::query(
             "UPDATE runs SET state = ?, finished_at = ? WHERE id = ? AND state = 'RUNNING'",
         )
-        .bind(if failed > 0 { "FAILED" } else { "FINISHED" })
+        .bind(if failed > 0 {
+            RunState::Failed
+        } else {
+            RunState::Finished
+        })
         .bind(now)
         .bind(run)
         .execute(&mut **tx)
         .await?;
     }
     Ok(())
-}
-
-impl TryFrom<String> for JobState {
-    type Error = crate::state::UnknownState;
-    fn try_from(s: String) -> std::result::Result<Self, Self::Error> {
-        s.parse()
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod dataapi;
 pub mod dlq;
+pub mod domain;
 pub mod emulator;
 pub mod event;
 pub mod ledger;

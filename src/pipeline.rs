@@ -3,7 +3,7 @@
 //! file, target overrides, dependencies, retries, a timeout and parameters.
 //! Everything is checked before anything is submitted.
 
-use crate::ledger::Target;
+use crate::domain::Target;
 use crate::retry::RetryPolicy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -245,11 +245,8 @@ pub fn parse(
         if sqls.iter().any(|s| s.trim().is_empty()) || (spec.sql.is_some() && sqls.is_empty()) {
             problems.push(format!("{at}: the SQL is empty"));
         }
-        if sqls.len() > 40 {
-            problems.push(format!(
-                "{at}: a batch holds at most 40 statements, this one has {}",
-                sqls.len()
-            ));
+        if let Err(e) = crate::domain::check_batch_size(sqls.len()) {
+            problems.push(format!("{at}: {e}"));
         }
         let mut seen = HashSet::new();
         for dep in &spec.depends_on {
@@ -266,20 +263,20 @@ pub fn parse(
             }
         }
         let d = &file.defaults;
-        let mut target = Target {
+        let target = Target {
+            workgroup: spec.workgroup.clone(),
+            cluster: spec.cluster.clone(),
+            database: spec.database.clone(),
+            db_user: spec.db_user.clone(),
+            secret_arn: spec.secret_arn.clone(),
+        }
+        .over(&Target {
             workgroup: d.workgroup.clone(),
             cluster: d.cluster.clone(),
             database: d.database.clone(),
             db_user: d.db_user.clone(),
             secret_arn: d.secret_arn.clone(),
-        };
-        if spec.workgroup.is_some() || spec.cluster.is_some() {
-            target.workgroup = spec.workgroup.clone();
-            target.cluster = spec.cluster.clone();
-        }
-        target.database = spec.database.clone().or(target.database);
-        target.db_user = spec.db_user.clone().or(target.db_user);
-        target.secret_arn = spec.secret_arn.clone().or(target.secret_arn);
+        });
         if target.workgroup.is_some() && target.cluster.is_some() {
             problems.push(format!(
                 "{at}: both a workgroup and a cluster apply: set only one (job or [defaults])"
@@ -322,10 +319,8 @@ pub fn parse(
         }
         let mut params = Vec::new();
         for (pname, pvalue) in &spec.params {
-            if !pname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || pname.is_empty() {
-                problems.push(format!(
-                    "{at}: parameter {pname:?}: a name is letters, digits or _ (as :name in the SQL)"
-                ));
+            if let Err(e) = crate::domain::check_param_name(pname) {
+                problems.push(format!("{at}: {e}"));
             }
             match pvalue.clone().try_into::<ParamSpec>() {
                 Ok(ParamSpec::Text(s)) if s.is_empty() => problems.push(format!(

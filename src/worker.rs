@@ -9,7 +9,7 @@ use crate::event::{self, Origin, StatementState};
 use crate::ledger::{Disposition, Job, Ledger, LedgerError, Param};
 use crate::results::{self, FetchError};
 use crate::retry::RetryPolicy;
-use crate::state::{JobState, Outcome};
+use crate::state::{JobState, Outcome, ResultState};
 use anyhow::Result;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
 use std::collections::HashMap;
@@ -37,17 +37,18 @@ pub enum Submitted {
     Waiting,
 }
 
-/// Submits a READY job (one attempt): shared by `redrelay submit` and the
-/// worker. A crash anywhere in here is safe: the attempt's ClientToken is in
-/// the ledger before the call, and a resubmission reuses it.
+/// Submits a READY job (one attempt), as the worker's submitter does. A
+/// crash anywhere in here is safe: the attempt's ClientToken is in the
+/// ledger before the call, and a resubmission reuses it. `job` is the row
+/// the caller read; the attempt itself is taken in the ledger.
 pub async fn submit_job(
     ledger: &Ledger,
     api: &DataApi,
     clock: &dyn Clock,
-    job_id: i64,
+    job: &Job,
 ) -> Result<Submitted, LedgerError> {
-    let job = ledger.job(job_id).await?;
-    let params = match resolve_params(ledger, &job).await? {
+    let job_id = job.id;
+    let params = match resolve_params(ledger, job).await? {
         Resolved::Ready(params) => params,
         Resolved::Wait => return Ok(Submitted::Waiting),
         Resolved::Fail(why) => {
@@ -108,7 +109,8 @@ enum Resolved {
     Fail(String),
 }
 
-/// Fills the parameters taken from an upstream job's result (first row).
+/// Fills the parameters taken from an upstream job's result: the first row
+/// the ledger kept when the result was fetched (no file is read).
 async fn resolve_params(ledger: &Ledger, job: &Job) -> Result<Resolved, LedgerError> {
     let mut out = Vec::with_capacity(job.params.len());
     for p in &job.params {
@@ -119,10 +121,10 @@ async fn resolve_params(ledger: &Ledger, job: &Job) -> Result<Resolved, LedgerEr
         let up = ledger.job(from.job).await?;
         let who = format!("upstream job {} ({})", up.name, up.id);
         let need = format!("parameter :{} needs its column {:?}", p.name, from.column);
-        let fetched = match (up.state, up.result_state.as_deref()) {
-            (JobState::Finished, Some("PENDING")) => return Ok(Resolved::Wait),
-            (JobState::Finished, Some("FETCHED")) => ledger.results(up.id).await?,
-            (JobState::Finished, Some("NONE")) => {
+        match (up.state, up.result_state) {
+            (JobState::Finished, Some(ResultState::Pending)) => return Ok(Resolved::Wait),
+            (JobState::Finished, Some(ResultState::Fetched)) => {}
+            (JobState::Finished, Some(ResultState::None)) => {
                 return Ok(Resolved::Fail(format!(
                     "{who} returned no result set; {need}"
                 )))
@@ -130,34 +132,14 @@ async fn resolve_params(ledger: &Ledger, job: &Job) -> Result<Resolved, LedgerEr
             (JobState::Finished, other) => {
                 return Ok(Resolved::Fail(format!(
                     "{who}'s results are {}: {}; {need}",
-                    other.unwrap_or("missing"),
+                    other.map(|s| s.as_str()).unwrap_or("missing"),
                     up.result_error.as_deref().unwrap_or("-")
                 )))
             }
             (state, _) => return Ok(Resolved::Fail(format!("{who} is {state}; {need}"))),
         };
-        let Some(file) = fetched.last() else {
-            return Ok(Resolved::Fail(format!("{who} has no result file; {need}")));
-        };
-        let first = std::fs::read_to_string(&file.jsonl_path)
-            .map(|text| text.lines().next().map(str::to_string));
-        let row: serde_json::Map<String, serde_json::Value> = match first {
-            Err(e) => {
-                return Ok(Resolved::Fail(format!(
-                    "cannot read {who}'s result {}: {e}; {need}",
-                    file.jsonl_path
-                )))
-            }
-            Ok(None) => return Ok(Resolved::Fail(format!("{who} returned no rows; {need}"))),
-            Ok(Some(line)) => match serde_json::from_str(&line) {
-                Ok(row) => row,
-                Err(e) => {
-                    return Ok(Resolved::Fail(format!(
-                        "{who}'s result {} is not valid JSON Lines ({e}); {need}",
-                        file.jsonl_path
-                    )))
-                }
-            },
+        let Some(row) = ledger.first_row(up.id).await? else {
+            return Ok(Resolved::Fail(format!("{who} returned no rows; {need}")));
         };
         let value = match row.get(&from.column) {
             None => {
@@ -193,12 +175,129 @@ async fn resolve_params(ledger: &Ledger, job: &Job) -> Result<Resolved, LedgerEr
     Ok(Resolved::Ready(out))
 }
 
+/// What [`prune`] removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneReport {
+    pub events: u64,
+    pub jobs: u64,
+    pub files_deleted: u64,
+}
+
+/// Retention: removes from the ledger what is older than `older_than`
+/// (see [`Ledger::prune`]), then deletes the result files of the jobs it
+/// pruned (files first, their folders last). A file already gone is fine.
+pub async fn prune(
+    ledger: &Ledger,
+    older_than: Duration,
+    now: i64,
+) -> Result<PruneReport, LedgerError> {
+    let cutoff = now.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+    let pruned = ledger.prune(cutoff, now).await?;
+    let mut deleted = 0;
+    for path in &pruned.files {
+        let p = std::path::Path::new(path);
+        let res = if p.is_dir() {
+            std::fs::remove_dir(p)
+        } else {
+            std::fs::remove_file(p)
+        };
+        match res {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %path, error = %e, "Cannot delete a pruned result file."),
+        }
+    }
+    Ok(PruneReport {
+        events: pruned.events,
+        jobs: pruned.jobs,
+        files_deleted: deleted,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Exit once no job is waiting or in flight.
     pub until_idle: bool,
     /// How long to wait for in-flight work after a stop was asked for.
     pub grace: Duration,
+}
+
+/// One of the worker's tasks.
+pub type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
+/// Runs named tasks until the first one ends (normally because `stop` was
+/// cancelled), then stops the others and gives them `grace` to finish. A
+/// task that returned an error, or panicked, makes the whole an error that
+/// names it, logged at ERROR.
+pub async fn supervise(
+    tasks: Vec<(&'static str, Task)>,
+    stop: CancellationToken,
+    grace: Duration,
+) -> Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    let mut names = HashMap::new();
+    for (name, task) in tasks {
+        let handle = set.spawn(task);
+        names.insert(handle.id(), name);
+    }
+    let mut failure: Option<anyhow::Error> = None;
+    let mut note = |res: Result<(tokio::task::Id, Result<()>), tokio::task::JoinError>| {
+        let err = match res {
+            Ok((_, Ok(()))) => return,
+            Ok((id, Err(e))) => {
+                let name = names.get(&id).copied().unwrap_or("?");
+                e.context(format!("the worker's {name} task failed"))
+            }
+            Err(j) if j.is_panic() => {
+                let name = names.get(&j.id()).copied().unwrap_or("?");
+                let what = j.into_panic();
+                let msg = what
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| what.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                anyhow::anyhow!("the worker's {name} task panicked: {msg}")
+            }
+            // Cancelled: only by abort_all below.
+            Err(_) => return,
+        };
+        error!(
+            error = format!("{err:#}"),
+            "A worker task stopped on an error: the worker stops."
+        );
+        failure.get_or_insert(err);
+    };
+    if let Some(res) = set.join_next_with_id().await {
+        note(res);
+    }
+    stop.cancel();
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(res) = set.join_next_with_id().await {
+            note(res);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            still_running = set.len(),
+            "Grace period over: stopping the remaining tasks."
+        );
+        set.abort_all();
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            info!("Worker stopped.");
+            Ok(())
+        }
+    }
+}
+
+/// A seed for this process's backoff jitter: different in every process,
+/// so that workers do not retry in lock-step.
+fn process_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0)
 }
 
 pub struct Worker {
@@ -290,51 +389,38 @@ impl Worker {
     }
 
     /// Runs until `shutdown` is cancelled (or, with `until_idle`, until no
-    /// work is left). In-flight work gets `grace` to finish.
+    /// work is left). In-flight work gets `grace` to finish. A task that
+    /// fails or panics stops the worker with an error naming the task, so
+    /// that the process exits non-zero and its supervisor restarts it.
     pub async fn run(self: Arc<Self>, opts: Options, shutdown: CancellationToken) -> Result<()> {
         let started_at = self.clock.now_ms();
         let stop = shutdown.child_token();
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.clone().consume(stop.clone()));
-        tasks.spawn(self.clone().submit_loop(stop.clone()));
-        tasks.spawn(self.clone().fetch_loop(stop.clone()));
-        tasks.spawn(self.clone().reconcile_loop(started_at, stop.clone()));
+        let mut tasks: Vec<(&'static str, Task)> = vec![
+            ("consumer", Box::pin(self.clone().consume(stop.clone()))),
+            (
+                "submitter",
+                Box::pin(self.clone().submit_loop(stop.clone())),
+            ),
+            ("fetcher", Box::pin(self.clone().fetch_loop(stop.clone()))),
+            (
+                "reconciler",
+                Box::pin(self.clone().reconcile_loop(started_at, stop.clone())),
+            ),
+        ];
+        if self.cfg.retention_days > 0 {
+            tasks.push((
+                "retention",
+                Box::pin(self.clone().retention_loop(stop.clone())),
+            ));
+        }
         if opts.until_idle {
-            tasks.spawn(self.clone().idle_watch(stop.clone()));
+            tasks.push((
+                "idle watch",
+                Box::pin(self.clone().idle_watch(stop.clone())),
+            ));
         }
         info!(queue = %self.queue_url, "Worker started.");
-        let mut failure = None;
-        // The first task to end (normally because `stop` was cancelled)
-        // stops the others.
-        if let Some(Ok(Err(e))) = tasks.join_next().await {
-            failure = Some(e);
-        }
-        stop.cancel();
-        let drained = tokio::time::timeout(opts.grace, async {
-            while let Some(res) = tasks.join_next().await {
-                if let Ok(Err(e)) = res {
-                    failure.get_or_insert(e);
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            warn!(
-                still_running = tasks.len(),
-                "Grace period over: stopping the remaining tasks."
-            );
-            tasks.abort_all();
-        }
-        match failure {
-            Some(e) => {
-                error!(error = %e, "Worker stopped on an error.");
-                Err(e)
-            }
-            None => {
-                info!("Worker stopped.");
-                Ok(())
-            }
-        }
+        supervise(tasks, stop, opts.grace).await
     }
 
     async fn idle_watch(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
@@ -379,7 +465,7 @@ impl Worker {
                         failures,
                         Duration::from_millis(200),
                         Duration::from_secs(30),
-                        failures as u64,
+                        process_seed(),
                     );
                     warn!(
                         error = %aws_sdk_sqs::error::DisplayErrorContext(&e),
@@ -479,10 +565,20 @@ impl Worker {
         };
         let sid = ev.detail.statement_id.clone();
         // The event carries no error text: ask for it, for our statements.
+        let ours = match ev.detail.state {
+            StatementState::Failed | StatementState::Aborted => {
+                match self.ledger.owns_statement(&sid).await {
+                    Ok(ours) => ours,
+                    Err(e) => {
+                        error!(statement = %sid, error = %e, "Cannot read the ledger; leaving the event on the queue.");
+                        return false;
+                    }
+                }
+            }
+            _ => false,
+        };
         let error = match ev.detail.state {
-            StatementState::Failed | StatementState::Aborted
-                if self.ledger.owns_statement(&sid).await.unwrap_or(false) =>
-            {
+            StatementState::Failed | StatementState::Aborted if ours => {
                 match self.api.describe(&sid).await {
                     Ok(d) => d.outcome().and_then(|o| match o {
                         Outcome::Failed { error } | Outcome::Aborted { error } => Some(error),
@@ -537,7 +633,7 @@ impl Worker {
                         throttled,
                         Duration::from_millis(200),
                         Duration::from_secs(60),
-                        self.clock.now_ms() as u64,
+                        process_seed(),
                     );
                     warn!(%reason, submitted, retry_in_ms = wait.as_millis() as u64, "Submission throttled; jobs stay READY.");
                 }
@@ -573,16 +669,13 @@ impl Worker {
             if room <= 0 {
                 break;
             }
-            let target = job
-                .workgroup
-                .clone()
-                .or_else(|| job.cluster.clone())
-                .unwrap_or_default();
-            let running = by_target.entry(target).or_insert(0);
+            let running = by_target
+                .entry(job.target().name().to_string())
+                .or_insert(0);
             if per_target > 0 && *running >= per_target {
                 continue;
             }
-            match submit_job(&self.ledger, &self.api, self.clock.as_ref(), job.id).await {
+            match submit_job(&self.ledger, &self.api, self.clock.as_ref(), &job).await {
                 Ok(Submitted::Statement(_)) => {
                     room -= 1;
                     *running += 1;
@@ -602,37 +695,47 @@ impl Worker {
         Ok((submitted, None))
     }
 
-    /// Cancels the statements of jobs running past their `timeout_secs`;
-    /// each counts as a failed attempt (retried per the job's policy).
+    /// Asks the Data API to cancel the statements of jobs running past
+    /// their `timeout_secs`. The attempt is not ended here: CancelStatement
+    /// may answer that it could not cancel (the statement may be
+    /// committing), so the attempt ends with the statement's real end state,
+    /// from its event or DescribeStatement; a failure then reads "timed out"
+    /// and is retried per the job's policy. No other attempt starts while
+    /// the statement may still commit.
     async fn stop_timed_out(&self) -> Result<(), LedgerError> {
         for job in self.ledger.timed_out(self.clock.now_ms()).await? {
             let Some(sid) = job.statement_id.clone() else {
                 continue;
             };
             let secs = job.timeout_secs.unwrap_or_default();
+            if !self
+                .ledger
+                .mark_timed_out(job.id, job.attempt, self.clock.now_ms())
+                .await?
+            {
+                continue;
+            }
             match self.api.cancel(&sid).await {
-                Ok(_) => {
-                    let outcome = Outcome::Failed {
-                        error: format!("timed out after {secs} s: the statement was cancelled"),
-                    };
-                    match self
-                        .ledger
-                        .apply_reconciled(job.id, &sid, &outcome, self.clock.now_ms())
-                        .await
-                    {
-                        Ok(_) => warn!(
-                            job = job.id,
-                            timeout_secs = secs,
-                            "Job timed out: statement cancelled."
-                        ),
-                        Err(e) => warn!(job = job.id, error = %e, "Cannot record a timed-out job."),
-                    }
+                Ok(true) => {
+                    warn!(job = job.id, statement = %sid, timeout_secs = secs, "Job timed out: its statement is being cancelled.");
+                    // Its real end, now if it has ended; else its event or
+                    // the reconciler records it.
+                    self.reconcile_one(job.id, &sid).await;
                 }
+                Ok(false) => warn!(
+                    job = job.id,
+                    statement = %sid,
+                    timeout_secs = secs,
+                    "Job timed out, but the Data API could not cancel its statement (it may be committing): waiting for its real end."
+                ),
                 // Already ended: its event (or the reconciler) decides.
                 Err(ApiError::Rejected(m)) => {
-                    debug!(job = job.id, error = %m, "Timed-out statement had already ended.")
+                    debug!(job = job.id, error = %m, "Timed-out statement had already ended.");
+                    self.reconcile_one(job.id, &sid).await;
                 }
-                Err(e) => warn!(job = job.id, error = %e, "Cannot cancel a timed-out statement."),
+                Err(e) => {
+                    warn!(job = job.id, error = %e, "Cannot cancel a timed-out statement; the reconciler will record its end.")
+                }
             }
         }
         Ok(())
@@ -674,16 +777,19 @@ impl Worker {
         retry_at: &mut HashMap<i64, (u32, i64)>,
     ) {
         let recorded = match results::fetch_job(&self.api, job, dir).await {
-            Ok(files) => {
+            Ok(fetched) => {
+                let files = &fetched.files;
                 let rows: i64 = files.iter().map(|f| f.rows).sum();
                 let path = (!files.is_empty())
                     .then(|| results::job_dir(dir, job.id).display().to_string());
                 info!(job = job.id, files = files.len(), rows, "Results fetched.");
                 self.ledger
-                    .record_results(job.id, &files, path.as_deref())
+                    .record_results(job.id, files, path.as_deref(), fetched.first_row.as_ref())
                     .await
             }
-            Err(FetchError::Expired(m)) => {
+            // Refused once the results' expiry time has passed: expired (the
+            // event's expireAt, or 24 h after the end when no event said).
+            Err(FetchError::Rejected(m)) if results_expired(job, self.clock.now_ms()) => {
                 warn!(job = job.id, error = %m, "Results expired before they could be fetched.");
                 self.ledger.record_result_error(job.id, true, &m).await
             }
@@ -698,7 +804,7 @@ impl Worker {
                     entry.0,
                     Duration::from_millis(500),
                     Duration::from_secs(60),
-                    job.id as u64,
+                    process_seed() ^ job.id as u64,
                 );
                 entry.1 = self.clock.now_ms() + wait.as_millis() as i64;
                 warn!(job = job.id, error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot fetch results now.");
@@ -713,8 +819,10 @@ impl Worker {
 
     // ----- reconciler -------------------------------------------------------
 
-    /// Checks with DescribeStatement the jobs that got no end event in time
-    /// (and, at start-up, every job in flight): events can be lost.
+    /// Checks with DescribeStatement the statements that got no end event
+    /// in time (and, at start-up, every statement in flight): events can be
+    /// lost. It looks at every open attempt, so the statement of a job
+    /// cancelled meanwhile is recorded as it truly ended too.
     async fn reconcile_loop(
         self: Arc<Self>,
         started_at: i64,
@@ -730,44 +838,13 @@ impl Worker {
                 self.clock.now_ms() - after_ms
             };
             first = false;
-            match self.ledger.submitted_before(cutoff).await {
-                Ok(jobs) => {
-                    for job in jobs {
+            match self.ledger.open_attempts_before(cutoff).await {
+                Ok(open) => {
+                    for (job, _attempt, sid) in open {
                         if stop.is_cancelled() {
                             return Ok(());
                         }
-                        let Some(sid) = job.statement_id.clone() else {
-                            continue;
-                        };
-                        match self.api.describe(&sid).await {
-                            Ok(d) => {
-                                if let Some(outcome) = d.outcome() {
-                                    match self
-                                        .ledger
-                                        .apply_reconciled(
-                                            job.id,
-                                            &sid,
-                                            &outcome,
-                                            self.clock.now_ms(),
-                                        )
-                                        .await
-                                    {
-                                        Ok(Disposition::Applied) => {
-                                            info!(job = job.id, state = outcome.state_name(), "Job ended with no event; found by DescribeStatement.");
-                                            self.submit_wake.notify_one();
-                                            self.fetch_wake.notify_one();
-                                        }
-                                        Ok(_) => {}
-                                        Err(e) => {
-                                            warn!(job = job.id, error = %e, "Cannot record a reconciled job.")
-                                        }
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                warn!(job = job.id, error = %e, "Cannot describe a job's statement.")
-                            }
-                        }
+                        self.reconcile_one(job, &sid).await;
                         // A gentle rate: DescribeStatement shares the account's quota.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -780,11 +857,128 @@ impl Worker {
             }
         }
     }
+
+    /// Records a statement's end as DescribeStatement tells it, if it ended.
+    async fn reconcile_one(&self, job: i64, sid: &str) {
+        let outcome = match self.api.describe(sid).await {
+            Ok(d) => d.outcome(),
+            Err(e) => {
+                warn!(job, statement = %sid, error = %e, "Cannot describe a job's statement.");
+                return;
+            }
+        };
+        let Some(outcome) = outcome else { return };
+        match self
+            .ledger
+            .apply_reconciled(job, sid, &outcome, self.clock.now_ms())
+            .await
+        {
+            Ok(Disposition::Applied) => {
+                info!(job, statement = %sid, state = outcome.state_name(), "Job's statement ended; found by DescribeStatement.");
+                self.submit_wake.notify_one();
+                self.fetch_wake.notify_one();
+            }
+            Ok(Disposition::Stale) => {
+                info!(job, statement = %sid, state = outcome.state_name(), "An earlier statement of the job ended; recorded in its history.");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(job, error = %e, "Cannot record a reconciled job."),
+        }
+    }
+
+    // ----- retention --------------------------------------------------------
+
+    /// Applies `retention_days` every hour (and at start).
+    async fn retention_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
+        let keep = Duration::from_secs(self.cfg.retention_days * 86_400);
+        loop {
+            match prune(&self.ledger, keep, self.clock.now_ms()).await {
+                Ok(r) if r.events > 0 || r.jobs > 0 => info!(
+                    events = r.events,
+                    jobs = r.jobs,
+                    files = r.files_deleted,
+                    retention_days = self.cfg.retention_days,
+                    "Retention: pruned old inbox rows and result files."
+                ),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "Retention: cannot prune the ledger."),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+        }
+    }
+}
+
+/// Whether a FINISHED job's results are past their expiry: the event's
+/// `expireAt`, or the Data API's 24 hours after the end.
+fn results_expired(job: &Job, now: i64) -> bool {
+    const RESULTS_KEPT_MS: i64 = 24 * 3600 * 1000;
+    let expire_at = job
+        .expire_at
+        .or_else(|| job.finished_at.map(|t| t + RESULTS_KEPT_MS));
+    expire_at.is_some_and(|at| now >= at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn panicking() -> Task {
+        Box::pin(async { panic!("boom in a test") })
+    }
+
+    fn waiting(stop: CancellationToken) -> Task {
+        Box::pin(async move {
+            stop.cancelled().await;
+            Ok(())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_stops_the_worker_with_an_error_naming_it() {
+        let stop = CancellationToken::new();
+        let res = supervise(
+            vec![
+                ("consumer", waiting(stop.clone())),
+                ("fetcher", panicking()),
+            ],
+            stop.clone(),
+            Duration::from_secs(5),
+        )
+        .await;
+        let e = res.expect_err("a panic must be an error");
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("fetcher task panicked: boom in a test"),
+            "{text}"
+        );
+        assert!(stop.is_cancelled(), "the other tasks are stopped");
+    }
+
+    #[tokio::test]
+    async fn a_failing_task_is_named_and_a_clean_stop_is_ok() {
+        let stop = CancellationToken::new();
+        let failing: Task = Box::pin(async { Err(anyhow::anyhow!("ledger gone")) });
+        let e = supervise(
+            vec![("submitter", failing), ("consumer", waiting(stop.clone()))],
+            stop.clone(),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("an error");
+        assert!(format!("{e:#}").contains("submitter task failed: ledger gone"));
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let ok = supervise(
+            vec![("consumer", waiting(stop.clone()))],
+            stop,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(ok.is_ok());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

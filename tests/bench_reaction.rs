@@ -99,7 +99,10 @@ async fn reaction_latency_of_a_chain() {
         end_to_end.push(cs["created_ms"].as_i64().unwrap() - ended);
         if let Some(applied) = events
             .iter()
-            .filter(|e| e.job_id == Some(parent.id) && e.disposition == "applied")
+            .filter(|e| {
+                e.job_id == Some(parent.id)
+                    && e.disposition == redrelay::ledger::Disposition::Applied
+            })
             .map(|e| e.received_at)
             .min()
         {

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{warehouse_query, Stack, StackOptions};
-use redrelay::ledger::Ledger;
-use redrelay::state::JobState;
+use redrelay::ledger::{Disposition, Ledger};
+use redrelay::state::{JobState, ResultState};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -17,7 +17,7 @@ async fn finished_event_at(ledger: &Ledger, job: i64) -> i64 {
     let events = ledger.events(10_000).await.unwrap();
     events
         .iter()
-        .filter(|e| e.job_id == Some(job) && e.disposition == "applied")
+        .filter(|e| e.job_id == Some(job) && e.disposition == Disposition::Applied)
         .filter(|e| e.state.as_deref() == Some("FINISHED"))
         .map(|e| e.received_at)
         .min()
@@ -61,7 +61,7 @@ async fn chain_of_three_finishes_in_order() {
     let ledger = stack.ledger().await;
     // Wait for C's results to be fetched.
     for _ in 0..100 {
-        if ledger.job(c).await.unwrap().result_state.as_deref() == Some("FETCHED") {
+        if ledger.job(c).await.unwrap().result_state == Some(ResultState::Fetched) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -319,7 +319,12 @@ async fn malformed_and_foreign_messages_are_recorded_and_the_worker_goes_on() {
     let mut events = Vec::new();
     for _ in 0..100 {
         events = ledger.events(100).await.unwrap();
-        if events.iter().filter(|e| e.disposition != "applied").count() >= 3 {
+        if events
+            .iter()
+            .filter(|e| e.disposition != Disposition::Applied)
+            .count()
+            >= 3
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -327,7 +332,7 @@ async fn malformed_and_foreign_messages_are_recorded_and_the_worker_goes_on() {
     let by = |d: &str| {
         events
             .iter()
-            .filter(|e| e.disposition == d)
+            .filter(|e| e.disposition.as_str() == d)
             .cloned()
             .collect::<Vec<_>>()
     };

@@ -13,7 +13,7 @@
 mod common;
 
 use common::{warehouse_query, SplitMix, Stack, StackOptions};
-use redrelay::state::JobState;
+use redrelay::state::{JobState, ResultState, RunState};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -90,11 +90,11 @@ impl Planned {
         self.jobs.last_mut().unwrap()
     }
 
-    fn expect_run(&self) -> &'static str {
+    fn expect_run(&self) -> RunState {
         if self.jobs.iter().all(|j| j.expect == JobState::Finished) {
-            "FINISHED"
+            RunState::Finished
         } else {
-            "FAILED"
+            RunState::Failed
         }
     }
 
@@ -354,7 +354,7 @@ async fn chaos_kills_and_faults_lose_nothing_and_run_nothing_twice() {
             .await
             .unwrap()
             .iter()
-            .filter(|r| r.state == "RUNNING")
+            .filter(|r| r.state == RunState::Running)
             .count();
         for w in &mut workers {
             if let Some(status) = w.child.try_wait().unwrap() {
@@ -577,7 +577,10 @@ async fn chaos_kills_and_faults_lose_nothing_and_run_nothing_twice() {
                 other => problems.push(format!("{who} ended {other}")),
             }
             if job.state == JobState::Finished
-                && !matches!(job.result_state.as_deref(), Some("FETCHED" | "NONE"))
+                && !matches!(
+                    job.result_state,
+                    Some(ResultState::Fetched | ResultState::None)
+                )
             {
                 problems.push(format!(
                     "{who}: results {:?} ({:?})",

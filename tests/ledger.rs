@@ -4,7 +4,7 @@
 
 use redrelay::event::{parse, Origin, StatusEvent};
 use redrelay::ledger::{statement_name, Disposition, Ledger, LedgerError, NewJob, Target};
-use redrelay::state::JobState;
+use redrelay::state::{AttemptState, JobState, ResultState, RunState};
 
 fn new_job(name: &str, deps: Vec<i64>) -> NewJob {
     NewJob {
@@ -67,7 +67,7 @@ async fn finished_event_releases_dependents_once() {
     assert_eq!(a2.state, JobState::Finished);
     assert_eq!(a2.rows, Some(2));
     assert_eq!(a2.finished_at, Some(3));
-    assert_eq!(a2.result_state.as_deref(), Some("PENDING"));
+    assert_eq!(a2.result_state, Some(ResultState::Pending));
     assert_eq!(l.job(b.id).await.unwrap().state, JobState::Ready);
     // The same event again, and another event with the same (statement, state).
     assert_eq!(
@@ -112,7 +112,7 @@ async fn an_event_before_its_statement_id_is_deferred_then_applied() {
     assert_eq!(applied, vec![Disposition::Applied]);
     assert_eq!(l.job(a.id).await.unwrap().state, JobState::Finished);
     let events = l.events(10).await.unwrap();
-    assert_eq!(events[0].disposition, "applied");
+    assert_eq!(events[0].disposition, Disposition::Applied);
 }
 
 #[tokio::test]
@@ -159,7 +159,7 @@ async fn failure_skips_everything_downstream_but_not_other_branches() {
     assert_eq!(l.job(c.id).await.unwrap().state, JobState::Skipped);
     assert_eq!(l.job(other.id).await.unwrap().state, JobState::Ready);
     let attempts = l.attempts(a.id).await.unwrap();
-    assert_eq!(attempts[0].state, "FAILED");
+    assert_eq!(attempts[0].state, AttemptState::Failed);
 }
 
 #[tokio::test]
@@ -208,7 +208,7 @@ async fn retries_wait_then_use_a_new_token_and_old_events_are_stale() {
     let attempts = l.attempts(a.id).await.unwrap();
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0].error.as_deref(), Some("first failure"));
-    assert_eq!(attempts[1].state, "FINISHED");
+    assert_eq!(attempts[1].state, AttemptState::Finished);
 }
 
 #[tokio::test]
@@ -251,4 +251,260 @@ async fn the_ledger_file_is_private_and_reopens() {
         l.insert_job(&new_job("b", vec![99]), 1).await,
         Err(LedgerError::NoSuchJob(99))
     ));
+}
+
+/// Issue 7.3: a cancel while an attempt is being submitted (say, after a
+/// throttled call) closes it; `ledger check` passes; a retry gets a new
+/// ClientToken, so the Data API never replays the cancelled statement.
+#[tokio::test]
+async fn a_cancel_during_a_throttled_submission_closes_the_attempt() {
+    let (_d, l) = ledger().await;
+    let a = l
+        .insert_job(&new_job("throttled", vec![]), 0)
+        .await
+        .unwrap();
+    let t1 = l.begin_attempt(a.id, 0).await.unwrap().unwrap();
+    // The call was throttled: the job stays READY with attempt 1 SUBMITTING.
+    let (changed, statement) = l.cancel_job(a.id, 5).await.unwrap();
+    assert!(changed);
+    assert_eq!(statement, None);
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Cancelled, "{attempts:?}");
+    assert_eq!(attempts[0].finished_at, Some(5));
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(l.retry_job(a.id, 10).await.unwrap(), JobState::Ready);
+    let t2 = l.begin_attempt(a.id, 11).await.unwrap().unwrap();
+    assert_eq!(t2.attempt, 2);
+    assert_ne!(t1.client_token, t2.client_token);
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// Issue 7.3: a READY job that fails before its call (an upstream parameter
+/// is missing) closes the attempt a throttled call left open.
+#[tokio::test]
+async fn failing_a_ready_job_closes_its_open_attempt() {
+    let (_d, l) = ledger().await;
+    let a = l.insert_job(&new_job("p", vec![]), 0).await.unwrap();
+    l.begin_attempt(a.id, 0).await.unwrap().unwrap();
+    l.fail_ready(a.id, "no value", 3).await.unwrap();
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Cancelled);
+    assert_eq!(attempts[0].error.as_deref(), Some("no value"));
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+fn run_job(name: &str, deps: Vec<usize>) -> redrelay::ledger::RunJob {
+    redrelay::ledger::RunJob {
+        job: new_job(name, vec![]),
+        deps,
+        upstream: vec![],
+    }
+}
+
+/// Issue 7.4: a run is cancelled in one transaction guarded on RUNNING: it
+/// never passes through FAILED, a second cancel is refused, and a retry
+/// cannot move a CANCELLED run back to RUNNING.
+#[tokio::test]
+async fn run_changes_are_guarded_on_the_old_state() {
+    let (_d, l) = ledger().await;
+    let (run, ids) = l
+        .create_run("p", &[run_job("a", vec![]), run_job("b", vec![0])], 0)
+        .await
+        .unwrap();
+    let name = submitted(&l, ids[0], "s-a", 1).await;
+    let (n, statements) = l.cancel_run(&run, 2).await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(statements, vec![(ids[0], "s-a".to_string())]);
+    let r = l.run(&run).await.unwrap().unwrap();
+    assert_eq!(r.state, RunState::Cancelled);
+    for id in &ids {
+        assert_eq!(l.job(*id).await.unwrap().state, JobState::Cancelled);
+    }
+    let again = l.cancel_run(&run, 3).await.unwrap_err();
+    assert!(
+        matches!(
+            again,
+            LedgerError::RunConflict {
+                found: RunState::Cancelled,
+                ..
+            }
+        ),
+        "{again}"
+    );
+    // The cancelled statement's end is recorded in its attempt's history;
+    // the run stays CANCELLED.
+    let (ev, body) = event("e-a", "s-a", &name, "ABORTED");
+    let (d, _) = l
+        .apply_event(&ev, Some("cancelled"), None, &body, 4)
+        .await
+        .unwrap();
+    assert_eq!(d, Disposition::Stale);
+    let refused = l.retry_job(ids[0], 5).await.unwrap_err().to_string();
+    assert!(refused.contains("CANCELLED"), "{refused}");
+    assert_eq!(
+        l.run(&run).await.unwrap().unwrap().state,
+        RunState::Cancelled
+    );
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// Issue 7.2/7.3: no new attempt while the previous statement may still
+/// commit: a retry is refused until that statement's end is recorded.
+#[tokio::test]
+async fn a_retry_waits_for_the_previous_statement_to_end() {
+    let (_d, l) = ledger().await;
+    let a = l.insert_job(&new_job("slow", vec![]), 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-1", 1).await;
+    l.cancel_job(a.id, 2).await.unwrap();
+    let refused = l.retry_job(a.id, 3).await.unwrap_err().to_string();
+    assert!(refused.contains("has not ended yet"), "{refused}");
+    let (ev, body) = event("e-1", "s-1", &name, "FINISHED");
+    l.apply_event(&ev, None, None, &body, 4).await.unwrap();
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Finished, "its true end");
+    assert_eq!(l.retry_job(a.id, 5).await.unwrap(), JobState::Ready);
+}
+
+/// Issue 7.2: a timeout marks the attempt; its real end closes it, and a
+/// failure then says it timed out.
+#[tokio::test]
+async fn a_timed_out_attempt_ends_with_its_statement() {
+    let (_d, l) = ledger().await;
+    let mut spec = new_job("t", vec![]);
+    spec.timeout_secs = Some(1);
+    let a = l.insert_job(&spec, 0).await.unwrap();
+    submitted(&l, a.id, "s-t", 0).await;
+    assert!(l.timed_out(999).await.unwrap().is_empty());
+    assert_eq!(l.timed_out(1_000).await.unwrap().len(), 1);
+    assert!(l.mark_timed_out(a.id, 1, 1_000).await.unwrap());
+    assert!(!l.mark_timed_out(a.id, 1, 1_001).await.unwrap());
+    // Asked once: not listed again while the statement ends.
+    assert!(l.timed_out(2_000).await.unwrap().is_empty());
+    assert_eq!(l.job(a.id).await.unwrap().state, JobState::Submitted);
+    let outcome = redrelay::state::Outcome::Aborted {
+        error: "Query cancelled on user's request".into(),
+    };
+    let d = l
+        .apply_reconciled(a.id, "s-t", &outcome, 2_500)
+        .await
+        .unwrap();
+    assert_eq!(d, Disposition::Applied);
+    let j = l.job(a.id).await.unwrap();
+    assert_eq!(j.state, JobState::Aborted);
+    let error = j.error.unwrap();
+    assert!(error.starts_with("timed out after 1 s"), "{error}");
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Aborted);
+    // Applying it again is a duplicate, never a second transition.
+    let d = l
+        .apply_reconciled(a.id, "s-t", &outcome, 2_600)
+        .await
+        .unwrap();
+    assert_eq!(d, Disposition::Duplicate);
+}
+
+/// Issue 7.11: a retry policy that cannot be read fails loudly instead of
+/// silently becoming the default.
+#[tokio::test]
+async fn an_unreadable_retry_policy_is_an_error() {
+    let (_d, l) = ledger().await;
+    let mut spec = new_job("r", vec![]);
+    spec.max_attempts = 2;
+    spec.retry = Some(serde_json::json!({"initial_secs": "soon"}));
+    let a = l.insert_job(&spec, 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-r", 0).await;
+    let (ev, body) = event("e-r", "s-r", &name, "FAILED");
+    let err = l
+        .apply_event(&ev, Some("x"), None, &body, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("retry policy"), "{err}");
+    // Nothing was half-applied.
+    assert_eq!(l.job(a.id).await.unwrap().state, JobState::Submitted);
+}
+
+/// Issue 7.12: the first result row is kept in the ledger for upstream
+/// parameters; issue 7.8: retention prunes old inbox rows and result files
+/// of ended jobs, never of a job that has not ended.
+#[tokio::test]
+async fn first_rows_are_kept_and_retention_prunes_only_what_ended() {
+    let (dir, l) = ledger().await;
+    let a = l.insert_job(&new_job("a", vec![]), 0).await.unwrap();
+    let b = l.insert_job(&new_job("b", vec![]), 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-a", 0).await;
+    submitted(&l, b.id, "s-b", 0).await;
+    let (ev, body) = event("e-a", "s-a", &name, "FINISHED");
+    l.apply_event(&ev, None, None, &body, 100).await.unwrap();
+    let job_dir = dir.path().join("results/job-a");
+    std::fs::create_dir_all(&job_dir).unwrap();
+    let csv = job_dir.join("result.csv");
+    let jsonl = job_dir.join("result.jsonl");
+    std::fs::write(&csv, "n\n7\n").unwrap();
+    std::fs::write(&jsonl, "{\"n\":7}\n").unwrap();
+    let file = redrelay::ledger::ResultFile {
+        sub: 0,
+        statement_id: "s-a".into(),
+        rows: 1,
+        csv_path: csv.display().to_string(),
+        jsonl_path: jsonl.display().to_string(),
+    };
+    let row: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str("{\"n\":7}").unwrap();
+    l.record_results(
+        a.id,
+        &[file],
+        Some(&job_dir.display().to_string()),
+        Some(&row),
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.first_row(a.id).await.unwrap(), Some(row));
+    assert_eq!(l.first_row(b.id).await.unwrap(), None);
+    // Nothing is older than the cutoff yet.
+    let none = l.prune(50, 1_000).await.unwrap();
+    assert_eq!((none.events, none.jobs), (0, 0));
+    let pruned = redrelay::worker::prune(&l, std::time::Duration::from_millis(100), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (pruned.events, pruned.jobs, pruned.files_deleted),
+        (1, 1, 3)
+    );
+    assert!(!csv.exists() && !jsonl.exists() && !job_dir.exists());
+    assert!(l.results(a.id).await.unwrap().is_empty());
+    assert!(l.events(10).await.unwrap().is_empty());
+    let a = l.job(a.id).await.unwrap();
+    assert_eq!(a.results_pruned_at, Some(1_000));
+    // b has not ended: untouched.
+    assert_eq!(l.job(b.id).await.unwrap().state, JobState::Submitted);
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// Issue 7.10: the transitions the ledger makes are those of the state
+/// table: READY and RETRY_WAIT jobs below a failed job are SKIPPED, and the
+/// table says so.
+#[tokio::test]
+async fn skips_follow_the_transition_table() {
+    let (_d, l) = ledger().await;
+    let a = l.insert_job(&new_job("a", vec![]), 0).await.unwrap();
+    let b = l.insert_job(&new_job("b", vec![a.id]), 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-a", 0).await;
+    let (ev, body) = event("e-a", "s-a", &name, "FAILED");
+    l.apply_event(&ev, Some("boom"), None, &body, 1)
+        .await
+        .unwrap();
+    let b = l.job(b.id).await.unwrap();
+    assert_eq!(b.state, JobState::Skipped);
+    for from in JobState::sources_of(JobState::Skipped) {
+        assert!(from.can_move_to(JobState::Skipped));
+    }
+    assert!(JobState::Ready.can_move_to(JobState::Skipped));
+    assert!(JobState::RetryWait.can_move_to(JobState::Skipped));
+    assert!(!JobState::Submitted.can_move_to(JobState::Skipped));
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{warehouse_query, Stack, StackOptions};
-use redrelay::state::JobState;
+use redrelay::state::{AttemptState, JobState};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -182,7 +182,12 @@ async fn a_job_that_fails_twice_finishes_on_its_third_attempt() {
     let deadline = Instant::now() + WAIT;
     loop {
         let attempts = ledger.attempts(flaky.id).await.unwrap();
-        if attempts.iter().filter(|a| a.state == "FAILED").count() == 2 {
+        if attempts
+            .iter()
+            .filter(|a| a.state == AttemptState::Failed)
+            .count()
+            == 2
+        {
             break;
         }
         assert!(
@@ -203,7 +208,7 @@ async fn a_job_that_fails_twice_finishes_on_its_third_attempt() {
     let attempts = ledger.attempts(flaky.id).await.unwrap();
     assert_eq!(attempts.len(), 3);
     for a in &attempts[..2] {
-        assert_eq!(a.state, "FAILED");
+        assert_eq!(a.state, AttemptState::Failed);
         assert!(
             a.error
                 .as_deref()
@@ -212,7 +217,7 @@ async fn a_job_that_fails_twice_finishes_on_its_third_attempt() {
             "{a:?}"
         );
     }
-    assert_eq!(attempts[2].state, "FINISHED");
+    assert_eq!(attempts[2].state, AttemptState::Finished);
     let tokens: std::collections::HashSet<_> =
         attempts.iter().map(|a| a.client_token.clone()).collect();
     assert_eq!(tokens.len(), 3, "each attempt has its own ClientToken");
@@ -508,4 +513,44 @@ async fn cancelling_a_run_leaves_no_statement_running() {
     let again = stack.run(&["jobs", "cancel", &jobs["long_a"]["id"].to_string()]);
     assert!(!again.status.success());
     assert!(common::stderr(&again).contains("already CANCELLED"));
+}
+
+/// Issue 7.2: a statement that cannot be cancelled at its timeout (it is
+/// committing) is never run a second time: the job waits for its real end,
+/// and records the attempt as it truly ended (FINISHED, one row).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_statement_that_cannot_be_cancelled_runs_once() {
+    let stack = Stack::start_with(
+        "timeout-commit",
+        StackOptions {
+            emulator_args: vec!["--commit-hold".into(), "3000:committing_load".into()],
+            ..Default::default()
+        },
+    );
+    let file = write(
+        &stack,
+        "commit.toml",
+        r#"
+        [jobs.setup]
+        sql = "CREATE TABLE IF NOT EXISTS loaded (tag TEXT)"
+        [jobs.load]
+        sql = "INSERT INTO loaded VALUES ('committing_load')"
+        depends_on = ["setup"]
+        timeout_secs = 1
+        retries = { max_attempts = 3, initial_secs = 0.1, jitter = 0.0 }
+        "#,
+    );
+    let run = run_pipeline(&stack, &file, &[]);
+    let _worker = stack.spawn_worker(&[]);
+    let shown = wait_run(&stack, &run, WAIT);
+    let jobs = by_name(&shown);
+    assert_eq!(jobs["load"]["state"], "FINISHED", "{shown:#}");
+    assert_eq!(jobs["load"]["attempt"], 1, "no second attempt: {shown:#}");
+    let attempts = jobs["load"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{shown:#}");
+    assert_eq!(attempts[0]["state"], "FINISHED", "{shown:#}");
+    let rows = warehouse_query(&stack.warehouse_path(), "SELECT COUNT(*) FROM loaded");
+    assert_eq!(rows, vec![vec![Value::from(1)]], "the INSERT ran once");
+    let log = stack.log("worker.log");
+    assert!(log.contains("could not cancel its statement"), "{log}");
 }

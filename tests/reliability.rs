@@ -11,8 +11,8 @@ mod common;
 use common::{warehouse_query, SplitMix, Stack, StackOptions};
 use redrelay::clock::{Clock, SystemClock};
 use redrelay::event::{self, Origin};
-use redrelay::ledger::{NewJob, Target};
-use redrelay::state::JobState;
+use redrelay::ledger::{Disposition, NewJob, Target};
+use redrelay::state::{AttemptState, JobState};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,7 +96,7 @@ async fn a_crash_between_execute_and_the_ledger_write_runs_the_sql_once() {
     assert!(job.statement_id.is_none());
     let attempts = ledger.attempts(id).await.unwrap();
     assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].state, "SUBMITTING");
+    assert_eq!(attempts[0].state, AttemptState::Submitting);
 
     // The next worker resubmits the same attempt with the same ClientToken.
     stack.worker_until_idle(WAIT);
@@ -169,7 +169,7 @@ async fn an_event_that_arrives_before_its_statement_id_is_recorded_is_applied() 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(deferred.disposition, "deferred", "{deferred:?}");
+    assert_eq!(deferred.disposition, Disposition::Deferred, "{deferred:?}");
     assert_eq!(deferred.state.as_deref(), Some("FINISHED"));
     assert_eq!(ledger.job(id).await.unwrap().state, JobState::Ready);
 
@@ -181,7 +181,7 @@ async fn an_event_that_arrives_before_its_statement_id_is_recorded_is_applied() 
     let mine: Vec<_> = events.iter().filter(|e| e.job_id == Some(id)).collect();
     assert_eq!(mine.len(), 1, "{mine:#?}");
     assert_eq!(mine[0].seq, deferred.seq);
-    assert_eq!(mine[0].disposition, "applied", "{mine:#?}");
+    assert_eq!(mine[0].disposition, Disposition::Applied, "{mine:#?}");
     assert_eq!(
         mine[0].statement_id.as_deref(),
         job["statement_id"].as_str()
