@@ -1762,7 +1762,19 @@ async fn finish_attempt_row(
 /// the same transaction its dependents made READY (on FINISHED) or SKIPPED
 /// (on a failure for good).
 async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: i64) -> Result<()> {
+    // The attempt keeps its statement's true end; for the job, a statement
+    // aborted because it timed out is a failure (the timeout's).
     finish_attempt_row(tx, job.id, job.attempt, outcome, now).await?;
+    let timed_out_abort;
+    let outcome = match outcome {
+        Outcome::Aborted { error } if job.timed_out_at.is_some() => {
+            timed_out_abort = Outcome::Failed {
+                error: error.clone(),
+            };
+            &timed_out_abort
+        }
+        other => other,
+    };
     let next = after_attempt(outcome, job.attempt, job.max_attempts);
     if !job.state.can_move_to(next) {
         return Err(LedgerError::Corrupt(format!(
