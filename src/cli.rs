@@ -6,7 +6,7 @@ use crate::dataapi::DataApi;
 use crate::event::Origin;
 use crate::ledger::{Job, Ledger, NewJob, Param};
 use crate::state::{JobState, ResultState};
-use crate::worker::{self, Worker};
+use crate::worker::{self, Submitted, Worker};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -36,9 +36,9 @@ pub enum Command {
     /// Create the SQS queue, its dead-letter queue, the queue policy and the
     /// EventBridge rule and target (idempotent). Prints what it made as JSON.
     Setup,
-    /// Record a job: READY (the worker submits it, WithEvent=true, within
-    /// the in-flight limits and rate limits), or PENDING on the jobs given
-    /// with --after.
+    /// Record a job and submit it (WithEvent=true) when the in-flight limits
+    /// leave room (else the worker submits it), or leave it waiting on the
+    /// jobs given with --after.
     Submit(SubmitArgs),
     /// Consume completion events, fetch results and submit waiting jobs.
     Worker(WorkerArgs),
@@ -707,8 +707,26 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
             clock.now_ms(),
         )
         .await?;
-    // The worker submits it: every Data API call goes through the same
-    // in-flight limits and rate limits (docs/pipelines.md).
+    // Submitted now when there is room under the in-flight limits (counted
+    // in the ledger, with the worker's statements), within the configured
+    // rate limits; otherwise it stays READY and the worker submits it.
+    if job.state == JobState::Ready {
+        let sdk = crate::aws::sdk_config().await?;
+        let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
+        match worker::submit_job(&ledger, &api, &clock, &job, cfg.in_flight_limits()).await? {
+            Submitted::Statement(_) | Submitted::NotReady | Submitted::Waiting => {}
+            Submitted::NoRoom(why) => eprintln!(
+                "job {} is recorded READY: {why}; the worker submits it when a slot frees",
+                job.id
+            ),
+            Submitted::Throttled(m) | Submitted::Transient(m) => eprintln!(
+                "job {} is recorded but not submitted yet ({m}); the worker will submit it",
+                job.id
+            ),
+            Submitted::Rejected(m) => bail!("job {} FAILED: {m}", job.id),
+        }
+    }
+    let job = ledger.job(job.id).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
     } else {

@@ -236,6 +236,14 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The in-flight limits every submission honours.
+    pub fn in_flight_limits(&self) -> crate::ledger::InFlightLimits {
+        crate::ledger::InFlightLimits {
+            max_in_flight: self.max_in_flight,
+            per_target: self.max_in_flight_per_target,
+        }
+    }
+
     pub fn dlq_name(&self) -> String {
         self.dlq_name
             .clone()

@@ -242,6 +242,25 @@ pub struct Pruned {
     pub files: Vec<String>,
 }
 
+/// The in-flight limits a claim honours (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct InFlightLimits {
+    pub max_in_flight: u32,
+    /// 0: only `max_in_flight` applies.
+    pub per_target: u32,
+}
+
+/// What [`Ledger::claim`] got.
+#[derive(Debug)]
+pub enum Claim {
+    /// The attempt to submit.
+    Ticket(Box<Ticket>),
+    /// The job is no longer READY (taken, or cancelled).
+    NotReady,
+    /// No room under the in-flight limits: the job stays READY.
+    NoRoom(String),
+}
+
 /// What the submitter needs to call the Data API for one attempt.
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -557,10 +576,51 @@ impl Ledger {
     /// job left open, in the same transaction, and gets a new token. `None`
     /// if the job is no longer READY.
     pub async fn begin_attempt(&self, job_id: i64, now: i64) -> Result<Option<Ticket>> {
+        Ok(match self.claim(job_id, None, now).await? {
+            Claim::Ticket(t) => Some(*t),
+            Claim::NotReady | Claim::NoRoom(_) => None,
+        })
+    }
+
+    /// [`Ledger::begin_attempt`] within in-flight limits counted in the
+    /// same transaction (statements SUBMITTED and attempts being
+    /// submitted, by any process), so that every process that submits
+    /// holds `max_in_flight` and the per-target limit together.
+    pub async fn claim(
+        &self,
+        job_id: i64,
+        limits: Option<InFlightLimits>,
+        now: i64,
+    ) -> Result<Claim> {
         let mut tx = self.begin().await?;
         let mut job = job_tx(&mut tx, job_id).await?;
         if job.state != JobState::Ready {
-            return Ok(None);
+            return Ok(Claim::NotReady);
+        }
+        if let Some(limits) = limits {
+            let (all, target): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COALESCE(SUM(COALESCE(j.workgroup, j.cluster, '') = ?), 0) \
+                 FROM jobs j WHERE j.id <> ? AND (j.state = 'SUBMITTED' OR (j.state = 'READY' \
+                   AND EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = j.id \
+                               AND a.attempt = j.attempt AND a.state = 'SUBMITTING')))",
+            )
+            .bind(job.target().name())
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if all >= i64::from(limits.max_in_flight) {
+                return Ok(Claim::NoRoom(format!(
+                    "{all} statements in flight (max_in_flight = {})",
+                    limits.max_in_flight
+                )));
+            }
+            if limits.per_target > 0 && target >= i64::from(limits.per_target) {
+                return Ok(Claim::NoRoom(format!(
+                    "{target} statements in flight on {} (max_in_flight_per_target = {})",
+                    job.target().name(),
+                    limits.per_target
+                )));
+            }
         }
         let open: Option<String> = sqlx::query_scalar(
             "SELECT client_token FROM attempts WHERE job_id = ? AND attempt = ? AND state = 'SUBMITTING'",
@@ -605,12 +665,12 @@ impl Ledger {
         };
         tx.commit().await?;
         let statement_name = statement_name(&job.name, &job.uid);
-        Ok(Some(Ticket {
+        Ok(Claim::Ticket(Box::new(Ticket {
             attempt: job.attempt,
             job,
             client_token: token,
             statement_name,
-        }))
+        })))
     }
 
     /// Records that the Data API accepted an attempt, and applies any event

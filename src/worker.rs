@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::config::{Config, OnReject};
 use crate::dataapi::{ApiError, DataApi};
 use crate::event::{self, Origin, StatementState};
-use crate::ledger::{Disposition, Job, Ledger, LedgerError, Param};
+use crate::ledger::{Claim, Disposition, InFlightLimits, Job, Ledger, LedgerError, Param};
 use crate::results::{self, FetchError};
 use crate::retry::RetryPolicy;
 use crate::state::{JobState, Outcome, ResultState};
@@ -35,6 +35,8 @@ pub enum Submitted {
     Transient(String),
     /// Waits for an upstream result it takes a parameter from.
     Waiting,
+    /// No room under the in-flight limits: the job stays READY.
+    NoRoom(String),
 }
 
 /// Submits a READY job (one attempt), as the worker's submitter does. A
@@ -46,6 +48,7 @@ pub async fn submit_job(
     api: &DataApi,
     clock: &dyn Clock,
     job: &Job,
+    limits: InFlightLimits,
 ) -> Result<Submitted, LedgerError> {
     let job_id = job.id;
     let params = match resolve_params(ledger, job).await? {
@@ -57,8 +60,10 @@ pub async fn submit_job(
             return Ok(Submitted::Rejected(why));
         }
     };
-    let Some(mut ticket) = ledger.begin_attempt(job_id, clock.now_ms()).await? else {
-        return Ok(Submitted::NotReady);
+    let mut ticket = match ledger.claim(job_id, Some(limits), clock.now_ms()).await? {
+        Claim::Ticket(t) => t,
+        Claim::NotReady => return Ok(Submitted::NotReady),
+        Claim::NoRoom(why) => return Ok(Submitted::NoRoom(why)),
     };
     ticket.job.params = params;
     match api.submit(&ticket).await {
@@ -310,6 +315,10 @@ pub struct Worker {
     pub clock: Arc<dyn Clock>,
     submit_wake: Notify,
     fetch_wake: Notify,
+    /// Set once the consumer has handled its first receive: events that
+    /// waited in the queue are applied before the start-up reconcile asks
+    /// DescribeStatement (cheaper, and they carry the results' expiry).
+    first_receive: tokio::sync::watch::Sender<bool>,
 }
 
 /// Exponential backoff with jitter for the worker's own retries (receive
@@ -385,6 +394,7 @@ impl Worker {
             clock,
             submit_wake: Notify::new(),
             fetch_wake: Notify::new(),
+            first_receive: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -457,7 +467,11 @@ impl Worker {
             let messages = match out {
                 Ok(out) => {
                     failures = 0;
-                    out.messages.unwrap_or_default()
+                    let messages = out.messages.unwrap_or_default();
+                    if messages.is_empty() {
+                        self.first_receive.send_replace(true);
+                    }
+                    messages
                 }
                 Err(e) => {
                     failures += 1;
@@ -505,6 +519,7 @@ impl Worker {
             self.submit_wake.notify_one();
             self.fetch_wake.notify_one();
             self.delete(acks).await;
+            self.first_receive.send_replace(true);
         }
     }
 
@@ -675,7 +690,15 @@ impl Worker {
             if per_target > 0 && *running >= per_target {
                 continue;
             }
-            match submit_job(&self.ledger, &self.api, self.clock.as_ref(), &job).await {
+            match submit_job(
+                &self.ledger,
+                &self.api,
+                self.clock.as_ref(),
+                &job,
+                self.cfg.in_flight_limits(),
+            )
+            .await
+            {
                 Ok(Submitted::Statement(_)) => {
                     room -= 1;
                     *running += 1;
@@ -789,7 +812,9 @@ impl Worker {
             }
             // Refused once the results' expiry time has passed: expired (the
             // event's expireAt, or 24 h after the end when no event said).
-            Err(FetchError::Rejected(m)) if results_expired(job, self.clock.now_ms()) => {
+            Err(FetchError::Rejected(m))
+                if results_expired(job.expire_at, job.finished_at, self.clock.now_ms()) =>
+            {
                 warn!(job = job.id, error = %m, "Results expired before they could be fetched.");
                 self.ledger.record_result_error(job.id, true, &m).await
             }
@@ -831,6 +856,15 @@ impl Worker {
         let after_ms = (self.cfg.reconcile_after_secs * 1000) as i64;
         let period = Duration::from_millis((after_ms as u64 / 4).clamp(500, 60_000));
         let mut first = true;
+        // Events already queued first: a receive returns waiting messages at
+        // once, so a short bound suffices (an empty queue answers only at the
+        // end of its long poll, and the queue may be unreachable).
+        let mut received = self.first_receive.subscribe();
+        let bound = Duration::from_secs(2);
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::timeout(bound, received.wait_for(|done| *done)) => {}
+        }
         loop {
             let cutoff = if first {
                 started_at
@@ -913,11 +947,9 @@ impl Worker {
 
 /// Whether a FINISHED job's results are past their expiry: the event's
 /// `expireAt`, or the Data API's 24 hours after the end.
-fn results_expired(job: &Job, now: i64) -> bool {
+fn results_expired(expire_at: Option<i64>, finished_at: Option<i64>, now: i64) -> bool {
     const RESULTS_KEPT_MS: i64 = 24 * 3600 * 1000;
-    let expire_at = job
-        .expire_at
-        .or_else(|| job.finished_at.map(|t| t + RESULTS_KEPT_MS));
+    let expire_at = expire_at.or_else(|| finished_at.map(|t| t + RESULTS_KEPT_MS));
     expire_at.is_some_and(|at| now >= at)
 }
 
@@ -934,6 +966,18 @@ mod tests {
             stop.cancelled().await;
             Ok(())
         })
+    }
+
+    /// Issue 7.11: expiry is decided by the statement's expiry time, never
+    /// by the wording of the Data API's message.
+    #[test]
+    fn results_expire_by_time_not_by_wording() {
+        assert!(!results_expired(Some(5_000), Some(1_000), 4_999));
+        assert!(results_expired(Some(5_000), Some(1_000), 5_000));
+        let day = 24 * 3600 * 1000;
+        assert!(!results_expired(None, Some(1_000), 1_000 + day - 1));
+        assert!(results_expired(None, Some(1_000), 1_000 + day));
+        assert!(!results_expired(None, None, i64::MAX));
     }
 
     #[tokio::test]
