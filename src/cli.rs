@@ -333,7 +333,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 bail!(
                     "{} ledger invariant violations in {}",
                     violations.len(),
-                    cfg.ledger.display()
+                    cfg.ledger_location()?
                 );
             }
             if !json {
@@ -640,9 +640,10 @@ async fn runs_command(cfg: &Config, cmd: RunsCommand) -> Result<()> {
 }
 
 async fn open_ledger(cfg: &Config) -> Result<Ledger> {
-    Ledger::open(&cfg.ledger)
+    let location = cfg.ledger_location()?;
+    Ledger::connect(&location, cfg.ledger_max_connections)
         .await
-        .with_context(|| format!("cannot open the ledger {}", cfg.ledger.display()))
+        .with_context(|| format!("cannot open the ledger {location}"))
 }
 
 fn parse_param(s: &str) -> Result<Param> {

@@ -37,8 +37,15 @@ pub struct Config {
     pub rule_name: String,
     /// Event bus of the rule.
     pub event_bus: String,
-    /// The SQLite ledger file.
-    pub ledger: PathBuf,
+    /// Where the ledger is: a SQLite file path (or `sqlite://PATH`), or a
+    /// `postgres://USER@HOST:PORT/DATABASE[?sslmode=...]` URL to share one
+    /// ledger between several workers.
+    pub ledger: String,
+    /// A file holding the PostgreSQL password (when the URL has none; else
+    /// PGPASSWORD is used).
+    pub ledger_password_file: Option<PathBuf>,
+    /// Connections each process keeps to a PostgreSQL ledger.
+    pub ledger_max_connections: u32,
     /// Where fetched results are written (one folder per job).
     pub results_dir: PathBuf,
     /// Default Redshift Serverless workgroup.
@@ -91,7 +98,9 @@ impl Default for Config {
             wait_time_secs: 20,
             rule_name: "redrelay-statement-status".into(),
             event_bus: "default".into(),
-            ledger: PathBuf::from("redrelay.db"),
+            ledger: "redrelay.db".into(),
+            ledger_password_file: None,
+            ledger_max_connections: 5,
             results_dir: PathBuf::from("results"),
             workgroup: None,
             cluster: None,
@@ -134,6 +143,8 @@ pub const KEYS: &[&str] = &[
     "rule_name",
     "event_bus",
     "ledger",
+    "ledger_password_file",
+    "ledger_max_connections",
     "results_dir",
     "workgroup",
     "cluster",
@@ -149,6 +160,7 @@ pub const KEYS: &[&str] = &[
     "max_in_flight_per_target",
     "api_rate_scale",
     "retention_days",
+    "ledger_max_connections",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +248,14 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Where the ledger is (`ledger`, with `ledger_password_file` or
+    /// PGPASSWORD for a PostgreSQL password).
+    pub fn ledger_location(&self) -> Result<crate::ledger::Location, crate::ledger::LedgerError> {
+        crate::ledger::location::parse(&self.ledger, self.ledger_password_file.as_deref(), |k| {
+            std::env::var(k).ok()
+        })
+    }
+
     /// The in-flight limits every submission honours.
     pub fn in_flight_limits(&self) -> crate::ledger::InFlightLimits {
         crate::ledger::InFlightLimits {
@@ -285,7 +305,7 @@ mod tests {
         .unwrap();
         let cfg = Config::load(Some(&path), env(&[])).unwrap();
         assert_eq!(cfg.queue_name, "q1");
-        assert_eq!(cfg.ledger, PathBuf::from("a.db"));
+        assert_eq!(cfg.ledger, "a.db");
         assert_eq!(cfg.max_in_flight, 3);
         assert_eq!(cfg.dlq_name(), "q1-dlq");
         let cfg = Config::load(
@@ -297,7 +317,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(cfg.ledger, PathBuf::from("b.db"));
+        assert_eq!(cfg.ledger, "b.db");
         assert_eq!(cfg.max_in_flight, 7);
         assert_eq!(cfg.on_invalid, OnReject::Leave);
         assert_eq!(cfg.workgroup.as_deref(), Some("wg"));

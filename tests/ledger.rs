@@ -1,6 +1,9 @@
 //! The ledger's transitions on a real SQLite file: events applied once,
 //! early events deferred, stale attempts kept apart, failures propagated,
-//! retries promoted by an injected clock.
+//! retries promoted by an injected clock. Every test runs on both backends
+//! (SQLite and a real PostgreSQL): one conformance suite.
+
+mod common;
 
 use redrelay::event::{parse, Origin, StatusEvent};
 use redrelay::ledger::{statement_name, Disposition, Ledger, LedgerError, NewJob, Target};
@@ -37,9 +40,23 @@ fn event(id: &str, statement: &str, name: &str, state: &str) -> (StatusEvent, St
     (parse(&body, &Origin::default()).unwrap(), body)
 }
 
-async fn ledger() -> (tempfile::TempDir, Ledger) {
+/// The backends every test here runs on (the conformance suite).
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn ledger(b: Backend) -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
-    let l = Ledger::open(&dir.path().join("l.db")).await.unwrap();
+    let l = match b {
+        Backend::Sqlite => Ledger::open(&dir.path().join("l.db")).await.unwrap(),
+        Backend::Postgres => {
+            let pg = common::pg::postgres().await;
+            let location = redrelay::ledger::location::parse(&pg.url, None, |_| None).unwrap();
+            Ledger::connect(&location, 5).await.unwrap()
+        }
+    };
     (dir, l)
 }
 
@@ -49,9 +66,8 @@ async fn submitted(l: &Ledger, job: i64, sid: &str, now: i64) -> String {
     t.statement_name
 }
 
-#[tokio::test]
-async fn finished_event_releases_dependents_once() {
-    let (_d, l) = ledger().await;
+async fn finished_event_releases_dependents_once(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("a", vec![]), 1).await.unwrap();
     let b = l.insert_job(&new_job("b", vec![a.id]), 1).await.unwrap();
     assert_eq!(a.state, JobState::Ready);
@@ -94,9 +110,8 @@ async fn finished_event_releases_dependents_once() {
     assert_eq!(l.job(a.id).await.unwrap().state, JobState::Finished);
 }
 
-#[tokio::test]
-async fn an_event_before_its_statement_id_is_deferred_then_applied() {
-    let (_d, l) = ledger().await;
+async fn an_event_before_its_statement_id_is_deferred_then_applied(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("early", vec![]), 1).await.unwrap();
     let t = l.begin_attempt(a.id, 2).await.unwrap().unwrap();
     assert_eq!(t.statement_name, statement_name("early", &a.uid));
@@ -115,9 +130,8 @@ async fn an_event_before_its_statement_id_is_deferred_then_applied() {
     assert_eq!(events[0].disposition, Disposition::Applied);
 }
 
-#[tokio::test]
-async fn unknown_statements_are_foreign() {
-    let (_d, l) = ledger().await;
+async fn unknown_statements_are_foreign(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let (ev, body) = event("e1", "not-ours", "someone/else", "FINISHED");
     let (d, job) = l.apply_event(&ev, None, None, &body, 1).await.unwrap();
     assert_eq!((d, job), (Disposition::Foreign, None));
@@ -137,9 +151,8 @@ async fn unknown_statements_are_foreign() {
     );
 }
 
-#[tokio::test]
-async fn failure_skips_everything_downstream_but_not_other_branches() {
-    let (_d, l) = ledger().await;
+async fn failure_skips_everything_downstream_but_not_other_branches(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("a", vec![]), 1).await.unwrap();
     let other = l.insert_job(&new_job("other", vec![]), 1).await.unwrap();
     let b = l.insert_job(&new_job("b", vec![a.id]), 1).await.unwrap();
@@ -162,9 +175,8 @@ async fn failure_skips_everything_downstream_but_not_other_branches() {
     assert_eq!(attempts[0].state, AttemptState::Failed);
 }
 
-#[tokio::test]
-async fn retries_wait_then_use_a_new_token_and_old_events_are_stale() {
-    let (_d, l) = ledger().await;
+async fn retries_wait_then_use_a_new_token_and_old_events_are_stale(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let mut spec = new_job("flaky", vec![]);
     spec.max_attempts = 3;
     spec.retry = Some(
@@ -211,9 +223,8 @@ async fn retries_wait_then_use_a_new_token_and_old_events_are_stale() {
     assert_eq!(attempts[1].state, AttemptState::Finished);
 }
 
-#[tokio::test]
-async fn a_crashed_submission_resumes_with_the_same_token() {
-    let (_d, l) = ledger().await;
+async fn a_crashed_submission_resumes_with_the_same_token(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("crash", vec![]), 0).await.unwrap();
     let t1 = l.begin_attempt(a.id, 0).await.unwrap().unwrap();
     // Crash here: the Data API may have run it, the ledger does not know.
@@ -256,9 +267,8 @@ async fn the_ledger_file_is_private_and_reopens() {
 /// Issue 7.3: a cancel while an attempt is being submitted (say, after a
 /// throttled call) closes it; `ledger check` passes; a retry gets a new
 /// ClientToken, so the Data API never replays the cancelled statement.
-#[tokio::test]
-async fn a_cancel_during_a_throttled_submission_closes_the_attempt() {
-    let (_d, l) = ledger().await;
+async fn a_cancel_during_a_throttled_submission_closes_the_attempt(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l
         .insert_job(&new_job("throttled", vec![]), 0)
         .await
@@ -283,9 +293,8 @@ async fn a_cancel_during_a_throttled_submission_closes_the_attempt() {
 
 /// Issue 7.3: a READY job that fails before its call (an upstream parameter
 /// is missing) closes the attempt a throttled call left open.
-#[tokio::test]
-async fn failing_a_ready_job_closes_its_open_attempt() {
-    let (_d, l) = ledger().await;
+async fn failing_a_ready_job_closes_its_open_attempt(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("p", vec![]), 0).await.unwrap();
     l.begin_attempt(a.id, 0).await.unwrap().unwrap();
     l.fail_ready(a.id, "no value", 3).await.unwrap();
@@ -307,9 +316,8 @@ fn run_job(name: &str, deps: Vec<usize>) -> redrelay::ledger::RunJob {
 /// Issue 7.4: a run is cancelled in one transaction guarded on RUNNING: it
 /// never passes through FAILED, a second cancel is refused, and a retry
 /// cannot move a CANCELLED run back to RUNNING.
-#[tokio::test]
-async fn run_changes_are_guarded_on_the_old_state() {
-    let (_d, l) = ledger().await;
+async fn run_changes_are_guarded_on_the_old_state(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let (run, ids) = l
         .create_run("p", &[run_job("a", vec![]), run_job("b", vec![0])], 0)
         .await
@@ -354,9 +362,8 @@ async fn run_changes_are_guarded_on_the_old_state() {
 
 /// Issue 7.2/7.3: no new attempt while the previous statement may still
 /// commit: a retry is refused until that statement's end is recorded.
-#[tokio::test]
-async fn a_retry_waits_for_the_previous_statement_to_end() {
-    let (_d, l) = ledger().await;
+async fn a_retry_waits_for_the_previous_statement_to_end(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("slow", vec![]), 0).await.unwrap();
     let name = submitted(&l, a.id, "s-1", 1).await;
     l.cancel_job(a.id, 2).await.unwrap();
@@ -371,9 +378,8 @@ async fn a_retry_waits_for_the_previous_statement_to_end() {
 
 /// Issue 7.2: a timeout marks the attempt; its real end closes it, and a
 /// failure then says it timed out.
-#[tokio::test]
-async fn a_timed_out_attempt_ends_with_its_statement() {
-    let (_d, l) = ledger().await;
+async fn a_timed_out_attempt_ends_with_its_statement(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let mut spec = new_job("t", vec![]);
     spec.timeout_secs = Some(1);
     let a = l.insert_job(&spec, 0).await.unwrap();
@@ -410,9 +416,8 @@ async fn a_timed_out_attempt_ends_with_its_statement() {
 
 /// Issue 7.11: a retry policy that cannot be read fails loudly instead of
 /// silently becoming the default.
-#[tokio::test]
-async fn an_unreadable_retry_policy_is_an_error() {
-    let (_d, l) = ledger().await;
+async fn an_unreadable_retry_policy_is_an_error(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let mut spec = new_job("r", vec![]);
     spec.max_attempts = 2;
     spec.retry = Some(serde_json::json!({"initial_secs": "soon"}));
@@ -432,9 +437,8 @@ async fn an_unreadable_retry_policy_is_an_error() {
 /// Issue 7.12: the first result row is kept in the ledger for upstream
 /// parameters; issue 7.8: retention prunes old inbox rows and result files
 /// of ended jobs, never of a job that has not ended.
-#[tokio::test]
-async fn first_rows_are_kept_and_retention_prunes_only_what_ended() {
-    let (dir, l) = ledger().await;
+async fn first_rows_are_kept_and_retention_prunes_only_what_ended(b: Backend) {
+    let (dir, l) = ledger(b).await;
     let a = l.insert_job(&new_job("a", vec![]), 0).await.unwrap();
     let b = l.insert_job(&new_job("b", vec![]), 0).await.unwrap();
     let name = submitted(&l, a.id, "s-a", 0).await;
@@ -490,9 +494,8 @@ async fn first_rows_are_kept_and_retention_prunes_only_what_ended() {
 /// Issue 7.10: the transitions the ledger makes are those of the state
 /// table: READY and RETRY_WAIT jobs below a failed job are SKIPPED, and the
 /// table says so.
-#[tokio::test]
-async fn skips_follow_the_transition_table() {
-    let (_d, l) = ledger().await;
+async fn skips_follow_the_transition_table(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("a", vec![]), 0).await.unwrap();
     let b = l.insert_job(&new_job("b", vec![a.id]), 0).await.unwrap();
     let name = submitted(&l, a.id, "s-a", 0).await;
@@ -509,3 +512,42 @@ async fn skips_follow_the_transition_table() {
     assert!(JobState::RetryWait.can_move_to(JobState::Skipped));
     assert!(!JobState::Submitted.can_move_to(JobState::Skipped));
 }
+
+/// Each test of the suite, once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    finished_event_releases_dependents_once,
+    an_event_before_its_statement_id_is_deferred_then_applied,
+    unknown_statements_are_foreign,
+    failure_skips_everything_downstream_but_not_other_branches,
+    retries_wait_then_use_a_new_token_and_old_events_are_stale,
+    a_crashed_submission_resumes_with_the_same_token,
+    a_cancel_during_a_throttled_submission_closes_the_attempt,
+    failing_a_ready_job_closes_its_open_attempt,
+    run_changes_are_guarded_on_the_old_state,
+    a_retry_waits_for_the_previous_statement_to_end,
+    a_timed_out_attempt_ends_with_its_statement,
+    an_unreadable_retry_policy_is_an_error,
+    first_rows_are_kept_and_retention_prunes_only_what_ended,
+    skips_follow_the_transition_table,
+);
