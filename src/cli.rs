@@ -61,6 +61,9 @@ pub enum Command {
     /// Look at and redrive the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The workers sharing the ledger.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
     /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
     Emulator(Box<crate::emulator::EmulatorArgs>),
 }
@@ -196,6 +199,15 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the configured ledger into an empty PostgreSQL database (every
+    /// table, ids kept), then check row counts and the invariants there.
+    /// Refuses a target that is not empty. Stop the worker first.
+    Migrate {
+        /// postgres://USER@HOST:PORT/DATABASE (password: in the URL,
+        /// ledger_password_file or PGPASSWORD).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Delete what is older than a duration: inbox rows (raw event bodies)
     /// and the result files of jobs that ended before it, with their rows.
     /// A job that has not ended keeps everything; jobs and runs stay. The
@@ -213,6 +225,16 @@ pub enum LedgerCommand {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration ({e}): write it as 30d, 12h or 90m"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Live workers (a heartbeat within the last 15 s): id, host, pid,
+    /// start, last heartbeat, and which one is the leader.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +372,30 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                     "pruned {} inbox rows and the results of {} jobs ({} files)",
                     report.events, report.jobs, report.files_deleted
                 );
+            }
+        }
+        Command::Ledger(LedgerCommand::Migrate { to }) => migrate(&cfg, &to).await?,
+        Command::Workers(WorkersCommand::List { json }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let workers = ledger.workers(crate::worker::LIVE_MS).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&workers)?);
+            } else {
+                println!(
+                    "{:<40}  {:<20}  {:>7}  {:<24}  {:<24}  LEADER",
+                    "WORKER", "HOST", "PID", "STARTED", "HEARTBEAT"
+                );
+                for w in workers {
+                    println!(
+                        "{:<40}  {:<20}  {:>7}  {:<24}  {:<24}  {}",
+                        w.id,
+                        w.host,
+                        w.pid,
+                        fmt_time(Some(w.started_at)),
+                        fmt_time(Some(w.heartbeat_at)),
+                        w.leader
+                    );
+                }
             }
         }
         Command::Dlq(cmd) => {
@@ -639,6 +685,56 @@ async fn runs_command(cfg: &Config, cmd: RunsCommand) -> Result<()> {
     Ok(())
 }
 
+/// `ledger migrate --to URL`.
+async fn migrate(cfg: &Config, to: &str) -> Result<()> {
+    let target_at = crate::ledger::location::parse(to, cfg.ledger_password_file.as_deref(), |k| {
+        std::env::var(k).ok()
+    })?;
+    if !matches!(target_at, crate::ledger::Location::Postgres { .. }) {
+        bail!("--to {target_at} is not a postgres:// URL: the target of a migration is PostgreSQL");
+    }
+    let source = open_ledger(cfg).await?;
+    if source.kind() == "postgres" {
+        bail!("the configured ledger is already on PostgreSQL");
+    }
+    let target = Ledger::connect(&target_at, 2)
+        .await
+        .with_context(|| format!("cannot open the target ledger {target_at}"))?;
+    let before = target.counts().await?;
+    let busy: Vec<String> = before
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| format!("{t}: {n} rows"))
+        .collect();
+    if !busy.is_empty() {
+        bail!(
+            "the target ledger {target_at} is not empty ({}): migrate into an empty database",
+            busy.join(", ")
+        );
+    }
+    let dump = source.dump().await?;
+    target.restore(&dump).await?;
+    let (from, into) = (source.counts().await?, target.counts().await?);
+    for ((table, a), (_, b)) in from.iter().zip(&into) {
+        println!("{table:<10} {a:>8} rows copied, {b:>8} in the target");
+        if a != b {
+            bail!("table {table}: {a} rows in the source but {b} in the target");
+        }
+    }
+    let (n, violations) = target.check().await?;
+    for v in &violations {
+        println!("violation: {v}");
+    }
+    if !violations.is_empty() {
+        bail!("{} invariant violations in the target", violations.len());
+    }
+    println!(
+        "ledger migrated to {target_at}: {n} jobs, ledger check ok; set ledger = \"{target_at}\" \
+         (with the password in ledger_password_file or PGPASSWORD) for every worker"
+    );
+    Ok(())
+}
+
 async fn open_ledger(cfg: &Config) -> Result<Ledger> {
     let location = cfg.ledger_location()?;
     Ledger::connect(&location, cfg.ledger_max_connections)
@@ -714,7 +810,17 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
     if job.state == JobState::Ready {
         let sdk = crate::aws::sdk_config().await?;
         let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
-        match worker::submit_job(&ledger, &api, &clock, &job, cfg.in_flight_limits()).await? {
+        let claimant = format!("cli-{}", std::process::id());
+        match worker::submit_job(
+            &ledger,
+            &api,
+            &clock,
+            &job,
+            cfg.in_flight_limits(),
+            &claimant,
+        )
+        .await?
+        {
             Submitted::Statement(_) | Submitted::NotReady | Submitted::Waiting => {}
             Submitted::NoRoom(why) => eprintln!(
                 "job {} is recorded READY: {why}; the worker submits it when a slot frees",

@@ -159,6 +159,17 @@ impl DataApi {
         id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
     }
 
+    /// This process's share of the account's rate quotas, when `workers`
+    /// share them.
+    pub fn set_share(&self, workers: usize) {
+        self.limits.set_share(workers);
+    }
+
+    /// The current ExecuteStatement rate limit of this process (per second).
+    pub fn execute_rate(&self) -> f64 {
+        self.limits.execute.rate()
+    }
+
     pub async fn describe(&self, id: &str) -> Result<Described, ApiError> {
         self.limits.describe.take().await;
         let out = self

@@ -6,7 +6,9 @@ use crate::clock::Clock;
 use crate::config::{Config, OnReject};
 use crate::dataapi::{ApiError, DataApi};
 use crate::event::{self, Origin, StatementState};
-use crate::ledger::{Claim, Disposition, InFlightLimits, Job, Ledger, LedgerError, Param};
+use crate::ledger::{
+    Claim, Disposition, InFlightLimits, Job, Ledger, LedgerError, Param, WorkerInfo,
+};
 use crate::results::{self, FetchError};
 use crate::retry::RetryPolicy;
 use crate::state::{JobState, Outcome, ResultState};
@@ -49,6 +51,7 @@ pub async fn submit_job(
     clock: &dyn Clock,
     job: &Job,
     limits: InFlightLimits,
+    claimant: &str,
 ) -> Result<Submitted, LedgerError> {
     let job_id = job.id;
     let params = match resolve_params(ledger, job).await? {
@@ -60,7 +63,10 @@ pub async fn submit_job(
             return Ok(Submitted::Rejected(why));
         }
     };
-    let mut ticket = match ledger.claim(job_id, Some(limits), clock.now_ms()).await? {
+    let mut ticket = match ledger
+        .claim(job_id, Some(limits), claimant, clock.now_ms())
+        .await?
+    {
         Claim::Ticket(t) => t,
         Claim::NotReady => return Ok(Submitted::NotReady),
         Claim::NoRoom(why) => return Ok(Submitted::NoRoom(why)),
@@ -95,8 +101,18 @@ pub async fn submit_job(
             );
             Ok(Submitted::Statement(sid))
         }
-        Err(ApiError::Throttled(m)) => Ok(Submitted::Throttled(m)),
-        Err(ApiError::Transient(m)) => Ok(Submitted::Transient(m)),
+        Err(ApiError::Throttled(m)) => {
+            ledger
+                .release_claim(job_id, ticket.attempt, claimant)
+                .await?;
+            Ok(Submitted::Throttled(m))
+        }
+        Err(ApiError::Transient(m)) => {
+            ledger
+                .release_claim(job_id, ticket.attempt, claimant)
+                .await?;
+            Ok(Submitted::Transient(m))
+        }
         Err(ApiError::Rejected(m)) => {
             ledger
                 .fail_submission(job_id, ticket.attempt, &m, clock.now_ms())
@@ -319,6 +335,30 @@ pub struct Worker {
     /// waited in the queue are applied before the start-up reconcile asks
     /// DescribeStatement (cheaper, and they carry the results' expiry).
     first_receive: tokio::sync::watch::Sender<bool>,
+    /// Who this worker is, in the ledger's `workers` table.
+    pub info: WorkerInfo,
+    /// Until when this worker may act as the leader (its lease, less a
+    /// margin); `None` when it is not the leader.
+    leader_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The leader's lease: held this long after each renewal...
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
+/// ...trusted this much less (a paused worker stops leading before another
+/// can take over)...
+const LEASE_MARGIN: Duration = Duration::from_secs(3);
+/// ...and renewed, with the heartbeat, this often.
+const RENEW_EVERY: Duration = Duration::from_secs(3);
+pub use crate::ledger::LIVE_MS;
+
+/// This host's name (for `workers list`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Exponential backoff with jitter for the worker's own retries (receive
@@ -391,10 +431,113 @@ impl Worker {
             queue_url,
             cfg,
             origin,
-            clock,
             submit_wake: Notify::new(),
             fetch_wake: Notify::new(),
             first_receive: tokio::sync::watch::Sender::new(false),
+            info: {
+                let host = host_name();
+                let pid = std::process::id();
+                let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+                WorkerInfo {
+                    id: format!("{host}-{pid}-{tag}"),
+                    host,
+                    pid: i64::from(pid),
+                    started_at: clock.now_ms(),
+                }
+            },
+            clock,
+            leader_until: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether this worker leads now (maintenance runs on the leader only).
+    pub fn is_leader(&self) -> bool {
+        let until = match self.leader_until.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        };
+        until.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    fn set_leader_until(&self, until: Option<std::time::Instant>) -> bool {
+        let mut g = match self.leader_until.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let was = g.is_some_and(|t| std::time::Instant::now() < t);
+        *g = until;
+        was
+    }
+
+    /// Heartbeat, leader's lease, and this worker's share of the Data API
+    /// quotas. With SQLite the one worker is the leader.
+    async fn renew(&self) {
+        let asked = std::time::Instant::now();
+        if let Err(e) = self.ledger.heartbeat(&self.info).await {
+            warn!(error = %e, "Cannot record this worker's heartbeat.");
+        }
+        let take = self.ledger.kind() == "sqlite";
+        let ttl_ms = LEASE_TTL.as_millis() as i64;
+        match self.ledger.try_lead(&self.info.id, ttl_ms, take).await {
+            Ok(true) => {
+                if !self.set_leader_until(Some(asked + LEASE_TTL - LEASE_MARGIN)) {
+                    info!(worker = %self.info.id, "This worker is now the leader.");
+                }
+            }
+            Ok(false) => {
+                if self.set_leader_until(None) {
+                    warn!(worker = %self.info.id, "This worker is no longer the leader.");
+                }
+            }
+            // Keep what we had: it runs out by itself if renewals keep failing.
+            Err(e) => warn!(error = %e, "Cannot renew the leader's lease."),
+        }
+        match self.ledger.workers(LIVE_MS).await {
+            Ok(ws) => self.api.set_share(ws.len().max(1)),
+            Err(e) => warn!(error = %e, "Cannot count the live workers."),
+        }
+    }
+
+    async fn lead_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+            }
+            self.renew().await;
+        }
+    }
+
+    /// PostgreSQL: wakes the submitter when another process made jobs
+    /// READY (LISTEN/NOTIFY). Polling stays: a lost notification costs at
+    /// most one poll.
+    async fn listen_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
+        let Some(pg) = self.ledger.postgres() else {
+            stop.cancelled().await;
+            return Ok(());
+        };
+        loop {
+            match pg.listen_ready().await {
+                Ok(mut listener) => loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        n = listener.recv() => match n {
+                            Ok(_) => self.submit_wake.notify_one(),
+                            Err(e) => {
+                                warn!(error = %e, "Lost the ledger's notifications; polling until they are back.");
+                                break;
+                            }
+                        },
+                    }
+                },
+                Err(e) => {
+                    warn!(error = %e, "Cannot listen for the ledger's notifications; polling.")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
     }
 
@@ -405,6 +548,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, opts: Options, shutdown: CancellationToken) -> Result<()> {
         let started_at = self.clock.now_ms();
         let stop = shutdown.child_token();
+        self.renew().await;
         let mut tasks: Vec<(&'static str, Task)> = vec![
             ("consumer", Box::pin(self.clone().consume(stop.clone()))),
             (
@@ -429,8 +573,24 @@ impl Worker {
                 Box::pin(self.clone().idle_watch(stop.clone())),
             ));
         }
-        info!(queue = %self.queue_url, "Worker started.");
-        supervise(tasks, stop, opts.grace).await
+        tasks.push(("leader", Box::pin(self.clone().lead_loop(stop.clone()))));
+        if self.ledger.postgres().is_some() {
+            tasks.push(("listener", Box::pin(self.clone().listen_loop(stop.clone()))));
+        }
+        info!(
+            queue = %self.queue_url,
+            worker = %self.info.id,
+            ledger = self.ledger.kind(),
+            leader = self.is_leader(),
+            "Worker started."
+        );
+        let res = supervise(tasks, stop, opts.grace).await;
+        // Leave at once: another worker takes the lease without waiting for
+        // it to expire.
+        if let Err(e) = self.ledger.deregister(&self.info.id).await {
+            warn!(error = %e, "Cannot remove this worker from the ledger.");
+        }
+        res
     }
 
     async fn idle_watch(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
@@ -665,13 +825,16 @@ impl Worker {
     /// Submits READY jobs up to the in-flight limits. Returns how many were
     /// submitted, and the reason when the Data API throttled.
     async fn submit_round(&self) -> Result<(u32, Option<String>), LedgerError> {
-        self.stop_timed_out().await?;
-        let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
-        if promoted > 0 {
-            info!(
-                jobs = promoted,
-                "Backoff over: jobs READY for another attempt."
-            );
+        // Maintenance: the leader's.
+        if self.is_leader() {
+            self.stop_timed_out().await?;
+            let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
+            if promoted > 0 {
+                info!(
+                    jobs = promoted,
+                    "Backoff over: jobs READY for another attempt."
+                );
+            }
         }
         let mut room = i64::from(self.cfg.max_in_flight) - self.ledger.in_flight().await?;
         let mut submitted = 0u32;
@@ -696,6 +859,7 @@ impl Worker {
                 self.clock.as_ref(),
                 &job,
                 self.cfg.in_flight_limits(),
+                &self.info.id,
             )
             .await
             {
@@ -866,8 +1030,18 @@ impl Worker {
             _ = tokio::time::timeout(bound, received.wait_for(|done| *done)) => {}
         }
         loop {
+            if !self.is_leader() {
+                // A worker that becomes the leader sweeps everything in
+                // flight, as at start-up: the events of a dead worker's
+                // statements may be stranded with it (invisible in the queue).
+                first = true;
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(period.min(RENEW_EVERY)) => continue,
+                }
+            }
             let cutoff = if first {
-                started_at
+                started_at.max(self.clock.now_ms() - 1000)
             } else {
                 self.clock.now_ms() - after_ms
             };
@@ -926,6 +1100,12 @@ impl Worker {
     async fn retention_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
         let keep = Duration::from_secs(self.cfg.retention_days * 86_400);
         loop {
+            if !self.is_leader() {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(RENEW_EVERY) => continue,
+                }
+            }
             match prune(&self.ledger, keep, self.clock.now_ms()).await {
                 Ok(r) if r.events > 0 || r.jobs > 0 => info!(
                     events = r.events,

@@ -72,6 +72,8 @@ CREATE TABLE attempts (
     finished_at  BIGINT,
     rows         BIGINT,
     error        TEXT,
+    -- The worker submitting the attempt (NULL once it let go).
+    claimed_by   TEXT,
     PRIMARY KEY (job_id, attempt),
     CHECK ((state IN ('FINISHED', 'FAILED', 'ABORTED', 'CANCELLED')) = (finished_at IS NOT NULL))
 );

@@ -13,3 +13,7 @@ CREATE TABLE leases (
     holder     TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+
+-- The worker submitting an attempt (NULL once it let go after a throttled
+-- call): another worker resumes it only when that worker is gone.
+ALTER TABLE attempts ADD COLUMN claimed_by TEXT;

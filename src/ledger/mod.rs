@@ -28,6 +28,10 @@ use crate::event::StatusEvent;
 use crate::state::{JobState, Outcome, RunState};
 use std::collections::HashMap;
 
+/// A worker whose heartbeat is older than this (ms) is not live: its
+/// claims may be taken over, and it no longer counts for the rate share.
+pub const LIVE_MS: i64 = 15_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("ledger database error: {0}")]
@@ -195,7 +199,10 @@ forward! {
     /// Starts or resumes the attempt of a READY job, without limits.
     pub async fn begin_attempt(&self, job_id: i64, now: i64) -> Result<Option<Ticket>>;
     /// Claims a READY job within in-flight limits.
-    pub async fn claim(&self, job_id: i64, limits: Option<InFlightLimits>, now: i64) -> Result<Claim>;
+    /// `claimant` is the worker's id.
+    pub async fn claim(&self, job_id: i64, limits: Option<InFlightLimits>, claimant: &str, now: i64) -> Result<Claim>;
+    /// Lets go of an attempt after a throttled or failed call.
+    pub async fn release_claim(&self, job_id: i64, attempt: i64, claimant: &str) -> Result<()>;
     pub async fn mark_submitted(&self, job_id: i64, attempt: i64, statement_id: &str, now: i64) -> Result<Vec<Disposition>>;
     pub async fn fail_submission(&self, job_id: i64, attempt: i64, error: &str, now: i64) -> Result<()>;
     pub async fn create_run(&self, pipeline: &str, jobs: &[RunJob], now: i64) -> Result<(String, Vec<i64>)>;
@@ -222,7 +229,7 @@ forward! {
     /// Removes a worker that stops (and its lease, if it held it).
     pub async fn deregister(&self, worker_id: &str) -> Result<()>;
     /// Takes or renews the leader's lease for `ttl_ms`; whether this worker leads.
-    pub async fn try_lead(&self, worker_id: &str, ttl_ms: i64) -> Result<bool>;
+    pub async fn try_lead(&self, worker_id: &str, ttl_ms: i64, take: bool) -> Result<bool>;
     /// Live workers (heartbeat within `live_ms`), the leader marked.
     pub async fn workers(&self, live_ms: i64) -> Result<Vec<WorkerRow>>;
     /// Every table's rows, for `ledger migrate`.

@@ -28,7 +28,7 @@ mod dialect {
     /// Claims that count in-flight statements take turns, so that the
     /// limits hold across workers (the lock ends with the transaction).
     pub async fn serialize_claims(tx: &mut Tx) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock(7365726472656c61)")
+        sqlx::query("SELECT pg_advisory_xact_lock(7265727265)")
             .execute(&mut **tx)
             .await?;
         Ok(())

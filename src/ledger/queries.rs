@@ -165,14 +165,30 @@ macro_rules! ledger_queries {
         /// Makes READY every RETRY_WAIT job whose backoff has elapsed. Returns
         /// how many.
         pub async fn promote_retries(&self, now: i64) -> Result<u64> {
-            Ok(sqlx::query(
+            // A read first: most rounds promote nothing, and need no write.
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE state = 'RETRY_WAIT' AND not_before <= $1 LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            if due.is_none() {
+                return Ok(0);
+            }
+            let mut tx = self.begin().await?;
+            let n = sqlx::query(
                 "UPDATE jobs SET state = 'READY', ready_at = $1, not_before = NULL \
                  WHERE state = 'RETRY_WAIT' AND not_before <= $1",
             )
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected())
+            .rows_affected();
+            if n > 0 {
+                dialect::notify_ready(&mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok(n)
         }
 
         /// The earliest time a RETRY_WAIT job may go READY.
@@ -210,7 +226,7 @@ macro_rules! ledger_queries {
         /// job left open, in the same transaction, and gets a new token. `None`
         /// if the job is no longer READY.
         pub async fn begin_attempt(&self, job_id: i64, now: i64) -> Result<Option<Ticket>> {
-            Ok(match self.claim(job_id, None, now).await? {
+            Ok(match self.claim(job_id, None, "", now).await? {
                 Claim::Ticket(t) => Some(*t),
                 Claim::NotReady | Claim::NoRoom(_) => None,
             })
@@ -224,6 +240,7 @@ macro_rules! ledger_queries {
             &self,
             job_id: i64,
             limits: Option<InFlightLimits>,
+            claimant: &str,
             now: i64,
         ) -> Result<Claim> {
             let mut tx = self.begin().await?;
@@ -239,6 +256,25 @@ macro_rules! ledger_queries {
             else {
                 return Ok(Claim::NotReady);
             };
+            // An attempt a live worker is submitting stays its own (another
+            // worker resumes it, with the same ClientToken, once that worker
+            // is gone or has let it go after a throttled call).
+            let held_sql = format!(
+                "SELECT a.claimed_by FROM attempts a JOIN workers w ON w.id = a.claimed_by \
+                 WHERE a.job_id = $1 AND a.attempt = $2 AND a.state = 'SUBMITTING' \
+                   AND a.claimed_by <> $3 AND w.heartbeat_at >= {} - {}",
+                dialect::NOW_MS,
+                $crate::ledger::LIVE_MS
+            );
+            let held: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(held_sql))
+            .bind(job_id)
+            .bind(job.attempt)
+            .bind(claimant)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_some() {
+                return Ok(Claim::NotReady);
+            }
             if let Some(limits) = limits {
                 // Claims that count in-flight statements take turns.
                 dialect::serialize_claims(&mut tx).await?;
@@ -247,7 +283,8 @@ macro_rules! ledger_queries {
                      THEN 1 ELSE 0 END), 0) AS BIGINT) \
                      FROM jobs j WHERE j.id <> $2 AND (j.state = 'SUBMITTED' OR (j.state = 'READY' \
                        AND EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = j.id \
-                                   AND a.attempt = j.attempt AND a.state = 'SUBMITTING')))",
+                                   AND a.attempt = j.attempt AND a.state = 'SUBMITTING' \
+                                   AND a.claimed_by IS NOT NULL)))",
                 )
                 .bind(job.target().name())
                 .bind(job_id)
@@ -275,7 +312,18 @@ macro_rules! ledger_queries {
             .fetch_optional(&mut *tx)
             .await?;
             let token = match open {
-                Some(token) => token,
+                Some(token) => {
+                    sqlx::query(
+                        "UPDATE attempts SET claimed_by = $1 \
+                         WHERE job_id = $2 AND attempt = $3 AND state = 'SUBMITTING'",
+                    )
+                    .bind(claimant)
+                    .bind(job_id)
+                    .bind(job.attempt)
+                    .execute(&mut *tx)
+                    .await?;
+                    token
+                }
                 None => {
                     // A previous attempt still SUBMITTING (left by an earlier
                     // version) is closed: its token is never used again.
@@ -283,13 +331,14 @@ macro_rules! ledger_queries {
                     let attempt = job.attempt + 1;
                     let token = client_token(&job.uid, attempt);
                     sqlx::query(
-                        "INSERT INTO attempts (job_id, attempt, client_token, state, started_at) \
-                         VALUES ($1, $2, $3, 'SUBMITTING', $4)",
+                        "INSERT INTO attempts (job_id, attempt, client_token, state, started_at, \
+                         claimed_by) VALUES ($1, $2, $3, 'SUBMITTING', $4, $5)",
                     )
                     .bind(job_id)
                     .bind(attempt)
                     .bind(&token)
                     .bind(now)
+                    .bind(claimant)
                     .execute(&mut *tx)
                     .await?;
                     let changed = sqlx::query(
@@ -316,6 +365,22 @@ macro_rules! ledger_queries {
                 client_token: token,
                 statement_name,
             })))
+        }
+
+        /// Lets go of an attempt whose call was throttled or failed for now:
+        /// any worker may resume it (with its ClientToken), and it no longer
+        /// counts as in flight.
+        pub async fn release_claim(&self, job_id: i64, attempt: i64, claimant: &str) -> Result<()> {
+            sqlx::query(
+                "UPDATE attempts SET claimed_by = NULL \
+                 WHERE job_id = $1 AND attempt = $2 AND state = 'SUBMITTING' AND claimed_by = $3",
+            )
+            .bind(job_id)
+            .bind(attempt)
+            .bind(claimant)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
         }
 
         /// Records that the Data API accepted an attempt, and applies any event
@@ -722,6 +787,9 @@ macro_rules! ledger_queries {
                     }));
                 }
             }
+            if next == JobState::Ready {
+                dialect::notify_ready(&mut tx).await?;
+            }
             tx.commit().await?;
             Ok(next)
         }
@@ -860,14 +928,17 @@ macro_rules! ledger_queries {
 
         /// Inserts the lease if absent, renews it if this worker holds it,
         /// takes it over if it expired; by the database's clock.
-        pub async fn try_lead(&self, worker_id: &str, ttl_ms: i64) -> Result<bool> {
+        /// With `take`, the lease is taken whoever holds it (SQLite: the one
+        /// worker of a file is the leader, and one killed leaves its lease).
+        pub async fn try_lead(&self, worker_id: &str, ttl_ms: i64, take: bool) -> Result<bool> {
             let sql = format!(
                 "INSERT INTO leases (name, holder, expires_at) VALUES ('leader', $1, {now} + $2) \
                  ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
                    expires_at = excluded.expires_at \
-                 WHERE leases.holder = excluded.holder OR leases.expires_at < {now} \
+                 WHERE {take} OR leases.holder = excluded.holder OR leases.expires_at < {now} \
                  RETURNING holder",
-                now = dialect::NOW_MS
+                now = dialect::NOW_MS,
+                take = if take { "1 = 1" } else { "1 = 0" }
             );
             let holder: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(worker_id)
@@ -1431,6 +1502,9 @@ macro_rules! ledger_queries {
                 .bind(dep)
                 .execute(&mut **tx)
                 .await?;
+        }
+        if state == JobState::Ready {
+            dialect::notify_ready(tx).await?;
         }
         Ok(id)
     }

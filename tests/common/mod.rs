@@ -85,6 +85,8 @@ pub struct Stack {
     pub queue: String,
     pub config: PathBuf,
     pub emulator_args: Vec<String>,
+    /// The ledger: the SQLite file's path, or a postgres:// URL.
+    pub ledger: String,
 }
 
 pub struct StackOptions {
@@ -93,6 +95,8 @@ pub struct StackOptions {
     pub config_extra: String,
     /// Extra emulator flags.
     pub emulator_args: Vec<String>,
+    /// A postgres:// ledger instead of the stack's SQLite file.
+    pub ledger_url: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -101,6 +105,7 @@ impl Default for StackOptions {
             page_size: 1000,
             config_extra: String::new(),
             emulator_args: Vec::new(),
+            ledger_url: None,
         }
     }
 }
@@ -127,12 +132,16 @@ impl Stack {
         let moto_url = format!("http://127.0.0.1:{port}");
         let queue = format!("rr-{test}-{}", std::process::id());
         let config = dir.path().join("redrelay.toml");
+        let ledger = opts
+            .ledger_url
+            .clone()
+            .unwrap_or_else(|| dir.path().join("ledger.db").display().to_string());
         std::fs::write(
             &config,
             format!(
                 "queue_name = \"{queue}\"\nrule_name = \"{queue}-rule\"\nledger = \"{}\"\n\
                  results_dir = \"{}\"\nworkgroup = \"wg-test\"\ndatabase = \"dev\"\n{}\n",
-                dir.path().join("ledger.db").display(),
+                ledger,
                 dir.path().join("results").display(),
                 opts.config_extra
             ),
@@ -154,6 +163,7 @@ impl Stack {
             queue,
             config,
             emulator_args,
+            ledger,
         };
         stack.start_emulator();
         let out = stack.run(&["setup"]);
@@ -343,9 +353,9 @@ impl Stack {
     }
 
     pub async fn ledger(&self) -> Ledger {
-        Ledger::open(&self.ledger_path())
-            .await
-            .expect("open ledger")
+        let location = redrelay::ledger::location::parse(&self.ledger, None, |_| None)
+            .expect("ledger location");
+        Ledger::connect(&location, 2).await.expect("open ledger")
     }
 
     pub async fn jobs(&self) -> Vec<Job> {
