@@ -130,6 +130,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "max_in_flight_per_target",
     "api_rate_scale",
     "retention_days",
+    "ledger_max_connections",
 ];
 
 /// Every key of the file, in the order of the struct.
@@ -160,7 +161,6 @@ pub const KEYS: &[&str] = &[
     "max_in_flight_per_target",
     "api_rate_scale",
     "retention_days",
-    "ledger_max_connections",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -492,6 +492,11 @@ impl Worker {
             // Keep what we had: it runs out by itself if renewals keep failing.
             Err(e) => warn!(error = %e, "Cannot renew the leader's lease."),
         }
+        // One worker per SQLite file: a killed predecessor's heartbeat must
+        // not shrink this one's share.
+        if take {
+            return;
+        }
         match self.ledger.workers(LIVE_MS).await {
             Ok(ws) => self.api.set_share(ws.len().max(1)),
             Err(e) => warn!(error = %e, "Cannot count the live workers."),
@@ -943,6 +948,15 @@ impl Worker {
                         let now = self.clock.now_ms();
                         if retry_at.get(&job.id).is_some_and(|(_, at)| *at > now) {
                             continue;
+                        }
+                        // One worker fetches a job's results.
+                        match self.ledger.claim_fetch(job.id, &self.info.id).await {
+                            Ok(true) => {}
+                            Ok(false) => continue,
+                            Err(e) => {
+                                warn!(job = job.id, error = %e, "Cannot take the fetching of results.");
+                                continue;
+                            }
                         }
                         self.fetch_one(&job, &dir, &mut retry_at).await;
                     }

@@ -45,6 +45,8 @@ CREATE TABLE jobs (
     expire_at     BIGINT,
     first_row     TEXT,
     results_pruned_at BIGINT,
+    -- The worker fetching the results (another takes over once it is gone).
+    fetch_by      TEXT,
     CHECK ((state IN ('FINISHED', 'FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED')) = (finished_at IS NOT NULL)),
     CHECK ((state = 'FINISHED') = (result_state IS NOT NULL))
 );

@@ -17,3 +17,7 @@ CREATE TABLE leases (
 -- The worker submitting an attempt (NULL once it let go after a throttled
 -- call): another worker resumes it only when that worker is gone.
 ALTER TABLE attempts ADD COLUMN claimed_by TEXT;
+
+-- The worker fetching a FINISHED job's results: one worker fetches them,
+-- another takes over when that one is gone.
+ALTER TABLE jobs ADD COLUMN fetch_by TEXT;

@@ -191,6 +191,8 @@ forward! {
     /// Open attempts (statements running) submitted at or before `before`.
     pub async fn open_attempts_before(&self, before: i64) -> Result<Vec<(i64, i64, String)>>;
     pub async fn pending_fetches(&self) -> Result<Vec<Job>>;
+    /// Takes the fetching of a job's results (false: another live worker has it).
+    pub async fn claim_fetch(&self, job_id: i64, claimant: &str) -> Result<bool>;
     pub async fn is_idle(&self) -> Result<bool>;
     pub async fn promote_retries(&self, now: i64) -> Result<u64>;
     pub async fn next_retry_at(&self) -> Result<Option<i64>>;

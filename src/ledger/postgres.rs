@@ -18,6 +18,9 @@ mod dialect {
     use super::Tx;
     use crate::ledger::Result;
 
+    /// An attempt a live worker is submitting is left to it.
+    pub const CLAIMS_HELD: bool = true;
+
     /// A claim skips a row another process is claiming.
     pub const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 

@@ -151,6 +151,32 @@ macro_rules! ledger_queries {
                 .await?)
         }
 
+        /// Takes the fetching of a FINISHED job's results for `claimant`:
+        /// false when another live worker is fetching them.
+        pub async fn claim_fetch(&self, job_id: i64, claimant: &str) -> Result<bool> {
+            let held = if dialect::CLAIMS_HELD {
+                format!(
+                    "AND (fetch_by IS NULL OR fetch_by = $1 OR NOT EXISTS (SELECT 1 FROM workers w \
+                     WHERE w.id = jobs.fetch_by AND w.heartbeat_at >= {} - {}))",
+                    dialect::NOW_MS,
+                    $crate::ledger::LIVE_MS
+                )
+            } else {
+                String::new()
+            };
+            let sql = format!(
+                "UPDATE jobs SET fetch_by = $1 \
+                 WHERE id = $2 AND state = 'FINISHED' AND result_state = 'PENDING' {held}"
+            );
+            Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(claimant)
+                .bind(job_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1)
+        }
+
         /// True when no job is waiting, in flight, or has results to fetch.
         pub async fn is_idle(&self) -> Result<bool> {
             let busy: i64 = sqlx::query_scalar(
@@ -266,12 +292,16 @@ macro_rules! ledger_queries {
                 dialect::NOW_MS,
                 $crate::ledger::LIVE_MS
             );
-            let held: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(held_sql))
-            .bind(job_id)
-            .bind(job.attempt)
-            .bind(claimant)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let held: Option<String> = if dialect::CLAIMS_HELD {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(held_sql))
+                    .bind(job_id)
+                    .bind(job.attempt)
+                    .bind(claimant)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            } else {
+                None
+            };
             if held.is_some() {
                 return Ok(Claim::NotReady);
             }

@@ -14,6 +14,10 @@ mod dialect {
     use super::Tx;
     use crate::ledger::Result;
 
+    /// One worker per file: an attempt left SUBMITTING is the previous
+    /// (killed) process's, resumed at once with its ClientToken.
+    pub const CLAIMS_HELD: bool = false;
+
     /// No row locks: `BEGIN IMMEDIATE` already excludes other writers.
     pub const SKIP_LOCKED: &str = "";
 
