@@ -14,7 +14,8 @@
 #     reads back from event_pattern() in src/setup.rs (no Rust test ties the
 #     two); checks the defaults against src/config.rs and the manifest (3
 #     replicas, the PostgreSQL ledger from a Secret), unit and Containerfile
-#     against what redrelay reads; applies the rendered template to moto and
+#     against what redrelay reads, and docs/deploy.md's Secret and unit lines
+#     against them; applies the rendered template to moto and
 #     sends events through the rule; and, when an up-to-date redrelay binary
 #     exists (target/debug/redrelay newer than the sources, or REDRELAY_BIN),
 #     runs `redrelay setup` on the same moto and compares the two setups.

@@ -9,7 +9,8 @@ conditions, Fn::If, Fn::Sub and Rules evaluated here, since cfn-lint does not
 evaluate them) and checks the worker policy of each; it checks the rule's
 event pattern against the one redrelay creates, and the defaults against
 src/config.rs; it checks the Kubernetes manifest, the systemd unit and the
-Containerfile against what redrelay reads. Then (unless --no-moto) it
+Containerfile against what redrelay reads, and docs/deploy.md's Secret and
+unit lines against the manifest and the unit. Then (unless --no-moto) it
 creates the rendered queue, dead-letter queue, rule, target, queue policy
 and IAM policies on moto's server, checks that a redrelay event reaches the
 queue and others do not, and, given a redrelay binary, runs `redrelay setup`
@@ -573,6 +574,27 @@ def check_unit_static():
            "REDRELAY_LEDGER can be set per host in /etc/redrelay/redrelay.env (overrides Environment=)")
 
 
+def check_docs():
+    """docs/deploy.md shows the same Secret, paths and unit lines as deploy/."""
+    print("docs/deploy.md against deploy/:")
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    manifest = MANIFEST.read_text()
+    unit = (ROOT / "deploy" / "redrelay.service").read_text()
+    header = manifest.split("\n---", 1)[0]
+    m_keys = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", header))
+    m_root = re.search(r"sslrootcert=([^&']+)", header).group(1)
+    block = re.search(r"kubectl create secret generic redrelay-ledger[^`]*", docs)
+    expect(block and set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", block.group(0))) == m_keys
+           and f"sslrootcert={m_root}" in block.group(0),
+           "the docs' `kubectl create secret` makes the manifest's keys, with its sslrootcert path")
+    lines = re.findall(r"^#((?:LoadCredential|Environment=REDRELAY_LEDGER_PASSWORD_FILE)=.*)$", unit, re.M)
+    expect(len(lines) == 2 and all(f"\n{ln}\n" in docs for ln in lines),
+           "the docs show the unit's commented PostgreSQL lines as they are")
+    params = load_template()["Parameters"]
+    expect("LedgerSecretArn" in params and "`LedgerSecretArn`" in docs and "`LedgerPasswordCommand`" in docs,
+           "the docs describe LedgerSecretArn and its output")
+
+
 def check_containerfile():
     print("Containerfile:")
     text = (ROOT / "deploy" / "Containerfile").read_text()
@@ -799,6 +821,7 @@ def main():
     check_manifest()
     check_unit_static()
     check_containerfile()
+    check_docs()
     if args:
         print("moto stage skipped (--no-moto).")
     else:
