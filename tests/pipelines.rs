@@ -96,11 +96,20 @@ async fn a_diamond_waits_for_both_branches() {
     for parent in ["b", "c"] {
         assert!(stmt("d")["created_ms"].as_i64() >= stmt(parent)["ended_ms"].as_i64());
     }
+    // The run's graph: nodes are ids labelled with the job and its state.
     let graph = stack.ok(&["pipeline", "graph", &run, "--format", "dot"]);
-    assert!(
-        graph.contains("\"b\" -> \"d\"") && graph.contains("FINISHED"),
-        "{graph}"
-    );
+    let node = |job: &str| {
+        let label = format!(" [label=\"{job}\\nFINISHED\"];");
+        graph
+            .lines()
+            .find_map(|l| l.trim().strip_suffix(label.as_str()))
+            .unwrap_or_else(|| panic!("no FINISHED node for {job}: {graph}"))
+            .to_string()
+    };
+    for parent in ["b", "c"] {
+        let edge = format!("{} -> {};", node(parent), node("d"));
+        assert!(graph.contains(&edge), "no edge {edge}: {graph}");
+    }
     let total = stack.ok(&["results", &jobs["d"]["id"].to_string()]);
     assert_eq!(total, "total\n330\n");
 }
