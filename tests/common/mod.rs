@@ -42,6 +42,12 @@ pub fn venv_bin(name: &str) -> PathBuf {
 // counts) until it holds, and fail after a deadline saying what they waited
 // for and what they saw last.
 
+/// How long a worker may take to start consuming.
+pub const WORKER_START: Duration = Duration::from_secs(30);
+
+/// The start of the body of [`Stack::spawn_worker_ready`]'s probe message.
+pub const PROBE: &str = "redrelay test probe: not an event";
+
 /// How often a wait looks again.
 pub const POLL: Duration = Duration::from_millis(50);
 
@@ -368,6 +374,36 @@ impl Stack {
             child,
             name: "worker".into(),
         }
+    }
+
+    /// Starts a worker and waits until its consumer runs: a probe message
+    /// sent to the queue is in the inbox (quarantined: it is not an event).
+    /// The worker has no readiness signal of its own; this one is ledger
+    /// state. Tests that need events to be applied by this worker use it:
+    /// a job submitted before the worker started is found by the
+    /// reconciler's first pass instead. The probe's body is [`PROBE`].
+    pub fn spawn_worker_ready(&self, extra: &[&str]) -> Proc {
+        let mut worker = self.spawn_worker(extra);
+        let body = format!("{PROBE} {}", worker.pid());
+        self.send_raw(&body);
+        self.wait_for(
+            WORKER_START,
+            "the worker to consume a probe message",
+            || {
+                if let Some(status) = worker.child.try_wait().expect("wait worker") {
+                    panic!(
+                        "the worker exited ({status}): {}",
+                        tail(&self.log("worker.log"), 60)
+                    );
+                }
+                let inbox = self.inbox();
+                let found = inbox.iter().any(|e| e["body"] == body.as_str());
+                seen(found, inbox.len())
+                    .map(drop)
+                    .map_err(|n| format!("{n} inbox rows, none the probe"))
+            },
+        );
+        worker
     }
 
     /// Runs `redrelay worker --until-idle`, which must exit 0 in time.
