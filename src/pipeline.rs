@@ -650,22 +650,33 @@ pub fn graph(
     out
 }
 
-/// Text for a Mermaid label in `["..."]`: characters Mermaid reads as
-/// markup or as the end of the label become its entity codes.
-fn mermaid_text(s: &str) -> String {
+/// `s` with each character of `table` replaced by its text, and line
+/// breaks by spaces (a label line is one line).
+fn escape(s: &str, table: &[(char, &str)]) -> String {
     let mut out = String::new();
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("#quot;"),
-            '#' => out.push_str("#35;"),
-            '&' => out.push_str("#amp;"),
-            '<' => out.push_str("#lt;"),
-            '>' => out.push_str("#gt;"),
-            '\n' | '\r' => out.push(' '),
-            c => out.push(c),
+        match table.iter().find(|(k, _)| *k == c) {
+            Some((_, text)) => out.push_str(text),
+            None if c == '\n' || c == '\r' => out.push(' '),
+            None => out.push(c),
         }
     }
     out
+}
+
+/// Text for a Mermaid label in `["..."]`: characters Mermaid reads as
+/// markup or as the end of the label become its entity codes.
+fn mermaid_text(s: &str) -> String {
+    escape(
+        s,
+        &[
+            ('"', "#quot;"),
+            ('#', "#35;"),
+            ('&', "#amp;"),
+            ('<', "#lt;"),
+            ('>', "#gt;"),
+        ],
+    )
 }
 
 /// A Mermaid class name for a state: lower case, letters, digits and _.
@@ -684,16 +695,7 @@ fn mermaid_class(state: &str) -> String {
 
 /// Text for a DOT double-quoted string (one line of a label).
 fn dot_text(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' | '\r' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    escape(s, &[('\\', "\\\\"), ('"', "\\\"")])
 }
 
 #[cfg(test)]

@@ -94,11 +94,7 @@ async fn a_crash_between_execute_and_the_ledger_write_runs_the_sql_once() {
     let job = ledger.job(id).await.unwrap();
     assert_eq!(job.state, JobState::Finished, "{job:?}");
     assert_eq!(job.attempt, 1);
-    let statements: Vec<Value> = stack
-        .record()
-        .into_iter()
-        .filter(|s| s["client_token"] == token.as_str())
-        .collect();
+    let statements: Vec<Value> = stack.record_where("client_token", &token);
     assert_eq!(statements.len(), 1, "ran more than once: {statements:#?}");
     assert_eq!(statements[0]["state"], "FINISHED");
     assert_eq!(
@@ -171,11 +167,7 @@ async fn an_event_that_arrives_before_its_statement_id_is_recorded_is_applied() 
         mine[0].statement_id.as_deref(),
         job["statement_id"].as_str()
     );
-    let ran: Vec<Value> = stack
-        .record()
-        .into_iter()
-        .filter(|s| s["client_token"] == token.as_str())
-        .collect();
+    let ran: Vec<Value> = stack.record_where("client_token", &token);
     assert_eq!(ran.len(), 1, "{ran:#?}");
     assert!(stack
         .record_kind("replay")
@@ -911,11 +903,7 @@ async fn sigterm_during_a_long_poll_loses_no_job() {
     assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
     // s1 ran once, and its end was recorded once (by its event or by the
     // next worker's reconciler).
-    let ran: Vec<Value> = stack
-        .record()
-        .into_iter()
-        .filter(|s| s["id"] == sid.as_str())
-        .collect();
+    let ran: Vec<Value> = stack.record_where("id", &sid);
     assert_eq!(ran.len(), 1, "{ran:#?}");
     let applied = stack
         .inbox()

@@ -533,9 +533,15 @@ impl Stack {
 
     /// The emulator's record of every statement it executed.
     pub fn record(&self) -> Vec<Value> {
-        self.record_all()
+        self.record_kind("statement")
+    }
+
+    /// The statements of the record whose `key` is `value` (`id`,
+    /// `client_token`, ...).
+    pub fn record_where(&self, key: &str, value: &str) -> Vec<Value> {
+        self.record()
             .into_iter()
-            .filter(|l| l["kind"] == "statement")
+            .filter(|l| l[key] == value)
             .collect()
     }
 
