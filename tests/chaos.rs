@@ -1,9 +1,9 @@
 //! Chaos: 200+ jobs in pipelines of several shapes on the local stack, while
 //! the emulator drops, duplicates, delays and reorders completion events,
 //! throttles submissions and fails some statements, and the worker is
-//! SIGKILLed at random moments and restarted. At the end every job must be
-//! in the state the emulator's own record says, no attempt may have run
-//! twice (in the record and in the warehouse), the ledger must pass
+//! SIGKILLed at planned points of the work and restarted. At the end every
+//! job must be in the state the emulator's own record says, no attempt may
+//! have run twice (in the record and in the warehouse), the ledger must pass
 //! `redrelay ledger check` and the queue must be empty.
 //!
 //! The test runs one such round per seed: five by default, one after the
