@@ -147,6 +147,9 @@ const NUMERIC_KEYS: &[&str] = &[
     "ledger_max_connections",
 ];
 
+/// Keys whose environment value is true or false.
+const BOOL_KEYS: &[&str] = &["publish_events"];
+
 /// Every key of the file, in the order of the struct.
 pub const KEYS: &[&str] = &[
     "queue_url",
@@ -192,6 +195,8 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
     #[error("environment variable {var} must be a number, got {value:?}")]
     NotANumber { var: String, value: String },
+    #[error("environment variable {var} must be true or false, got {value:?}")]
+    NotABool { var: String, value: String },
 }
 
 impl Config {
@@ -224,7 +229,19 @@ impl Config {
             let Some(value) = env(&var).filter(|v| !v.is_empty()) else {
                 continue;
             };
-            let value = if *key == "api_rate_scale" {
+            let value = if BOOL_KEYS.contains(key) {
+                let b = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(ConfigError::NotABool {
+                            var: var.clone(),
+                            value: value.clone(),
+                        })
+                    }
+                };
+                toml::Value::Boolean(b)
+            } else if *key == "api_rate_scale" {
                 let f: f64 = value.trim().parse().map_err(|_| ConfigError::NotANumber {
                     var: var.clone(),
                     value: value.clone(),
@@ -365,6 +382,10 @@ mod tests {
             let var = format!("REDRELAY_{}", k.to_ascii_uppercase());
             let value = if NUMERIC_KEYS.contains(k) || *k == "api_rate_scale" {
                 "5"
+            } else if BOOL_KEYS.contains(k) {
+                "true"
+            } else if *k == "listen" {
+                "127.0.0.1:0"
             } else {
                 "ack"
             };

@@ -56,9 +56,20 @@ impl Worker {
                 .wait_time_seconds(self.cfg.wait_time_secs as i32)
                 .visibility_timeout(self.cfg.visibility_timeout_secs as i32)
                 .send();
+            tokio::pin!(receive);
             let out = tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                r = receive => r,
+                r = &mut receive => r,
+                _ = stop.cancelled() => {
+                    // SQS hands messages to a receive in flight even if its
+                    // caller is gone: let it answer (within its long poll),
+                    // and give back what it got at once, so that no event
+                    // waits out the visibility timeout.
+                    let bound = Duration::from_secs(u64::from(self.cfg.wait_time_secs) + 5);
+                    if let Ok(Ok(out)) = tokio::time::timeout(bound, receive).await {
+                        self.give_back(out.messages.unwrap_or_default()).await;
+                    }
+                    return Ok(());
+                }
             };
             let messages = match out {
                 Ok(out) => {
@@ -117,6 +128,42 @@ impl Worker {
             self.fetch_wake.notify_one();
             self.delete(acks).await;
             self.first_receive.send_replace(true);
+        }
+    }
+
+    /// Makes received messages visible again at once (a stop during a long
+    /// poll): another consumer takes them.
+    async fn give_back(&self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        let entries: Vec<_> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        match self
+            .sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(_) => info!(
+                messages = messages.len(),
+                "Stopping: gave back the messages of the last receive."
+            ),
+            Err(e) => {
+                warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "Stopping: cannot give back received messages; they come back after the visibility timeout.")
+            }
         }
     }
 
