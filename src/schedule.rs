@@ -342,12 +342,29 @@ fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
             "has {fields} fields; give five: minute hour day-of-month month day-of-week (e.g. \"30 2 * * *\")"
         ));
     }
-    croner::parser::CronParser::builder()
+    let parser = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Disallowed)
         .year(croner::parser::Year::Disallowed)
-        .build()
-        .parse(expression)
-        .map_err(|e| e.to_string())
+        .build();
+    parser.parse(expression).map_err(|e| {
+        // croner does not say which field is wrong: try each alone.
+        const FIELDS: [(&str, &str); 5] = [
+            ("minute", "0-59"),
+            ("hour", "0-23"),
+            ("day-of-month", "1-31"),
+            ("month", "1-12 or JAN-DEC"),
+            ("day-of-week", "0-7 or SUN-SAT"),
+        ];
+        let parts: Vec<&str> = expression.split_whitespace().collect();
+        for (i, (name, allowed)) in FIELDS.iter().enumerate() {
+            let mut probe = ["*"; 5];
+            probe[i] = parts.get(i).copied().unwrap_or("*");
+            if parser.parse(&probe.join(" ")).is_err() {
+                return format!("{name} field {:?} (allowed: {allowed}): {e}", probe[i]);
+            }
+        }
+        e.to_string()
+    })
 }
 
 #[cfg(test)]
@@ -714,7 +731,15 @@ mod tests {
     #[test]
     fn invalid_specs_name_the_field_and_value() {
         let e = problems(spec("61 * * * *"));
-        assert!(e.starts_with("cron \"61 * * * *\": "), "{e}");
+        assert!(
+            e.starts_with("cron \"61 * * * *\": minute field \"61\" (allowed: 0-59): "),
+            "{e}"
+        );
+        let e = problems(spec("0 25 * * *"));
+        assert!(
+            e.starts_with("cron \"0 25 * * *\": hour field \"25\" (allowed: 0-23): "),
+            "{e}"
+        );
         let e = problems(spec("* * * *"));
         assert!(
             e.contains("cron \"* * * *\": has 4 fields; give five"),
@@ -728,9 +753,15 @@ mod tests {
             "{e}"
         );
         let e = problems(spec("0 0 * * FUNDAY"));
-        assert!(e.starts_with("cron \"0 0 * * FUNDAY\": "), "{e}");
+        assert!(
+            e.starts_with("cron \"0 0 * * FUNDAY\": day-of-week field \"FUNDAY\""),
+            "{e}"
+        );
         let e = problems(spec("/5 * * * *"));
-        assert!(e.starts_with("cron \"/5 * * * *\": "), "{e}");
+        assert!(
+            e.starts_with("cron \"/5 * * * *\": minute field \"/5\""),
+            "{e}"
+        );
         let e = problems(ScheduleSpec {
             timezone: Some("Mars/Olympus".into()),
             ..spec("0 0 * * *")
