@@ -27,8 +27,25 @@ pub struct Cli {
     /// key can be overridden by REDRELAY_<KEY>, e.g. REDRELAY_LEDGER.
     #[arg(long, global = true, env = "REDRELAY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as `text` (for people) or `json` (one object a
+    /// line: time, level, message and fields such as job, run, statement).
+    #[arg(
+        long,
+        global = true,
+        env = "REDRELAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -818,6 +835,7 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
             &job,
             cfg.in_flight_limits(),
             &claimant,
+            None,
         )
         .await?
         {

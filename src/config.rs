@@ -85,6 +85,9 @@ pub struct Config {
     /// that ended before then; a job that has not ended keeps everything.
     /// 0 keeps everything forever. `redrelay ledger prune` does it on demand.
     pub retention_days: u64,
+    /// Address of the worker's HTTP listener (/metrics, /healthz, /readyz):
+    /// loopback by default; "" turns it off; port 0 picks a free port.
+    pub listen: String,
 }
 
 impl Default for Config {
@@ -116,6 +119,7 @@ impl Default for Config {
             max_in_flight_per_target: 0,
             api_rate_scale: 1.0,
             retention_days: 30,
+            listen: "127.0.0.1:9464".into(),
         }
     }
 }
@@ -161,6 +165,7 @@ pub const KEYS: &[&str] = &[
     "max_in_flight_per_target",
     "api_rate_scale",
     "retention_days",
+    "listen",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +258,20 @@ impl Config {
     pub fn ledger_location(&self) -> Result<crate::ledger::Location, crate::ledger::LedgerError> {
         crate::ledger::location::parse(&self.ledger, self.ledger_password_file.as_deref(), |k| {
             std::env::var(k).ok()
+        })
+    }
+
+    /// The listener's address; `None` when `listen` is empty.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let s = self.listen.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            path: "listen".into(),
+            message: format!(
+                "listen = {s:?} is not an address: write HOST:PORT, e.g. 127.0.0.1:9464 (\"\" turns it off)"
+            ),
         })
     }
 

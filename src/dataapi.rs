@@ -103,6 +103,7 @@ pub struct Page {
 pub struct DataApi {
     client: Client,
     limits: std::sync::Arc<Limits>,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl DataApi {
@@ -116,6 +117,27 @@ impl DataApi {
         Self {
             client: Client::new(sdk),
             limits: std::sync::Arc::new(Limits::aws_defaults(scale)),
+            metrics: None,
+        }
+    }
+
+    /// Counts every call in `metrics` by operation and outcome.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn note<T>(&self, operation: &'static str, r: &Result<T, ApiError>) {
+        use crate::metrics::CallOutcome;
+        if let Some(m) = &self.metrics {
+            m.call(
+                operation,
+                match r {
+                    Ok(_) => CallOutcome::ok,
+                    Err(ApiError::Throttled(_)) => CallOutcome::throttled,
+                    Err(_) => CallOutcome::error,
+                },
+            );
         }
     }
 
@@ -146,17 +168,30 @@ impl DataApi {
                     .map(str::to_string)
             };
         }
-        let id = if let [sql] = t.job.sqls.as_slice() {
+        let (operation, id) = if let [sql] = t.job.sqls.as_slice() {
             self.limits.execute.take().await;
-            send_with_common_fields!(self.client.execute_statement().sql(sql))
+            let id = async {
+                Ok(send_with_common_fields!(self
+                    .client
+                    .execute_statement()
+                    .sql(sql)))
+            };
+            ("ExecuteStatement", id.await)
         } else {
             self.limits.batch_execute.take().await;
-            send_with_common_fields!(self
-                .client
-                .batch_execute_statement()
-                .set_sqls(Some(t.job.sqls.clone())))
+            let id = async {
+                Ok(send_with_common_fields!(self
+                    .client
+                    .batch_execute_statement()
+                    .set_sqls(Some(t.job.sqls.clone()))))
+            };
+            ("BatchExecuteStatement", id.await)
         };
-        id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
+        let id = id.and_then(|id| {
+            id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
+        });
+        self.note(operation, &id);
+        id
     }
 
     /// This process's share of the account's rate quotas, when `workers`
@@ -178,7 +213,9 @@ impl DataApi {
             .id(id)
             .send()
             .await
-            .map_err(ApiError::classify)?;
+            .map_err(ApiError::classify);
+        self.note("DescribeStatement", &out);
+        let out = out?;
         Ok(Described {
             status: out
                 .status()
@@ -211,7 +248,9 @@ impl DataApi {
             .id(id)
             .send()
             .await
-            .map_err(ApiError::classify)?;
+            .map_err(ApiError::classify);
+        self.note("CancelStatement", &out);
+        let out = out?;
         Ok(out.status().unwrap_or(false))
     }
 
@@ -224,7 +263,9 @@ impl DataApi {
             .set_next_token(token)
             .send()
             .await
-            .map_err(ApiError::classify)?;
+            .map_err(ApiError::classify);
+        self.note("GetStatementResult", &out);
+        let out = out?;
         Ok(Page {
             columns: out
                 .column_metadata()

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod emulator;
 pub mod event;
 pub mod ledger;
+pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod results;

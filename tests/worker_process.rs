@@ -27,6 +27,7 @@ fn receive_backoffs(dir: &std::path::Path, name: &str, port: u16, secs: u64) -> 
         .env("REDRELAY_LEDGER", dir.join(format!("{name}.db")))
         .env("REDRELAY_QUEUE_URL", format!("{endpoint}/123456789012/q"))
         .env("REDRELAY_RETENTION_DAYS", "0")
+        .env("REDRELAY_LISTEN", "")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

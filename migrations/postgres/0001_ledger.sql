@@ -115,7 +115,9 @@ CREATE TABLE workers (
     host         TEXT NOT NULL,
     pid          BIGINT NOT NULL,
     started_at   BIGINT NOT NULL,
-    heartbeat_at BIGINT NOT NULL
+    heartbeat_at BIGINT NOT NULL,
+    -- The worker's HTTP listener (/metrics, /healthz, /readyz), if any.
+    listen       TEXT
 );
 
 -- Leases: the `leader` row names the worker that runs maintenance.

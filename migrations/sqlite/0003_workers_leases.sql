@@ -5,7 +5,9 @@ CREATE TABLE workers (
     host         TEXT NOT NULL,
     pid          INTEGER NOT NULL,
     started_at   INTEGER NOT NULL,
-    heartbeat_at INTEGER NOT NULL
+    heartbeat_at INTEGER NOT NULL,
+    -- The worker's HTTP listener (/metrics, /healthz, /readyz), if any.
+    listen       TEXT
 );
 
 CREATE TABLE leases (

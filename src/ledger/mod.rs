@@ -194,6 +194,8 @@ forward! {
     /// Takes the fetching of a job's results (false: another live worker has it).
     pub async fn claim_fetch(&self, job_id: i64, claimant: &str) -> Result<bool>;
     pub async fn is_idle(&self) -> Result<bool>;
+    /// Jobs by state, and the oldest in-flight statement's submission time.
+    pub async fn gauges(&self) -> Result<(Vec<(JobState, i64)>, Option<i64>)>;
     pub async fn promote_retries(&self, now: i64) -> Result<u64>;
     pub async fn next_retry_at(&self) -> Result<Option<i64>>;
     pub async fn owns_statement(&self, statement_id: &str) -> Result<bool>;

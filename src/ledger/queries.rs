@@ -177,6 +177,20 @@ macro_rules! ledger_queries {
                 == 1)
         }
 
+        /// Jobs by state, and when the oldest statement in flight was
+        /// submitted (for the leader's gauges).
+        pub async fn gauges(&self) -> Result<(Vec<(JobState, i64)>, Option<i64>)> {
+            let by_state: Vec<(JobState, i64)> =
+                sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state")
+                    .fetch_all(&self.pool)
+                    .await?;
+            let oldest: Option<i64> =
+                sqlx::query_scalar("SELECT MIN(submitted_at) FROM jobs WHERE state = 'SUBMITTED'")
+                    .fetch_one(&self.pool)
+                    .await?;
+            Ok((by_state, oldest))
+        }
+
         /// True when no job is waiting, in flight, or has results to fetch.
         pub async fn is_idle(&self) -> Result<bool> {
             let busy: i64 = sqlx::query_scalar(
@@ -341,6 +355,7 @@ macro_rules! ledger_queries {
             .bind(job.attempt)
             .fetch_optional(&mut *tx)
             .await?;
+            let resumed = open.is_some();
             let token = match open {
                 Some(token) => {
                     sqlx::query(
@@ -394,6 +409,7 @@ macro_rules! ledger_queries {
                 job,
                 client_token: token,
                 statement_name,
+                resumed,
             })))
         }
 
@@ -927,9 +943,9 @@ macro_rules! ledger_queries {
 
         pub async fn heartbeat(&self, w: &WorkerInfo) -> Result<()> {
             let sql = format!(
-                "INSERT INTO workers (id, host, pid, started_at, heartbeat_at) \
-                 VALUES ($1, $2, $3, $4, {now}) \
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = {now}",
+                "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, listen) \
+                 VALUES ($1, $2, $3, $4, {now}, $5) \
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = {now}, listen = excluded.listen",
                 now = dialect::NOW_MS
             );
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -937,6 +953,7 @@ macro_rules! ledger_queries {
                 .bind(&w.host)
                 .bind(w.pid)
                 .bind(w.started_at)
+                .bind(w.listen.get())
                 .execute(&self.pool)
                 .await?;
             Ok(())
@@ -981,7 +998,7 @@ macro_rules! ledger_queries {
         pub async fn workers(&self, live_ms: i64) -> Result<Vec<WorkerRow>> {
             let sql = format!(
                 "SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, \
-                   (l.holder IS NOT NULL) AS leader \
+                   (l.holder IS NOT NULL) AS leader, w.listen \
                  FROM workers w LEFT JOIN leases l ON l.name = 'leader' AND l.holder = w.id \
                    AND l.expires_at >= {now} \
                  WHERE w.heartbeat_at >= {now} - $1 ORDER BY w.started_at, w.id",

@@ -212,6 +212,9 @@ pub struct Ticket {
     pub attempt: i64,
     pub client_token: String,
     pub statement_name: String,
+    /// The attempt was begun before (a crash, a throttled call, another
+    /// worker): its ClientToken is sent again.
+    pub resumed: bool,
 }
 
 /// (job, attempt, state, statement id, started at, finished at)
@@ -226,6 +229,8 @@ pub struct WorkerRow {
     pub started_at: i64,
     pub heartbeat_at: i64,
     pub leader: bool,
+    /// Its HTTP listener's address (metrics, health), if it has one.
+    pub listen: Option<String>,
 }
 
 /// What a worker registers about itself.
@@ -235,6 +240,8 @@ pub struct WorkerInfo {
     pub host: String,
     pub pid: i64,
     pub started_at: i64,
+    /// The HTTP listener's bound address, once bound.
+    pub listen: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 /// (job, attempt, client token, statement id, state, started, submitted,

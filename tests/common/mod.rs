@@ -140,6 +140,7 @@ impl Stack {
             &config,
             format!(
                 "queue_name = \"{queue}\"\nrule_name = \"{queue}-rule\"\nledger = \"{}\"\n\
+                 listen = \"127.0.0.1:0\"\n\
                  results_dir = \"{}\"\nworkgroup = \"wg-test\"\ndatabase = \"dev\"\n{}\n",
                 ledger,
                 dir.path().join("results").display(),
