@@ -753,6 +753,7 @@ async fn migrate(cfg: &Config, to: &str) -> Result<()> {
 }
 
 async fn open_ledger(cfg: &Config) -> Result<Ledger> {
+    crate::ledger::set_outbox(cfg.publish_events);
     let location = cfg.ledger_location()?;
     Ledger::connect(&location, cfg.ledger_max_connections)
         .await
@@ -876,6 +877,7 @@ async fn run_worker(cfg: Config, args: WorkerArgs, shutdown: CancellationToken) 
         ledger.clone(),
         DataApi::with_rate_scale(&sdk, cfg.api_rate_scale),
         sqs,
+        aws_sdk_eventbridge::Client::new(&sdk),
         queue_url,
         cfg,
         origin,

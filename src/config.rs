@@ -88,6 +88,13 @@ pub struct Config {
     /// Address of the worker's HTTP listener (/metrics, /healthz, /readyz):
     /// loopback by default; "" turns it off; port 0 picks a free port.
     pub listen: String,
+    /// Publish redrelay's own "Job State Change" and "Run State Change"
+    /// events to EventBridge (from an outbox written with each change).
+    pub publish_events: bool,
+    /// The bus they go to.
+    pub publish_bus: String,
+    /// Their `source`.
+    pub publish_source: String,
 }
 
 impl Default for Config {
@@ -120,6 +127,9 @@ impl Default for Config {
             api_rate_scale: 1.0,
             retention_days: 30,
             listen: "127.0.0.1:9464".into(),
+            publish_events: false,
+            publish_bus: "default".into(),
+            publish_source: "redrelay".into(),
         }
     }
 }
@@ -166,6 +176,9 @@ pub const KEYS: &[&str] = &[
     "api_rate_scale",
     "retention_days",
     "listen",
+    "publish_events",
+    "publish_bus",
+    "publish_source",
 ];
 
 #[derive(Debug, thiserror::Error)]

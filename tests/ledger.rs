@@ -465,6 +465,7 @@ async fn first_rows_are_kept_and_retention_prunes_only_what_ended(b: Backend) {
         &[file],
         Some(&job_dir.display().to_string()),
         Some(&row),
+        200,
     )
     .await
     .unwrap();

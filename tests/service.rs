@@ -258,3 +258,95 @@ async fn json_log_lines_parse_and_carry_job_ids() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn own_events_of_a_run_with_a_failing_job_reach_a_queue_through_a_rule() {
+    let stack = Stack::start_with(
+        "own-events",
+        StackOptions {
+            config_extra: "publish_events = true\npublish_source = \"redrelay.test\"\n".into(),
+            ..Default::default()
+        },
+    );
+    // A rule on moto's EventBridge sends redrelay's events into a queue.
+    let queue = format!("own-{}", std::process::id());
+    let setup = format!(
+        "import boto3,os,json\n\
+         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+         ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+         url=sqs.create_queue(QueueName={queue:?})['QueueUrl']\n\
+         arn=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+         ev.put_rule(Name='own-events', EventPattern=json.dumps({{'source': ['redrelay.test']}}))\n\
+         ev.put_targets(Rule='own-events', Targets=[{{'Id': 'q', 'Arn': arn}}])\n\
+         print(url)\n"
+    );
+    let url = stack.python(&setup).trim().to_string();
+    let file = stack.write_file(
+        "p.toml",
+        "name = \"nightly\"\n\
+         [jobs.a]\nsql = \"SELECT 1 AS one\"\n\
+         [jobs.b]\nsql = \"SELECT * FROM no_such_table\"\ndepends_on = [\"a\"]\n\
+         [jobs.c]\nsql = \"SELECT 3\"\ndepends_on = [\"b\"]\n",
+    );
+    let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
+    stack.worker_until_idle(WAIT);
+    let receive = format!(
+        "import boto3,os,json,time\n\
+         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+         got=[]\n\
+         end=time.time()+30\n\
+         while len(got) < 4 and time.time() < end:\n\
+         \x20   for m in sqs.receive_message(QueueUrl={url:?}, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', []):\n\
+         \x20       got.append(json.loads(m['Body']))\n\
+         \x20       sqs.delete_message(QueueUrl={url:?}, ReceiptHandle=m['ReceiptHandle'])\n\
+         print(json.dumps(got))\n"
+    );
+    let got: Vec<Value> = serde_json::from_str(stack.python(&receive).trim()).unwrap();
+    let jobs: Vec<&Value> = got
+        .iter()
+        .filter(|e| e["detail-type"] == "Job State Change")
+        .collect();
+    let runs: Vec<&Value> = got
+        .iter()
+        .filter(|e| e["detail-type"] == "Run State Change")
+        .collect();
+    assert_eq!((jobs.len(), runs.len()), (3, 1), "{got:#?}");
+    let state_of = |name: &str| {
+        jobs.iter()
+            .find(|e| e["detail"]["job_name"] == name)
+            .map(|e| e["detail"]["state"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state_of("a"), "FINISHED");
+    assert_eq!(state_of("b"), "FAILED");
+    assert_eq!(state_of("c"), "SKIPPED");
+    for e in &got {
+        assert_eq!(e["source"], "redrelay.test");
+        assert_eq!(e["detail"]["run_id"], run.as_str(), "{e:#}");
+        assert!(
+            e["detail"]["event_id"]
+                .as_str()
+                .is_some_and(|s| s.len() == 32),
+            "{e:#}"
+        );
+    }
+    let b = jobs
+        .iter()
+        .find(|e| e["detail"]["job_name"] == "b")
+        .unwrap();
+    assert!(
+        b["detail"]["error"]
+            .as_str()
+            .is_some_and(|s| s.contains("no_such_table")),
+        "{b:#}"
+    );
+    assert_eq!(b["detail"]["pipeline"], "nightly");
+    assert!(b["detail"]["statement_id"].is_string());
+    assert_eq!(runs[0]["detail"]["state"], "FAILED");
+    assert_eq!(runs[0]["detail"]["jobs"]["SKIPPED"], 1);
+    let ids: std::collections::HashSet<&str> = got
+        .iter()
+        .filter_map(|e| e["detail"]["event_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 4, "every event has its own id");
+}

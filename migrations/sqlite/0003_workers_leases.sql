@@ -23,3 +23,19 @@ ALTER TABLE attempts ADD COLUMN claimed_by TEXT;
 -- The worker fetching a FINISHED job's results: one worker fetches them,
 -- another takes over when that one is gone.
 ALTER TABLE jobs ADD COLUMN fetch_by TEXT;
+
+-- redrelay's own events ("Job State Change", "Run State Change"), written
+-- in the transaction that changes the state and published to EventBridge
+-- by the leader: never lost, at least once. `event_id` is the id
+-- downstream consumers deduplicate on.
+CREATE TABLE outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id     TEXT NOT NULL UNIQUE,
+    detail_type  TEXT NOT NULL CHECK (detail_type IN ('Job State Change', 'Run State Change')),
+    detail       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    published_at INTEGER,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+);
+CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;

@@ -28,6 +28,19 @@ use crate::event::StatusEvent;
 use crate::state::{JobState, Outcome, RunState};
 use std::collections::HashMap;
 
+static OUTBOX: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether state changes write redrelay's own events to the outbox
+/// (`publish_events`), for every ledger this process opens. Off, nothing
+/// is written (and nothing waits to be published).
+pub fn set_outbox(on: bool) {
+    OUTBOX.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn outbox_on() -> bool {
+    OUTBOX.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A worker whose heartbeat is older than this (ms) is not live: its
 /// claims may be taken over, and it no longer counts for the rate share.
 pub const LIVE_MS: i64 = 15_000;
@@ -226,8 +239,14 @@ forward! {
     pub async fn apply_event(&self, ev: &StatusEvent, error: Option<&str>, message_id: Option<&str>, body: &str, now: i64) -> Result<(Disposition, Option<i64>)>;
     pub async fn quarantine(&self, message_id: Option<&str>, body: &str, reason: &str, now: i64) -> Result<()>;
     pub async fn apply_reconciled(&self, job_id: i64, statement_id: &str, outcome: &Outcome, now: i64) -> Result<Disposition>;
-    pub async fn record_results(&self, job_id: i64, files: &[ResultFile], dir: Option<&str>, first_row: Option<&serde_json::Map<String, serde_json::Value>>) -> Result<()>;
-    pub async fn record_result_error(&self, job_id: i64, expired: bool, error: &str) -> Result<()>;
+    pub async fn record_results(&self, job_id: i64, files: &[ResultFile], dir: Option<&str>, first_row: Option<&serde_json::Map<String, serde_json::Value>>, now: i64) -> Result<()>;
+    pub async fn record_result_error(&self, job_id: i64, expired: bool, error: &str, now: i64) -> Result<()>;
+    /// Unpublished outbox rows, oldest first: (seq, event id, detail type, detail).
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(i64, String, String, String)>>;
+    /// Marks outbox rows published.
+    pub async fn outbox_published(&self, seqs: &[i64], now: i64) -> Result<()>;
+    /// Records a failed publication of outbox rows.
+    pub async fn outbox_failed(&self, seqs: &[i64], error: &str) -> Result<()>;
     /// Registers a worker (or renews its heartbeat).
     pub async fn heartbeat(&self, worker: &WorkerInfo) -> Result<()>;
     /// Removes a worker that stops (and its lease, if it held it).

@@ -532,6 +532,14 @@ macro_rules! ledger_queries {
                 return Err(conflict(job_id, job.state.as_str(), "READY"));
             }
             skip_downstream(&mut tx, job_id, now).await?;
+            job_event(&mut tx, job_id, now).await?;
+            let run: Option<String> = sqlx::query_scalar("SELECT run_id FROM jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Some(run) = run {
+                finish_run_if_done(&mut tx, &run, now).await?;
+            }
             tx.commit().await?;
             Ok(())
         }
@@ -635,6 +643,7 @@ macro_rules! ledger_queries {
                 return Err(conflict(job_id, job.state.as_str(), "READY"));
             }
             skip_downstream(&mut tx, job_id, now).await?;
+            job_event(&mut tx, job_id, now).await?;
             if let Some(run) = &job.run_id {
                 finish_run_if_done(&mut tx, run, now).await?;
             }
@@ -707,6 +716,7 @@ macro_rules! ledger_queries {
                     statements.extend(statement.map(|s| (job.id, s)));
                 }
             }
+            run_event(&mut tx, run, now).await?;
             tx.commit().await?;
             Ok((cancelled, statements))
         }
@@ -804,17 +814,20 @@ macro_rules! ledger_queries {
             .execute(&mut *tx)
             .await?;
             loop {
-                let reskipped = sqlx::query(
+                let reskipped: Vec<i64> = sqlx::query_scalar(
                     "UPDATE jobs SET state = 'SKIPPED', finished_at = $1, error = 'an upstream job did not finish' \
                      WHERE state = 'PENDING' AND EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
-                       WHERE d.job_id = jobs.id AND p.state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED'))",
+                       WHERE d.job_id = jobs.id AND p.state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED')) \
+                     RETURNING id",
                 )
                 .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if reskipped == 0 {
+                .fetch_all(&mut *tx)
+                .await?;
+                if reskipped.is_empty() {
                     break;
+                }
+                for id in reskipped {
+                    job_event(&mut tx, id, now).await?;
                 }
             }
             if let (Some(run), Some(RunState::Failed)) = (&job.run_id, run_state) {
@@ -901,6 +914,11 @@ macro_rules! ledger_queries {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            // Published own events (unpublished ones wait for the publisher).
+            sqlx::query("DELETE FROM outbox WHERE created_at < $1 AND published_at IS NOT NULL")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
             let jobs: Vec<(i64, Option<String>)> = sqlx::query_as(
                 "SELECT id, result_path FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1 \
                  AND results_pruned_at IS NULL AND result_state = 'FETCHED' ORDER BY id",
@@ -939,6 +957,44 @@ macro_rules! ledger_queries {
                 files,
             })
         }
+        // ----- outbox ---------------------------------------------------------------
+
+        pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(i64, String, String, String)>> {
+            Ok(sqlx::query_as(
+                "SELECT seq, event_id, detail_type, detail FROM outbox WHERE published_at IS NULL \
+                 ORDER BY seq LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        pub async fn outbox_published(&self, seqs: &[i64], now: i64) -> Result<()> {
+            let mut tx = self.begin().await?;
+            for seq in seqs {
+                sqlx::query("UPDATE outbox SET published_at = $1 WHERE seq = $2 AND published_at IS NULL")
+                    .bind(now)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub async fn outbox_failed(&self, seqs: &[i64], error: &str) -> Result<()> {
+            let mut tx = self.begin().await?;
+            for seq in seqs {
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2")
+                    .bind(error)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
         // ----- workers and the leader -------------------------------------------
 
         pub async fn heartbeat(&self, w: &WorkerInfo) -> Result<()> {
@@ -1359,6 +1415,7 @@ macro_rules! ledger_queries {
             files: &[ResultFile],
             dir: Option<&str>,
             first_row: Option<&serde_json::Map<String, serde_json::Value>>,
+            now: i64,
         ) -> Result<()> {
             let mut tx = self.begin().await?;
             let state = if files.is_empty() {
@@ -1404,13 +1461,22 @@ macro_rules! ledger_queries {
                 .execute(&mut *tx)
                 .await?;
             }
+            // The job's "Job State Change" once its results are in place.
+            job_event(&mut tx, job_id, now).await?;
             tx.commit().await?;
             Ok(())
         }
 
         /// Records that a FINISHED job's results could not be fetched for good
         /// (`EXPIRED` or `ERROR`). The job stays FINISHED.
-        pub async fn record_result_error(&self, job_id: i64, expired: bool, error: &str) -> Result<()> {
+        pub async fn record_result_error(
+            &self,
+            job_id: i64,
+            expired: bool,
+            error: &str,
+            now: i64,
+        ) -> Result<()> {
+            let mut tx = self.begin().await?;
             let changed = sqlx::query(
                 "UPDATE jobs SET result_state = $1, result_error = $2 \
                  WHERE id = $3 AND state = 'FINISHED' AND result_state = 'PENDING'",
@@ -1422,12 +1488,14 @@ macro_rules! ledger_queries {
             })
             .bind(error)
             .bind(job_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
             if changed != 1 {
                 return Err(conflict(job_id, "not awaiting results", "FINISHED/PENDING"));
             }
+            job_event(&mut tx, job_id, now).await?;
+            tx.commit().await?;
             Ok(())
         }
     }
@@ -1488,6 +1556,7 @@ macro_rules! ledger_queries {
             now,
         )
         .await?;
+        job_event(tx, job.id, now).await?;
         if skip {
             skip_downstream(tx, job.id, now).await?;
         }
@@ -1552,6 +1621,9 @@ macro_rules! ledger_queries {
         }
         if state == JobState::Ready {
             dialect::notify_ready(tx).await?;
+        }
+        if state == JobState::Skipped {
+            job_event(tx, id, now).await?;
         }
         Ok(id)
     }
@@ -1739,7 +1811,10 @@ macro_rules! ledger_queries {
         }
         match next {
             JobState::Finished => release_downstream(tx, job.id, now).await?,
-            s if s.is_failure() => skip_downstream(tx, job.id, now).await?,
+            s if s.is_failure() => {
+                job_event(tx, job.id, now).await?;
+                skip_downstream(tx, job.id, now).await?
+            }
             _ => {}
         }
         if let Some(run) = &job.run_id {
@@ -1789,6 +1864,7 @@ macro_rules! ledger_queries {
             .await?;
         for id in skipped {
             close_submitting(tx, id, "an upstream job did not finish", now).await?;
+            job_event(tx, id, now).await?;
         }
         Ok(())
     }
@@ -1807,7 +1883,7 @@ macro_rules! ledger_queries {
         .fetch_one(&mut **tx)
         .await?;
         if open == 0 {
-            sqlx::query(
+            let ended = sqlx::query(
                 "UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'RUNNING'",
             )
             .bind(if failed > 0 {
@@ -1818,8 +1894,105 @@ macro_rules! ledger_queries {
             .bind(now)
             .bind(run)
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if ended == 1 {
+                run_event(tx, run, now).await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Records a "Job State Change" for a job that ended, in the caller's
+    /// transaction (the outbox the leader publishes from).
+    pub(crate) async fn job_event(tx: &mut Tx, job_id: i64, now: i64) -> Result<()> {
+        if !$crate::ledger::outbox_on() {
+            return Ok(());
+        }
+        let job = job_tx(tx, job_id).await?;
+        let pipeline: Option<String> = match &job.run_id {
+            Some(run) => {
+                sqlx::query_scalar("SELECT pipeline FROM runs WHERE id = $1")
+                    .bind(run)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+            None => None,
+        };
+        let event_id = new_uid();
+        let detail = serde_json::json!({
+            "event_id": event_id,
+            "job_id": job.id,
+            "job_name": job.name,
+            "run_id": job.run_id,
+            "pipeline": pipeline,
+            "state": job.state,
+            "attempt": job.attempt,
+            "statement_id": job.statement_id,
+            "rows": job.result_rows.or(job.rows),
+            "result_state": job.result_state,
+            "result_location": job.result_path,
+            "error": job.error,
+            "created_at": job.created_at,
+            "submitted_at": job.submitted_at,
+            "finished_at": job.finished_at,
+        });
+        outbox_insert(tx, &event_id, "Job State Change", &detail, now).await
+    }
+
+    /// Records a "Run State Change" for a run that ended.
+    pub(crate) async fn run_event(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
+        if !$crate::ledger::outbox_on() {
+            return Ok(());
+        }
+        let r: Option<Run> = sqlx::query_as(
+            "SELECT id, pipeline, state, created_at, finished_at FROM runs WHERE id = $1",
+        )
+        .bind(run)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(r) = r else { return Ok(()) };
+        let counts: Vec<(JobState, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs WHERE run_id = $1 GROUP BY state")
+                .bind(run)
+                .fetch_all(&mut **tx)
+                .await?;
+        let jobs: serde_json::Map<String, serde_json::Value> = counts
+            .into_iter()
+            .map(|(s, n)| (s.as_str().to_string(), serde_json::Value::from(n)))
+            .collect();
+        let event_id = new_uid();
+        let detail = serde_json::json!({
+            "event_id": event_id,
+            "run_id": r.id,
+            "pipeline": r.pipeline,
+            "state": r.state,
+            "jobs": jobs,
+            "created_at": r.created_at,
+            "finished_at": r.finished_at,
+        });
+        outbox_insert(tx, &event_id, "Run State Change", &detail, now).await
+    }
+
+    async fn outbox_insert(
+        tx: &mut Tx,
+        event_id: &str,
+        detail_type: &str,
+        detail: &serde_json::Value,
+        now: i64,
+    ) -> Result<()> {
+        if !$crate::ledger::outbox_on() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO outbox (event_id, detail_type, detail, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(event_id)
+        .bind(detail_type)
+        .bind(detail.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 

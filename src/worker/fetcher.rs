@@ -58,7 +58,13 @@ impl Worker {
                     .then(|| results::job_dir(dir, job.id).display().to_string());
                 info!(job = job.id, files = files.len(), rows, "Results fetched.");
                 self.ledger
-                    .record_results(job.id, files, path.as_deref(), fetched.first_row.as_ref())
+                    .record_results(
+                        job.id,
+                        files,
+                        path.as_deref(),
+                        fetched.first_row.as_ref(),
+                        self.clock.now_ms(),
+                    )
                     .await
             }
             // Refused once the results' expiry time has passed: expired (the
@@ -67,11 +73,15 @@ impl Worker {
                 if results_expired(job.expire_at, job.finished_at, self.clock.now_ms()) =>
             {
                 warn!(job = job.id, error = %m, "Results expired before they could be fetched.");
-                self.ledger.record_result_error(job.id, true, &m).await
+                self.ledger
+                    .record_result_error(job.id, true, &m, self.clock.now_ms())
+                    .await
             }
             Err(FetchError::Rejected(m)) => {
                 warn!(job = job.id, error = %m, "Results cannot be fetched.");
-                self.ledger.record_result_error(job.id, false, &m).await
+                self.ledger
+                    .record_result_error(job.id, false, &m, self.clock.now_ms())
+                    .await
             }
             Err(e) => {
                 let entry = retry_at.entry(job.id).or_insert((0, 0));

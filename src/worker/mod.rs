@@ -15,6 +15,7 @@ mod consumer;
 mod fetcher;
 mod leader;
 pub mod listener;
+mod publisher;
 mod reconciler;
 mod retention;
 mod submitter;
@@ -132,6 +133,8 @@ pub struct Worker {
     pub ledger: Ledger,
     pub api: DataApi,
     pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge, for redrelay's own events.
+    pub events: aws_sdk_eventbridge::Client,
     pub queue_url: String,
     pub cfg: Config,
     pub origin: Origin,
@@ -189,6 +192,7 @@ impl Worker {
         ledger: Ledger,
         api: DataApi,
         sqs: aws_sdk_sqs::Client,
+        events: aws_sdk_eventbridge::Client,
         queue_url: String,
         cfg: Config,
         origin: Origin,
@@ -200,6 +204,7 @@ impl Worker {
             ledger,
             api,
             sqs,
+            events,
             queue_url,
             cfg,
             origin,
@@ -265,6 +270,12 @@ impl Worker {
                 Box::pin(self.clone().listen_loop(stop.clone())),
             ));
         }
+        if self.cfg.publish_events {
+            tasks.push((
+                "publisher",
+                Box::pin(self.clone().publish_loop(stop.clone())),
+            ));
+        }
         if let Some(http) = http {
             tasks.push((
                 "http listener",
@@ -293,7 +304,9 @@ impl Worker {
                 _ = stop.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
-            if self.ledger.is_idle().await? {
+            let unpublished =
+                self.cfg.publish_events && !self.ledger.outbox_pending(1).await?.is_empty();
+            if !unpublished && self.ledger.is_idle().await? {
                 info!("No job is waiting or in flight: stopping (--until-idle).");
                 stop.cancel();
                 return Ok(());
