@@ -188,6 +188,7 @@ fn backoff(failures: u32, base: Duration, cap: Duration, seed: u64) -> Duration 
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)] // the worker's parts, wired once (cli)
     pub fn new(
         ledger: Ledger,
         api: DataApi,
