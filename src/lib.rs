@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod ratelimit;
 pub mod results;
 pub mod retry;
+pub mod schedule;
 pub mod setup;
 pub mod state;
 pub mod worker;

@@ -2,9 +2,14 @@
 //! its jobs; each has SQL (a string, or a list run as one batch) or a SQL
 //! file, target overrides, dependencies, retries, a timeout and parameters.
 //! Everything is checked before anything is submitted.
+//!
+//! A `[schedule]` table makes the pipeline run on a cron schedule (parsed
+//! and checked by [`crate::schedule`]); its jobs may take the fire time as
+//! the built-in run-time parameter [`SCHEDULED_TIME`].
 
 use crate::domain::Target;
 use crate::retry::RetryPolicy;
+use crate::schedule::{Schedule, ScheduleSpec};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -49,7 +54,8 @@ pub enum ParamSpec {
     Float(f64),
     Bool(bool),
     /// `{ param = "day" }`: given with `pipeline run --param day=...`, or
-    /// the default in the pipeline's `[params]`.
+    /// the default in the pipeline's `[params]`; or the built-in
+    /// `{ param = "scheduled_time" }`.
     RunTime {
         param: String,
     },
@@ -88,8 +94,16 @@ pub struct PipelineFile {
     /// Run-time parameters and their default values ("" = required).
     #[serde(default)]
     pub params: toml::Table,
+    /// When the pipeline runs by itself ([`ScheduleSpec`]); read apart so
+    /// its problems are listed with the others.
+    pub schedule: Option<toml::Table>,
     pub jobs: toml::Table,
 }
+
+/// The built-in run-time parameter: the schedule's fire time, RFC 3339 in
+/// UTC ("2026-11-28T02:00:00Z"); the time of `pipeline run` when run by
+/// hand, unless given with `--param scheduled_time=...`.
+pub const SCHEDULED_TIME: &str = "scheduled_time";
 
 /// A parameter once the pipeline is validated and run-time values are in.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,8 +136,11 @@ pub struct PlannedJob {
 pub struct Pipeline {
     pub name: String,
     pub jobs: Vec<PlannedJob>,
-    /// Run-time parameters with their defaults (None: required).
+    /// Run-time parameters with their defaults (None: required), without
+    /// the built-in [`SCHEDULED_TIME`].
     pub run_params: BTreeMap<String, Option<String>>,
+    /// The `[schedule]` table, when the file has one.
+    pub schedule: Option<Schedule>,
 }
 
 /// Every problem found in a pipeline file, each naming the file, the job
@@ -184,6 +201,12 @@ pub fn parse(
 
     let mut run_params = BTreeMap::new();
     for (k, v) in &file.params {
+        if k == SCHEDULED_TIME {
+            problems.push(format!(
+                "{shown}: [params] {k}: built in (the schedule's fire time, or the time of `pipeline run`): remove it from [params]"
+            ));
+            continue;
+        }
         let default = match v {
             toml::Value::String(s) if s.is_empty() => None,
             toml::Value::String(s) => Some(s.clone()),
@@ -198,6 +221,37 @@ pub fn parse(
             }
         };
         run_params.insert(k.clone(), default);
+    }
+
+    let schedule = match &file.schedule {
+        None => None,
+        Some(table) => match toml::Value::Table(table.clone()).try_into::<ScheduleSpec>() {
+            Ok(spec) => match Schedule::parse(&spec) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    problems.extend(
+                        e.problems
+                            .into_iter()
+                            .map(|p| format!("{shown}: [schedule] {p}")),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                problems.push(format!("{shown}: [schedule]: {}", e.message().trim_end()));
+                None
+            }
+        },
+    };
+    if file.schedule.is_some() {
+        // A scheduled run has no one to give a required value.
+        for (k, default) in &run_params {
+            if default.is_none() {
+                problems.push(format!(
+                    "{shown}: [params] {k} is required (\"\"), but a scheduled run cannot be given it: set a default"
+                ));
+            }
+        }
     }
 
     let mut specs: Vec<(String, JobSpec)> = Vec::new();
@@ -337,7 +391,7 @@ pub fn parse(
                     params.push((pname.clone(), ParamValue::Value(b.to_string())))
                 }
                 Ok(ParamSpec::RunTime { param }) => {
-                    if !run_params.contains_key(&param) {
+                    if !run_params.contains_key(&param) && param != SCHEDULED_TIME {
                         problems.push(format!(
                             "{at}: parameter {pname} takes run-time value {param:?}, which is not declared in [params]"
                         ));
@@ -405,6 +459,7 @@ pub fn parse(
         name,
         jobs,
         run_params,
+        schedule,
     })
 }
 
@@ -511,16 +566,42 @@ fn topo_order(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
 }
 
 impl Pipeline {
+    /// [`Pipeline::with_run_params_at`] for a run by hand: `scheduled_time`
+    /// is now. (The one clock read here, kept until the CLI passes its
+    /// clock.)
+    pub fn with_run_params(self, given: &[(String, String)]) -> Result<Self, Invalid> {
+        self.with_run_params_at(given, jiff::Timestamp::now())
+    }
+
     /// Fills run-time parameters from `given` (name=value) and the
-    /// defaults. Unknown or missing values are errors naming the parameter.
-    pub fn with_run_params(mut self, given: &[(String, String)]) -> Result<Self, Invalid> {
+    /// defaults, and [`SCHEDULED_TIME`] with `scheduled_time` (the fire
+    /// time) unless `given` has it. Unknown or missing values are errors
+    /// naming the parameter.
+    pub fn with_run_params_at(
+        mut self,
+        given: &[(String, String)],
+        scheduled_time: jiff::Timestamp,
+    ) -> Result<Self, Invalid> {
         let mut problems = Vec::new();
         let mut values: HashMap<String, String> = HashMap::new();
+        values.insert(
+            SCHEDULED_TIME.to_string(),
+            crate::schedule::scheduled_time(scheduled_time),
+        );
         for (k, v) in given {
+            if k == SCHEDULED_TIME {
+                match crate::schedule::parse_scheduled_time(v) {
+                    Ok(t) => {
+                        values.insert(k.clone(), crate::schedule::scheduled_time(t));
+                    }
+                    Err(e) => problems.push(format!("--param {k}: {e}")),
+                }
+                continue;
+            }
             if !self.run_params.contains_key(k) {
                 let known: Vec<&str> = self.run_params.keys().map(|s| s.as_str()).collect();
                 problems.push(format!(
-                    "--param {k}: the pipeline declares no such parameter (declared: {})",
+                    "--param {k}: the pipeline declares no such parameter (declared: {}; built in: {SCHEDULED_TIME})",
                     if known.is_empty() {
                         "none".to_string()
                     } else {
@@ -931,5 +1012,139 @@ mod tests {
         // An edge to a job that is not drawn is left out.
         let m = graph(GraphFormat::Mermaid, &names[..1], &edges, &HashMap::new());
         assert_eq!(m, "flowchart TD\n    n0[\"q#quot;uo\\te\"]\n");
+    }
+
+    const SCHEDULED: &str = r#"
+        name = "nightly"
+        [schedule]
+        cron = "30 2 * * *"
+        timezone = "America/New_York"
+        catch_up = "all"
+        max_catch_up = 10
+        overlap = "allow"
+        [params]
+        region = "eu"
+        [jobs.load]
+        sql = "CALL load(:at, :region)"
+        params = { at = { param = "scheduled_time" }, region = { param = "region" } }
+        "#;
+
+    #[test]
+    fn a_schedule_and_the_built_in_scheduled_time() {
+        use crate::schedule::{CatchUp, Overlap};
+        let p = check(SCHEDULED).unwrap();
+        let s = p.schedule.clone().unwrap();
+        assert_eq!(s.cron(), "30 2 * * *");
+        assert_eq!(s.timezone(), "America/New_York");
+        assert_eq!(s.catch_up(), CatchUp::All { max: 10 });
+        assert_eq!(s.overlap(), Overlap::Allow);
+        assert!(!p.run_params.contains_key(SCHEDULED_TIME));
+        // Fired by the schedule: the fire time.
+        let fired = p
+            .clone()
+            .with_run_params_at(&[], "2026-11-28T07:30:00Z".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            fired.jobs[0].params,
+            vec![
+                (
+                    "at".to_string(),
+                    ParamValue::Value("2026-11-28T07:30:00Z".into())
+                ),
+                ("region".to_string(), ParamValue::Value("eu".into())),
+            ]
+        );
+        // By hand, a time given (with an offset) wins, in UTC.
+        let by_hand = p
+            .clone()
+            .with_run_params_at(
+                &[(SCHEDULED_TIME.into(), "2026-11-25T03:30:00+01:00".into())],
+                "2026-11-28T07:30:00Z".parse().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            by_hand.jobs[0].params[0].1,
+            ParamValue::Value("2026-11-25T02:30:00Z".into())
+        );
+        let e = p
+            .clone()
+            .with_run_params(&[(SCHEDULED_TIME.into(), "tomorrow".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--param scheduled_time: \"tomorrow\" is not an RFC 3339 time"),
+            "{e}"
+        );
+        // By hand without a time: now, whole seconds in UTC.
+        let now = p.with_run_params(&[]).unwrap();
+        let ParamValue::Value(v) = &now.jobs[0].params[0].1 else {
+            panic!("{:?}", now.jobs[0].params)
+        };
+        let t: jiff::Timestamp = v.parse().unwrap();
+        assert!(v.ends_with('Z') && !v.contains('.'), "{v}");
+        assert!(
+            jiff::Timestamp::now().duration_since(t).as_secs() < 60,
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn scheduled_time_without_a_schedule() {
+        let p = check(
+            "[jobs.a]\nsql = \"SELECT :t\"\nparams = { t = { param = \"scheduled_time\" } }\n",
+        )
+        .unwrap();
+        assert!(p.schedule.is_none());
+        let p = p
+            .with_run_params_at(&[], "2026-11-28T02:00:00Z".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            p.jobs[0].params[0].1,
+            ParamValue::Value("2026-11-28T02:00:00Z".into())
+        );
+    }
+
+    #[test]
+    fn schedule_problems_are_listed_with_the_others() {
+        let e = errors(
+            "[schedule]\ncron = \"0 25 * * *\"\ntimezone = \"Europe/Pariss\"\n[jobs.a]\nsql = \"\"\n",
+        );
+        assert!(
+            e.contains("p.toml: [schedule] cron \"0 25 * * *\": "),
+            "{e}"
+        );
+        assert!(
+            e.contains("p.toml: [schedule] timezone \"Europe/Pariss\": not an IANA time zone name"),
+            "{e}"
+        );
+        assert!(e.contains("p.toml: job a: the SQL is empty"), "{e}");
+        let e = errors(
+            "[schedule]\ncron = \"0 2 * * *\"\ncatchup = \"all\"\n[jobs.a]\nsql = \"SELECT 1\"\n",
+        );
+        assert!(
+            e.contains("p.toml: [schedule]: unknown field `catchup`"),
+            "{e}"
+        );
+        let e = errors("[schedule]\ntimezone = \"UTC\"\n[jobs.a]\nsql = \"SELECT 1\"\n");
+        assert!(
+            e.contains("p.toml: [schedule]: missing field `cron`"),
+            "{e}"
+        );
+        let e = errors(
+            "[schedule]\ncron = \"0 2 * * *\"\n[params]\nday = \"\"\n[jobs.a]\nsql = \"SELECT 1\"\n",
+        );
+        assert!(
+            e.contains(
+                "p.toml: [params] day is required (\"\"), but a scheduled run cannot be given it"
+            ),
+            "{e}"
+        );
+        let e = errors("[params]\nscheduled_time = \"x\"\n[jobs.a]\nsql = \"SELECT 1\"\n");
+        assert!(
+            e.contains("p.toml: [params] scheduled_time: built in"),
+            "{e}"
+        );
+        // Without [schedule], a required parameter is still fine.
+        assert!(check("[params]\nday = \"\"\n[jobs.a]\nsql = \"SELECT 1\"\n").is_ok());
     }
 }
