@@ -81,6 +81,9 @@ pub enum Command {
     /// The workers sharing the ledger.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// Pipelines that run by themselves: add, list, pause, resume, trigger.
+    #[command(subcommand)]
+    Schedules(crate::cli_schedules::SchedulesCommand),
     /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
     Emulator(Box<crate::emulator::EmulatorArgs>),
 }
@@ -415,6 +418,10 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 }
             }
         }
+        Command::Schedules(cmd) => {
+            let ledger = open_ledger(&cfg).await?;
+            crate::cli_schedules::run(&ledger, &cfg, cmd).await?;
+        }
         Command::Dlq(cmd) => {
             let sdk = crate::aws::sdk_config().await?;
             crate::dlq::run(&sdk, &cfg, cmd).await?;
@@ -538,67 +545,9 @@ async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
     Ok(())
 }
 
-/// The ledger records of a validated pipeline: targets completed from the
-/// configuration's defaults, dependencies and upstream parameters as
-/// indexes.
+/// The ledger records of a validated pipeline (see `Pipeline::plan`).
 fn plan_run(cfg: &Config, p: &crate::pipeline::Pipeline) -> Result<Vec<crate::ledger::RunJob>> {
-    use crate::pipeline::ParamValue;
-    let index: std::collections::HashMap<&str, usize> = p
-        .jobs
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (j.name.as_str(), i))
-        .collect();
-    let defaults = cfg.default_target();
-    let mut out = Vec::with_capacity(p.jobs.len());
-    for j in &p.jobs {
-        let target = j.target.clone().over(&defaults);
-        if let Err(e) = target.check() {
-            bail!("job {}: {e}", j.name);
-        }
-        let mut params = Vec::new();
-        let mut upstream = Vec::new();
-        for (i, (name, v)) in j.params.iter().enumerate() {
-            let value = match v {
-                ParamValue::Value(v) => v.clone(),
-                ParamValue::RunTime(name) => {
-                    bail!("job {}: run-time parameter {name} has no value", j.name)
-                }
-                ParamValue::Upstream { job, column } => {
-                    let from = *index
-                        .get(job.as_str())
-                        .with_context(|| format!("job {}: unknown upstream {job}", j.name))?;
-                    upstream.push((i, from, column.clone()));
-                    String::new()
-                }
-            };
-            params.push(Param {
-                name: name.clone(),
-                value,
-                from: None,
-            });
-        }
-        out.push(crate::ledger::RunJob {
-            job: NewJob {
-                name: j.name.clone(),
-                sqls: j.sqls.clone(),
-                params,
-                target,
-                depends_on: Vec::new(),
-                max_attempts: j.max_attempts,
-                retry: serde_json::to_value(j.retry).ok(),
-                timeout_secs: j.timeout_secs.map(|t| t as i64),
-                run_id: None,
-            },
-            deps: j
-                .depends_on
-                .iter()
-                .filter_map(|d| index.get(d.as_str()).copied())
-                .collect(),
-            upstream,
-        });
-    }
-    Ok(out)
+    p.plan(&cfg.default_target()).map_err(anyhow::Error::msg)
 }
 
 async fn runs_command(cfg: &Config, cmd: RunsCommand) -> Result<()> {

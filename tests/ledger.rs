@@ -6,7 +6,7 @@
 mod common;
 
 use redrelay::event::{parse, Origin, StatusEvent};
-use redrelay::ledger::{statement_name, Disposition, Ledger, LedgerError, NewJob, Target};
+use redrelay::ledger::{statement_name, Disposition, Fired, Ledger, LedgerError, NewJob, Target};
 use redrelay::state::{AttemptState, JobState, ResultState, RunState};
 
 fn new_job(name: &str, deps: Vec<i64>) -> NewJob {
@@ -514,6 +514,73 @@ async fn skips_follow_the_transition_table(b: Backend) {
     assert!(!JobState::Submitted.can_move_to(JobState::Skipped));
 }
 
+/// Issue 9.5: each fire time of a schedule fires once, whoever fires it
+/// (two leaders racing on one ledger), and `overlap = skip` records a skip
+/// while the schedule's previous run is RUNNING.
+async fn a_schedule_fires_each_time_once_and_skips_overlaps(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    l.put_schedule("nightly", "name = \"nightly\"", "{}", 1_000)
+        .await
+        .unwrap();
+    let jobs = vec![run_job("load", vec![])];
+    let (x, y) = tokio::join!(
+        l.fire_schedule("nightly", 60_000, "nightly", &jobs, true, 60_001),
+        l.fire_schedule("nightly", 60_000, "nightly", &jobs, true, 60_002),
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let runs: Vec<&Fired> = [&x, &y]
+        .into_iter()
+        .filter(|f| matches!(f, Fired::Run(_)))
+        .collect();
+    assert_eq!(runs.len(), 1, "{x:?} {y:?}");
+    assert!(
+        matches!(x, Fired::Already) || matches!(y, Fired::Already),
+        "{x:?} {y:?}"
+    );
+    assert_eq!(l.runs().await.unwrap().len(), 1);
+    // The next time, while that run is RUNNING: skipped, and recorded.
+    let skipped = l
+        .fire_schedule("nightly", 120_000, "nightly", &jobs, true, 120_001)
+        .await
+        .unwrap();
+    assert!(matches!(skipped, Fired::Skipped(_)), "{skipped:?}");
+    assert_eq!(l.runs().await.unwrap().len(), 1);
+    // Firing that time again is nothing; `allow` runs alongside.
+    let again = l
+        .fire_schedule("nightly", 120_000, "nightly", &jobs, false, 120_002)
+        .await
+        .unwrap();
+    assert_eq!(again, Fired::Already);
+    let allowed = l
+        .fire_schedule("nightly", 180_000, "nightly", &jobs, false, 180_001)
+        .await
+        .unwrap();
+    assert!(matches!(allowed, Fired::Run(_)), "{allowed:?}");
+    assert_eq!(l.runs().await.unwrap().len(), 2);
+    let fires = l.schedule_fires("nightly", 10).await.unwrap();
+    assert_eq!(fires.len(), 3);
+    assert!(
+        fires[1].2.as_deref().unwrap_or("").starts_with("skipped"),
+        "{fires:?}"
+    );
+    let s = &l.schedules().await.unwrap()[0];
+    assert_eq!(s.last_fired_at, Some(180_000));
+    // Pause keeps its start; resume counts from then.
+    assert!(l
+        .set_schedule_paused("nightly", true, 200_000)
+        .await
+        .unwrap());
+    assert!(l
+        .set_schedule_paused("nightly", false, 300_000)
+        .await
+        .unwrap());
+    let s = &l.schedules().await.unwrap()[0];
+    assert_eq!((s.paused, s.effective_since), (false, 300_000));
+    assert!(!l.set_schedule_paused("nope", true, 1).await.unwrap());
+    assert!(l.remove_schedule("nightly").await.unwrap());
+    assert!(l.schedules().await.unwrap().is_empty());
+}
+
 /// Each test of the suite, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -537,6 +604,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_schedule_fires_each_time_once_and_skips_overlaps,
     finished_event_releases_dependents_once,
     an_event_before_its_statement_id_is_deferred_then_applied,
     unknown_statements_are_foreign,

@@ -350,3 +350,56 @@ async fn own_events_of_a_run_with_a_failing_job_reach_a_queue_through_a_rule() {
         .collect();
     assert_eq!(ids.len(), 4, "every event has its own id");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_every_minute_schedule_fires_once_in_real_time() {
+    let stack = Stack::start("schedule");
+    let file = stack.write_file(
+        "minutely.toml",
+        "name = \"minutely\"\n\
+         [schedule]\ncron = \"* * * * *\"\n\
+         [jobs.stamp]\nsql = \"SELECT :at AS scheduled\"\nparams = { at = { param = \"scheduled_time\" } }\n",
+    );
+    let added = stack.ok(&["schedules", "add", &file]);
+    assert!(added.contains("schedule minutely stored"), "{added}");
+    let listed = stack.json(&["schedules", "list"]);
+    assert_eq!(listed[0]["cron"], "* * * * *", "{listed:#}");
+    assert_eq!(listed[0]["timezone"], "UTC");
+    let next = listed[0]["next_fire_at"].as_str().unwrap().to_string();
+    assert!(next.ends_with(":00Z"), "{next}");
+    let _worker = stack.spawn_worker(&[]);
+    // The next minute fires one run, whose job got the fire time.
+    let runs = stack.wait_for(Duration::from_secs(90), "the schedule to fire", || {
+        let runs = stack.json(&["runs", "list"]);
+        let runs = runs.as_array().cloned().unwrap_or_default();
+        common::seen(!runs.is_empty(), runs)
+    });
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let run = runs[0]["id"].as_str().unwrap().to_string();
+    let shown = stack.wait_run(&run, WAIT);
+    assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
+    let job = shown["jobs"][0]["id"].as_i64().unwrap();
+    let csv = stack.ok(&["results", &job.to_string()]);
+    assert_eq!(
+        csv.trim(),
+        format!("scheduled\n{next}"),
+        "the job ran with :scheduled_time"
+    );
+    let show = stack.json(&["schedules", "show", "minutely"]);
+    assert_eq!(
+        show["fires"].as_array().map(|f| f.len()),
+        Some(1),
+        "{show:#}"
+    );
+    assert_eq!(show["fires"][0]["scheduled_time"], next.as_str());
+    assert_eq!(show["fires"][0]["run"], run.as_str());
+    // Paused, it fires no more; trigger runs it once, now.
+    stack.ok(&["schedules", "pause", "minutely"]);
+    assert_eq!(stack.json(&["schedules", "list"])[0]["paused"], true);
+    let triggered = stack
+        .ok(&["schedules", "trigger", "minutely"])
+        .trim()
+        .to_string();
+    let shown = stack.wait_run(&triggered, WAIT);
+    assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
+}

@@ -139,3 +139,24 @@ CREATE TABLE outbox (
     last_error   TEXT
 );
 CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+
+-- Schedules, fired by the leader once per (schedule, fire time).
+CREATE TABLE schedules (
+    name            TEXT PRIMARY KEY,
+    text            TEXT NOT NULL,
+    sql_files       TEXT NOT NULL DEFAULT '{}',
+    paused          BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    effective_since BIGINT NOT NULL,
+    last_fired_at   BIGINT
+);
+CREATE TABLE schedule_fires (
+    schedule  TEXT NOT NULL,
+    fire_time BIGINT NOT NULL,
+    run_id    TEXT,
+    note      TEXT,
+    fired_at  BIGINT NOT NULL,
+    PRIMARY KEY (schedule, fire_time)
+);
+ALTER TABLE runs ADD COLUMN schedule TEXT;

@@ -39,3 +39,27 @@ CREATE TABLE outbox (
     last_error   TEXT
 );
 CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+
+-- Schedules: a pipeline file's text (and the SQL files it names), fired by
+-- the leader; each firing recorded once per (schedule, fire time), so a
+-- change of leader never fires twice.
+CREATE TABLE schedules (
+    name            TEXT PRIMARY KEY,
+    text            TEXT NOT NULL,
+    sql_files       TEXT NOT NULL DEFAULT '{}',
+    paused          INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    -- Firing counts from here (added, changed or resumed): a pause is never caught up.
+    effective_since INTEGER NOT NULL,
+    last_fired_at   INTEGER
+);
+CREATE TABLE schedule_fires (
+    schedule  TEXT NOT NULL,
+    fire_time INTEGER NOT NULL,
+    run_id    TEXT,
+    note      TEXT,
+    fired_at  INTEGER NOT NULL,
+    PRIMARY KEY (schedule, fire_time)
+);
+ALTER TABLE runs ADD COLUMN schedule TEXT;

@@ -224,6 +224,14 @@ forward! {
     pub async fn fail_submission(&self, job_id: i64, attempt: i64, error: &str, now: i64) -> Result<()>;
     pub async fn create_run(&self, pipeline: &str, jobs: &[RunJob], now: i64) -> Result<(String, Vec<i64>)>;
     pub async fn runs(&self) -> Result<Vec<Run>>;
+    /// Adds or replaces a schedule.
+    pub async fn put_schedule(&self, name: &str, text: &str, sql_files: &str, now: i64) -> Result<()>;
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRow>>;
+    pub async fn set_schedule_paused(&self, name: &str, paused: bool, now: i64) -> Result<bool>;
+    pub async fn remove_schedule(&self, name: &str) -> Result<bool>;
+    /// Fires a schedule once per fire time (see the backends).
+    pub async fn fire_schedule(&self, name: &str, fire_time: i64, pipeline: &str, jobs: &[RunJob], skip_overlap: bool, now: i64) -> Result<Fired>;
+    pub async fn schedule_fires(&self, name: &str, limit: i64) -> Result<Vec<(i64, Option<String>, Option<String>)>>;
     pub async fn run(&self, id: &str) -> Result<Option<Run>>;
     pub async fn run_edges(&self, run: &str) -> Result<Vec<(i64, i64)>>;
     pub async fn fail_ready(&self, job_id: i64, error: &str, now: i64) -> Result<()>;

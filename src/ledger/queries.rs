@@ -9,7 +9,7 @@ macro_rules! ledger_queries {
     use $crate::event::{StatementState, StatusEvent};
     use $crate::ledger::names::{client_token, new_uid, parse_statement_name, statement_name};
     use $crate::ledger::{
-        conflict, AttemptRow, Attempt, Claim, Disposition, Dump, EventRow, InFlightLimits, Job,
+        conflict, AttemptRow, Attempt, Claim, Disposition, Dump, EventRow, Fired, InFlightLimits, Job, ScheduleRow,
         LedgerError, NewJob, ParamFrom, Pruned, ResultFile, Result, RetryRefused, Run, RunJob,
         Ticket, WorkerInfo, WorkerRow,
     };
@@ -556,45 +556,147 @@ macro_rules! ledger_queries {
             jobs: &[RunJob],
             now: i64,
         ) -> Result<(String, Vec<i64>)> {
-            let run_id = format!("r{}", &new_uid()[..12]);
             let mut tx = self.begin().await?;
-            sqlx::query(
-                "INSERT INTO runs (id, pipeline, state, created_at) VALUES ($1, $2, 'RUNNING', $3)",
-            )
-            .bind(&run_id)
-            .bind(pipeline)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let mut ids: Vec<i64> = Vec::with_capacity(jobs.len());
-            let earlier = |ids: &Vec<i64>, i: usize| {
-                ids.get(i).copied().ok_or_else(|| {
-                    LedgerError::Corrupt(format!("job {i} of the run is not recorded yet"))
-                })
-            };
-            for rj in jobs {
-                let mut job = rj.job.clone();
-                job.run_id = Some(run_id.clone());
-                job.depends_on = rj
-                    .deps
-                    .iter()
-                    .map(|&i| earlier(&ids, i))
-                    .collect::<Result<_>>()?;
-                for (param, from, column) in &rj.upstream {
-                    let from_id = earlier(&ids, *from)?;
-                    if let Some(p) = job.params.get_mut(*param) {
-                        p.from = Some(ParamFrom {
-                            job: from_id,
-                            column: column.clone(),
-                        });
-                        p.value.clear();
-                    }
-                }
-                ids.push(insert_job_tx(&mut tx, &job, now).await?);
-            }
+            let out = create_run_tx(&mut tx, pipeline, jobs, None, now).await?;
             tx.commit().await?;
-            Ok((run_id, ids))
+            Ok(out)
         }
+
+        // ----- schedules -------------------------------------------------------
+
+        /// Adds a schedule, or replaces its definition (firing counts from
+        /// now; a paused one stays paused).
+        pub async fn put_schedule(
+            &self,
+            name: &str,
+            text: &str,
+            sql_files: &str,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO schedules (name, text, sql_files, created_at, updated_at, effective_since) \
+                 VALUES ($1, $2, $3, $4, $4, $4) \
+                 ON CONFLICT (name) DO UPDATE SET text = excluded.text, sql_files = excluded.sql_files, \
+                   updated_at = excluded.updated_at, effective_since = excluded.effective_since",
+            )
+            .bind(name)
+            .bind(text)
+            .bind(sql_files)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+            Ok(sqlx::query_as::<_, ScheduleRow>(
+                "SELECT name, text, sql_files, paused, created_at, updated_at, effective_since, \
+                 last_fired_at FROM schedules ORDER BY name",
+            )
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        /// Pauses or resumes; a resumed schedule counts from now (a pause
+        /// is never caught up). Whether it exists.
+        pub async fn set_schedule_paused(&self, name: &str, paused: bool, now: i64) -> Result<bool> {
+            Ok(sqlx::query(
+                "UPDATE schedules SET paused = $1, updated_at = $2, \
+                 effective_since = CASE WHEN $1 THEN effective_since ELSE $2 END WHERE name = $3",
+            )
+            .bind(paused)
+            .bind(now)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                == 1)
+        }
+
+        pub async fn remove_schedule(&self, name: &str) -> Result<bool> {
+            Ok(sqlx::query("DELETE FROM schedules WHERE name = $1")
+                .bind(name)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1)
+        }
+
+        /// Fires a schedule for `fire_time`, once: the firing is recorded
+        /// (unique schedule and fire time) in the transaction that creates
+        /// its run, so two leaders never fire twice. With `skip_overlap`, a
+        /// RUNNING run of this schedule makes the firing a recorded skip.
+        pub async fn fire_schedule(
+            &self,
+            name: &str,
+            fire_time: i64,
+            pipeline: &str,
+            jobs: &[RunJob],
+            skip_overlap: bool,
+            now: i64,
+        ) -> Result<Fired> {
+            let mut tx = self.begin().await?;
+            let fresh: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO schedule_fires (schedule, fire_time, fired_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING RETURNING fire_time",
+            )
+            .bind(name)
+            .bind(fire_time)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if fresh.is_none() {
+                return Ok(Fired::Already);
+            }
+            sqlx::query("UPDATE schedules SET last_fired_at = $1 WHERE name = $2")
+                .bind(fire_time)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            if skip_overlap {
+                let running: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM runs WHERE schedule = $1 AND state = 'RUNNING' LIMIT 1",
+                )
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(run) = running {
+                    sqlx::query(
+                        "UPDATE schedule_fires SET note = $1 WHERE schedule = $2 AND fire_time = $3",
+                    )
+                    .bind(format!("skipped: run {run} of this schedule is still RUNNING"))
+                    .bind(name)
+                    .bind(fire_time)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(Fired::Skipped(run));
+                }
+            }
+            let (run, _) = create_run_tx(&mut tx, pipeline, jobs, Some(name), now).await?;
+            sqlx::query("UPDATE schedule_fires SET run_id = $1 WHERE schedule = $2 AND fire_time = $3")
+                .bind(&run)
+                .bind(name)
+                .bind(fire_time)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Fired::Run(run))
+        }
+
+        /// The runs a schedule fired, newest first: (fire time, run id, note).
+        pub async fn schedule_fires(&self, name: &str, limit: i64) -> Result<Vec<(i64, Option<String>, Option<String>)>> {
+            Ok(sqlx::query_as(
+                "SELECT fire_time, run_id, note FROM schedule_fires WHERE schedule = $1 \
+                 ORDER BY fire_time DESC LIMIT $2",
+            )
+            .bind(name)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+
 
         pub async fn runs(&self) -> Result<Vec<Run>> {
             Ok(sqlx::query_as::<_, Run>(
@@ -1498,6 +1600,54 @@ macro_rules! ledger_queries {
             tx.commit().await?;
             Ok(())
         }
+    }
+
+    /// Records a run and all its jobs in the caller's transaction (see
+    /// `create_run`); `schedule` names the schedule that fired it.
+    async fn create_run_tx(
+        tx: &mut Tx,
+        pipeline: &str,
+        jobs: &[RunJob],
+        schedule: Option<&str>,
+        now: i64,
+    ) -> Result<(String, Vec<i64>)> {
+        let run_id = format!("r{}", &new_uid()[..12]);
+        sqlx::query(
+            "INSERT INTO runs (id, pipeline, state, created_at, schedule) VALUES ($1, $2, 'RUNNING', $3, $4)",
+        )
+        .bind(&run_id)
+        .bind(pipeline)
+        .bind(now)
+        .bind(schedule)
+        .execute(&mut **tx)
+        .await?;
+            let mut ids: Vec<i64> = Vec::with_capacity(jobs.len());
+            let earlier = |ids: &Vec<i64>, i: usize| {
+                ids.get(i).copied().ok_or_else(|| {
+                    LedgerError::Corrupt(format!("job {i} of the run is not recorded yet"))
+                })
+            };
+            for rj in jobs {
+                let mut job = rj.job.clone();
+                job.run_id = Some(run_id.clone());
+                job.depends_on = rj
+                    .deps
+                    .iter()
+                    .map(|&i| earlier(&ids, i))
+                    .collect::<Result<_>>()?;
+                for (param, from, column) in &rj.upstream {
+                    let from_id = earlier(&ids, *from)?;
+                    if let Some(p) = job.params.get_mut(*param) {
+                        p.from = Some(ParamFrom {
+                            job: from_id,
+                            column: column.clone(),
+                        });
+                        p.value.clear();
+                    }
+                }
+                ids.push(insert_job_tx(tx, &job, now).await?);
+            }
+        Ok((run_id, ids))
     }
 
     async fn job_tx(tx: &mut Tx, id: i64) -> Result<Job> {

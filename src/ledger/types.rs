@@ -275,3 +275,31 @@ pub struct Dump {
 
 /// The tables [`Dump`] holds, in the order they are written.
 pub const TABLES: [&str; 6] = ["runs", "jobs", "job_deps", "attempts", "events", "results"];
+
+/// A stored schedule: a pipeline file's text and the SQL files it names.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct ScheduleRow {
+    pub name: String,
+    #[serde(skip)]
+    pub text: String,
+    /// JSON object: path as written in the file -> its SQL.
+    #[serde(skip)]
+    pub sql_files: String,
+    pub paused: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Firing counts from here (added, changed or resumed).
+    pub effective_since: i64,
+    pub last_fired_at: Option<i64>,
+}
+
+/// What firing a schedule did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// A run was created.
+    Run(String),
+    /// This fire time was fired before (by this or another leader).
+    Already,
+    /// Skipped: this run of the schedule is still RUNNING (overlap = skip).
+    Skipped(String),
+}

@@ -18,6 +18,7 @@ pub mod listener;
 mod publisher;
 mod reconciler;
 mod retention;
+mod scheduler;
 mod submitter;
 
 pub use retention::{prune, PruneReport};
@@ -271,6 +272,10 @@ impl Worker {
                 Box::pin(self.clone().listen_loop(stop.clone())),
             ));
         }
+        tasks.push((
+            "scheduler",
+            Box::pin(self.clone().schedule_loop(stop.clone())),
+        ));
         if self.cfg.publish_events {
             tasks.push((
                 "publisher",
