@@ -774,6 +774,122 @@ fn dot_text(s: &str) -> String {
     escape(s, &[('\\', "\\\\"), ('"', "\\\"")])
 }
 
+impl Pipeline {
+    /// The ledger records of this validated pipeline (run-time parameters
+    /// filled): targets completed from `defaults`, dependencies and
+    /// upstream parameters as indexes into the list.
+    pub fn plan(&self, defaults: &Target) -> Result<Vec<crate::ledger::RunJob>, String> {
+        let index: HashMap<&str, usize> = self
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.name.as_str(), i))
+            .collect();
+        let mut out = Vec::with_capacity(self.jobs.len());
+        for j in &self.jobs {
+            let target = j.target.clone().over(defaults);
+            target.check().map_err(|e| format!("job {}: {e}", j.name))?;
+            let mut params = Vec::new();
+            let mut upstream = Vec::new();
+            for (i, (name, v)) in j.params.iter().enumerate() {
+                let value = match v {
+                    ParamValue::Value(v) => v.clone(),
+                    ParamValue::RunTime(name) => {
+                        return Err(format!(
+                            "job {}: run-time parameter {name} has no value",
+                            j.name
+                        ))
+                    }
+                    ParamValue::Upstream { job, column } => {
+                        let from = *index
+                            .get(job.as_str())
+                            .ok_or_else(|| format!("job {}: unknown upstream {job}", j.name))?;
+                        upstream.push((i, from, column.clone()));
+                        String::new()
+                    }
+                };
+                params.push(crate::domain::Param {
+                    name: name.clone(),
+                    value,
+                    from: None,
+                });
+            }
+            out.push(crate::ledger::RunJob {
+                job: crate::ledger::NewJob {
+                    name: j.name.clone(),
+                    sqls: j.sqls.clone(),
+                    params,
+                    target,
+                    depends_on: Vec::new(),
+                    max_attempts: j.max_attempts,
+                    retry: serde_json::to_value(j.retry).ok(),
+                    timeout_secs: j.timeout_secs.map(|t| t as i64),
+                    run_id: None,
+                },
+                deps: j
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| index.get(d.as_str()).copied())
+                    .collect(),
+                upstream,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A pipeline file read for storing as a schedule: its text, and every SQL
+/// file it names (as written), so that any worker can rebuild it without
+/// the files.
+pub fn load_for_schedule(
+    path: &Path,
+) -> Result<(Pipeline, String, BTreeMap<String, String>), Invalid> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
+        problems: vec![format!("{shown}: cannot read: {e}")],
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("pipeline")
+        .to_string();
+    let files = std::cell::RefCell::new(BTreeMap::new());
+    let p = parse(&text, &shown, &stem, |p| {
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
+        let sql = std::fs::read_to_string(&full)
+            .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        files
+            .borrow_mut()
+            .insert(p.display().to_string(), sql.clone());
+        Ok(sql)
+    })?;
+    Ok((p, text, files.into_inner()))
+}
+
+/// A stored schedule's pipeline, rebuilt from its text and SQL files.
+pub fn parse_stored(
+    name: &str,
+    text: &str,
+    sql_files: &BTreeMap<String, String>,
+) -> Result<Pipeline, Invalid> {
+    parse(text, &format!("schedule {name}"), name, |p| {
+        sql_files
+            .get(&p.display().to_string())
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "{} was not stored with the schedule: add it again",
+                    p.display()
+                )
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1147,120 +1263,4 @@ mod tests {
         // Without [schedule], a required parameter is still fine.
         assert!(check("[params]\nday = \"\"\n[jobs.a]\nsql = \"SELECT 1\"\n").is_ok());
     }
-}
-
-impl Pipeline {
-    /// The ledger records of this validated pipeline (run-time parameters
-    /// filled): targets completed from `defaults`, dependencies and
-    /// upstream parameters as indexes into the list.
-    pub fn plan(&self, defaults: &Target) -> Result<Vec<crate::ledger::RunJob>, String> {
-        let index: HashMap<&str, usize> = self
-            .jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.name.as_str(), i))
-            .collect();
-        let mut out = Vec::with_capacity(self.jobs.len());
-        for j in &self.jobs {
-            let target = j.target.clone().over(defaults);
-            target.check().map_err(|e| format!("job {}: {e}", j.name))?;
-            let mut params = Vec::new();
-            let mut upstream = Vec::new();
-            for (i, (name, v)) in j.params.iter().enumerate() {
-                let value = match v {
-                    ParamValue::Value(v) => v.clone(),
-                    ParamValue::RunTime(name) => {
-                        return Err(format!(
-                            "job {}: run-time parameter {name} has no value",
-                            j.name
-                        ))
-                    }
-                    ParamValue::Upstream { job, column } => {
-                        let from = *index
-                            .get(job.as_str())
-                            .ok_or_else(|| format!("job {}: unknown upstream {job}", j.name))?;
-                        upstream.push((i, from, column.clone()));
-                        String::new()
-                    }
-                };
-                params.push(crate::domain::Param {
-                    name: name.clone(),
-                    value,
-                    from: None,
-                });
-            }
-            out.push(crate::ledger::RunJob {
-                job: crate::ledger::NewJob {
-                    name: j.name.clone(),
-                    sqls: j.sqls.clone(),
-                    params,
-                    target,
-                    depends_on: Vec::new(),
-                    max_attempts: j.max_attempts,
-                    retry: serde_json::to_value(j.retry).ok(),
-                    timeout_secs: j.timeout_secs.map(|t| t as i64),
-                    run_id: None,
-                },
-                deps: j
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| index.get(d.as_str()).copied())
-                    .collect(),
-                upstream,
-            });
-        }
-        Ok(out)
-    }
-}
-
-/// A pipeline file read for storing as a schedule: its text, and every SQL
-/// file it names (as written), so that any worker can rebuild it without
-/// the files.
-pub fn load_for_schedule(
-    path: &Path,
-) -> Result<(Pipeline, String, BTreeMap<String, String>), Invalid> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
-        problems: vec![format!("{shown}: cannot read: {e}")],
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("pipeline")
-        .to_string();
-    let files = std::cell::RefCell::new(BTreeMap::new());
-    let p = parse(&text, &shown, &stem, |p| {
-        let full = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        };
-        let sql = std::fs::read_to_string(&full)
-            .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
-        files
-            .borrow_mut()
-            .insert(p.display().to_string(), sql.clone());
-        Ok(sql)
-    })?;
-    Ok((p, text, files.into_inner()))
-}
-
-/// A stored schedule's pipeline, rebuilt from its text and SQL files.
-pub fn parse_stored(
-    name: &str,
-    text: &str,
-    sql_files: &BTreeMap<String, String>,
-) -> Result<Pipeline, Invalid> {
-    parse(text, &format!("schedule {name}"), name, |p| {
-        sql_files
-            .get(&p.display().to_string())
-            .cloned()
-            .ok_or_else(|| {
-                format!(
-                    "{} was not stored with the schedule: add it again",
-                    p.display()
-                )
-            })
-    })
 }
