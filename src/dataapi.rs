@@ -37,7 +37,21 @@ impl ApiError {
             Some(m) if !code.is_empty() => format!("{code}: {m}"),
             _ => DisplayErrorContext(&err).to_string(),
         };
-        match code.as_str() {
+        Self::of(&code, err.message(), message)
+    }
+
+    /// The kind of an error from its code and the service's message;
+    /// `shown` is what the error says.
+    fn of(code: &str, service_message: Option<&str>, shown: String) -> Self {
+        let message = shown;
+        match code {
+            // Redshift Serverless answers throttling as a ValidationException
+            // whose message is "Rate exceeded": throttling, not a failure.
+            "ValidationException"
+                if service_message.is_some_and(|m| m.contains("Rate exceeded")) =>
+            {
+                ApiError::Throttled(message)
+            }
             "ThrottlingException"
             | "ActiveStatementsExceededException"
             | "ActiveSessionsExceededException"
@@ -303,4 +317,30 @@ fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, ApiErro
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serverless_rate_exceeded_is_throttling() {
+        let of = |code: &str, m: &str| ApiError::of(code, Some(m), format!("{code}: {m}"));
+        assert!(matches!(
+            of("ValidationException", "Rate exceeded"),
+            ApiError::Throttled(_)
+        ));
+        assert!(matches!(
+            of("ValidationException", "syntax error at or near"),
+            ApiError::Rejected(_)
+        ));
+        assert!(matches!(
+            of("ThrottlingException", "slow down"),
+            ApiError::Throttled(_)
+        ));
+        assert!(matches!(
+            of("InternalServerException", "oops"),
+            ApiError::Transient(_)
+        ));
+    }
 }

@@ -356,7 +356,7 @@ async fn chaos_kills_and_faults_lose_nothing_and_run_nothing_twice() {
     for seed in seeds() {
         let started = Instant::now();
         // Its own task: a failing seed (a panic) does not stop the others.
-        let passed = tokio::spawn(chaos(seed)).await.is_ok();
+        let passed = tokio::spawn(chaos(seed, None)).await.is_ok();
         let secs = started.elapsed().as_secs_f64();
         let line = format!(
             "chaos seed {seed}: {} in {secs:.1} s",
@@ -380,14 +380,42 @@ async fn chaos_kills_and_faults_lose_nothing_and_run_nothing_twice() {
     );
 }
 
-async fn chaos(seed: u64) {
+/// Issue 8.9: the same chaos with three workers on one PostgreSQL ledger,
+/// the leader among those killed; leadership must change, and the time
+/// from the leader's death to a new leader is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_with_three_workers_on_postgres() {
+    let seed = std::env::var("REDRELAY_CHAOS_PG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let pg = common::pg::postgres().await;
+    chaos(seed, Some(pg.url)).await;
+}
+
+/// The live leader's worker id, from `workers list`.
+fn leader_id(stack: &Stack) -> Option<String> {
+    stack
+        .json(&["workers", "list"])
+        .as_array()?
+        .iter()
+        .find(|w| w["leader"] == true)
+        .and_then(|w| w["id"].as_str().map(str::to_string))
+}
+
+async fn chaos(seed: u64, ledger_url: Option<String>) {
+    let on_postgres = ledger_url.is_some();
     // Workers sharing the queue and the ledger at once (the design allows
     // several); each is killed and restarted on its own.
-    let n_workers = std::env::var("REDRELAY_CHAOS_WORKERS")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(DEFAULT_WORKERS)
-        .max(1);
+    let n_workers = if on_postgres {
+        3
+    } else {
+        std::env::var("REDRELAY_CHAOS_WORKERS")
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(DEFAULT_WORKERS)
+            .max(1)
+    };
     println!("chaos seed: {seed} (replay with REDRELAY_CHAOS_SEEDS={seed}), {n_workers} workers");
     eprintln!("chaos seed: {seed} (replay with REDRELAY_CHAOS_SEEDS={seed}), {n_workers} workers");
     let started = Instant::now();
@@ -425,6 +453,7 @@ async fn chaos(seed: u64) {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            ledger_url,
             ..Default::default()
         },
     );
@@ -460,6 +489,7 @@ async fn chaos(seed: u64) {
     let ledger = stack.ledger().await;
     let mut workers: Vec<common::Proc> = (0..n_workers).map(|_| stack.spawn_worker(&[])).collect();
     let mut killed_at = Vec::new();
+    let mut failovers: Vec<f64> = Vec::new();
     for (k, kill) in kills.iter().enumerate() {
         let what = format!("progress {} (kill {} of {})", kill.at, k + 1, kills.len());
         let reached = stack
@@ -480,7 +510,21 @@ async fn chaos(seed: u64) {
             .await;
         // The schedule's own delay before the kill (it waits for nothing).
         tokio::time::sleep(kill.pause).await;
-        let w = &mut workers[kill.victim];
+        // On PostgreSQL every other kill takes the leader.
+        let mut victim = kill.victim;
+        let mut leader_killed = None;
+        if on_postgres && k % 2 == 0 {
+            if let Some(id) = leader_id(&stack) {
+                if let Some(i) = workers
+                    .iter()
+                    .position(|w| id.contains(&format!("-{}-", w.pid())))
+                {
+                    victim = i;
+                    leader_killed = Some(id);
+                }
+            }
+        }
+        let w = &mut workers[victim];
         if let Some(status) = w.child.try_wait().unwrap() {
             panic!("kill {}: the worker had already exited ({status})", k + 1);
         }
@@ -493,6 +537,14 @@ async fn chaos(seed: u64) {
             k + 1
         );
         killed_at.push(reached);
+        if let Some(old) = leader_killed {
+            let dead = Instant::now();
+            stack.wait_for(WAIT, "a new leader", || {
+                let now = leader_id(&stack);
+                seen(now.as_ref().is_some_and(|l| *l != old), now)
+            });
+            failovers.push(dead.elapsed().as_secs_f64());
+        }
         if k + 1 == 3 {
             for p in &plans[early..] {
                 runs.push((start_run(&stack, p), p));
@@ -604,6 +656,18 @@ async fn chaos(seed: u64) {
             .join(" "),
     );
     println!("{figures}");
+    if on_postgres {
+        failovers.sort_by(f64::total_cmp);
+        let line = format!(
+            "PostgreSQL, {n_workers} workers: {} leader kills, new leader after p50 {:.1} s, max {:.1} s",
+            failovers.len(),
+            failovers.get(failovers.len() / 2).copied().unwrap_or(0.0),
+            failovers.last().copied().unwrap_or(0.0)
+        );
+        println!("{line}");
+        eprintln!("{line}");
+        assert!(!failovers.is_empty(), "leadership never changed");
+    }
 
     // ----- the checks -------------------------------------------------------
     assert_eq!(killed_at.len(), kills.len(), "every planned kill was made");
