@@ -134,55 +134,115 @@ impl Default for Config {
     }
 }
 
-/// Keys whose environment value is a number, not a string.
-const NUMERIC_KEYS: &[&str] = &[
-    "max_receive_count",
-    "visibility_timeout_secs",
-    "wait_time_secs",
-    "reconcile_after_secs",
-    "max_in_flight",
-    "max_in_flight_per_target",
-    "api_rate_scale",
-    "retention_days",
-    "ledger_max_connections",
+/// How a key's value is written: what an error about it says is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Any text (a name, a URL, a path).
+    Text,
+    /// A whole number, 0 or more.
+    Count,
+    /// A number with a fraction allowed.
+    Number,
+    /// One of a few words, as the error says them ("ack or leave").
+    Choice(&'static str),
+    /// true or false.
+    Flag,
+    /// HOST:PORT, or empty for none (so an empty variable counts).
+    Address,
+}
+
+impl Kind {
+    /// What an error says the value of `key` must be.
+    fn expected(self, key: &str) -> String {
+        match self {
+            Kind::Text => format!("{key} must be text"),
+            Kind::Count => format!("{key} must be a whole number 0 or more"),
+            Kind::Number => format!("{key} must be a number"),
+            Kind::Choice(words) => format!("{key} must be {words}"),
+            Kind::Flag => format!("{key} must be true or false (or yes/no, 1/0)"),
+            Kind::Address => format!(
+                "{key} must be an address HOST:PORT, e.g. 127.0.0.1:9464 (\"\" turns it off)"
+            ),
+        }
+    }
+
+    /// The TOML value of an environment variable's text, or `None` when it
+    /// cannot be one of this kind.
+    fn parse_env(self, text: &str) -> Option<toml::Value> {
+        match self {
+            Kind::Text | Kind::Choice(_) | Kind::Address => {
+                Some(toml::Value::String(text.to_string()))
+            }
+            Kind::Flag => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Some(toml::Value::Boolean(true)),
+                "false" | "0" | "no" => Some(toml::Value::Boolean(false)),
+                _ => None,
+            },
+            Kind::Count => text.trim().parse().ok().map(toml::Value::Integer),
+            Kind::Number => text.trim().parse().ok().map(toml::Value::Float),
+        }
+    }
+}
+
+const ACK_OR_LEAVE: Kind = Kind::Choice("ack or leave");
+
+/// Every key of the file, in the order of the struct, with how it is
+/// written.
+const KEYS: &[(&str, Kind)] = &[
+    ("queue_url", Kind::Text),
+    ("queue_name", Kind::Text),
+    ("dlq_name", Kind::Text),
+    ("max_receive_count", Kind::Count),
+    ("visibility_timeout_secs", Kind::Count),
+    ("wait_time_secs", Kind::Count),
+    ("rule_name", Kind::Text),
+    ("event_bus", Kind::Text),
+    ("ledger", Kind::Text),
+    ("ledger_password_file", Kind::Text),
+    ("ledger_max_connections", Kind::Count),
+    ("results_dir", Kind::Text),
+    ("workgroup", Kind::Text),
+    ("cluster", Kind::Text),
+    ("database", Kind::Text),
+    ("db_user", Kind::Text),
+    ("secret_arn", Kind::Text),
+    ("account", Kind::Text),
+    ("region", Kind::Text),
+    ("on_invalid", ACK_OR_LEAVE),
+    ("on_foreign", ACK_OR_LEAVE),
+    ("reconcile_after_secs", Kind::Count),
+    ("max_in_flight", Kind::Count),
+    ("max_in_flight_per_target", Kind::Count),
+    ("api_rate_scale", Kind::Number),
+    ("retention_days", Kind::Count),
+    ("listen", Kind::Address),
+    ("publish_events", Kind::Flag),
+    ("publish_bus", Kind::Text),
+    ("publish_source", Kind::Text),
 ];
 
-/// Keys whose environment value is true or false.
-const BOOL_KEYS: &[&str] = &["publish_events"];
+/// The environment variable of a key.
+fn env_var(key: &str) -> String {
+    format!("REDRELAY_{}", key.to_ascii_uppercase())
+}
 
-/// Every key of the file, in the order of the struct.
-pub const KEYS: &[&str] = &[
-    "queue_url",
-    "queue_name",
-    "dlq_name",
-    "max_receive_count",
-    "visibility_timeout_secs",
-    "wait_time_secs",
-    "rule_name",
-    "event_bus",
-    "ledger",
-    "ledger_password_file",
-    "ledger_max_connections",
-    "results_dir",
-    "workgroup",
-    "cluster",
-    "database",
-    "db_user",
-    "secret_arn",
-    "account",
-    "region",
-    "on_invalid",
-    "on_foreign",
-    "reconcile_after_secs",
-    "max_in_flight",
-    "max_in_flight_per_target",
-    "api_rate_scale",
-    "retention_days",
-    "listen",
-    "publish_events",
-    "publish_bus",
-    "publish_source",
-];
+/// The known key closest to a misspelt one, when it is close (clap's
+/// measure for its own suggestions, `strsim`, already in the build).
+fn closest_key(key: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|(k, _)| (strsim::jaro_winkler(key, k), *k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// Whether `value` is a valid value of `key` alone (every other key
+/// default): what makes an error name the key that is wrong.
+fn valid_alone(key: &str, value: &toml::Value) -> bool {
+    let mut one = toml::Table::new();
+    one.insert(key.to_string(), value.clone());
+    one.try_into::<Config>().is_ok()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -193,15 +253,34 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {message}")]
     Invalid { path: String, message: String },
-    #[error("environment variable {var} must be a number, got {value:?}")]
-    NotANumber { var: String, value: String },
-    #[error("environment variable {var} must be true or false, got {value:?}")]
-    NotABool { var: String, value: String },
+    #[error("config file {path} has an unknown key {key:?}{hint}; the keys are: {known}")]
+    UnknownKey {
+        path: String,
+        key: String,
+        /// ` (did you mean "queue_name"?)` when one key is close.
+        hint: String,
+        known: String,
+    },
+    #[error("config file {path}: {key} = {value} is invalid: {expected}")]
+    FileValue {
+        path: String,
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{var}={value} is invalid: {expected}")]
+    EnvValue {
+        var: String,
+        value: String,
+        expected: String,
+    },
 }
 
 impl Config {
     /// Loads `path` (or `./redrelay.toml` when it exists, or the defaults),
-    /// then applies `REDRELAY_<KEY>` variables from `env`.
+    /// then applies `REDRELAY_<KEY>` variables from `env`. An error names
+    /// the key (and the file or the variable) whose value is wrong, and
+    /// what it must be.
     pub fn load(
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
@@ -224,63 +303,92 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        for key in KEYS {
-            let var = format!("REDRELAY_{}", key.to_ascii_uppercase());
-            let Some(value) = env(&var).filter(|v| !v.is_empty()) else {
+        for (key, value) in &table {
+            let Some((_, kind)) = KEYS.iter().find(|(k, _)| k == key) else {
+                return Err(ConfigError::UnknownKey {
+                    path: shown,
+                    key: key.clone(),
+                    hint: closest_key(key)
+                        .map(|k| format!(" (did you mean {k:?}?)"))
+                        .unwrap_or_default(),
+                    known: KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
+                });
+            };
+            if !valid_alone(key, value) {
+                return Err(ConfigError::FileValue {
+                    path: shown,
+                    key: key.clone(),
+                    value: value.to_string(),
+                    expected: kind.expected(key),
+                });
+            }
+        }
+        // The keys set from the environment, with the text of each.
+        let mut from_env: Vec<(&str, String)> = Vec::new();
+        for &(key, kind) in KEYS {
+            let var = env_var(key);
+            // An empty variable is unset, except for an address, where
+            // it means none (REDRELAY_LISTEN= turns the listener off).
+            let Some(text) = env(&var).filter(|v| !v.is_empty() || kind == Kind::Address) else {
                 continue;
             };
-            let value = if BOOL_KEYS.contains(key) {
-                let b = match value.trim().to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => {
-                        return Err(ConfigError::NotABool {
-                            var: var.clone(),
-                            value: value.clone(),
-                        })
-                    }
-                };
-                toml::Value::Boolean(b)
-            } else if *key == "api_rate_scale" {
-                let f: f64 = value.trim().parse().map_err(|_| ConfigError::NotANumber {
-                    var: var.clone(),
-                    value: value.clone(),
-                })?;
-                toml::Value::Float(f)
-            } else if NUMERIC_KEYS.contains(key) {
-                let n: i64 = value.trim().parse().map_err(|_| ConfigError::NotANumber {
-                    var: var.clone(),
-                    value: value.clone(),
-                })?;
-                toml::Value::Integer(n)
-            } else {
-                toml::Value::String(value)
+            let value = kind.parse_env(&text).filter(|v| valid_alone(key, v));
+            let Some(value) = value else {
+                return Err(ConfigError::EnvValue {
+                    var,
+                    value: text,
+                    expected: kind.expected(key),
+                });
             };
-            table.insert((*key).to_string(), value);
+            table.insert(key.to_string(), value);
+            from_env.push((key, text));
         }
-        let cfg: Config = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                path: shown.clone(),
-                message: format!(
-                    "{} (known keys: {})",
-                    e.message().trim_end(),
-                    KEYS.join(", ")
-                ),
-            })?;
-        if !(cfg.api_rate_scale > 0.0 && cfg.api_rate_scale <= 100.0) {
-            return Err(ConfigError::Invalid {
-                path: shown,
-                message: "api_rate_scale must be more than 0 (1.0 = AWS's default quotas)".into(),
-            });
-        }
-        if cfg.wait_time_secs > 20 {
-            return Err(ConfigError::Invalid {
-                path: shown,
-                message: "wait_time_secs must be 0 to 20 (the SQS long-poll maximum)".into(),
+        let cfg: Config =
+            table
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: shown.clone(),
+                    message: e.message().trim_end().to_string(),
+                })?;
+        if let Err((key, expected)) = cfg.check_ranges() {
+            return Err(match from_env.iter().find(|(k, _)| *k == key) {
+                Some((_, text)) => ConfigError::EnvValue {
+                    var: env_var(key),
+                    value: text.clone(),
+                    expected,
+                },
+                None => ConfigError::FileValue {
+                    path: shown,
+                    key: key.to_string(),
+                    value: table.get(key).map(|v| v.to_string()).unwrap_or_default(),
+                    expected,
+                },
             });
         }
         Ok(cfg)
+    }
+
+    /// The limits a value of the right type can still break: the key and
+    /// what it must be.
+    fn check_ranges(&self) -> Result<(), (&'static str, String)> {
+        if !(self.api_rate_scale > 0.0 && self.api_rate_scale <= 100.0) {
+            return Err((
+                "api_rate_scale",
+                "api_rate_scale must be more than 0 and at most 100 (1.0 = AWS's default quotas)"
+                    .into(),
+            ));
+        }
+        if !self.listen.trim().is_empty() && self.listen_addr().is_err() {
+            return Err(("listen", Kind::Address.expected("listen")));
+        }
+        if self.wait_time_secs > 20 {
+            return Err((
+                "wait_time_secs",
+                "wait_time_secs must be 0 to 20 (the SQS long-poll maximum)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Where the ledger is (`ledger`, with `ledger_password_file` or
@@ -376,18 +484,18 @@ mod tests {
     fn every_key_is_known_and_overridable() {
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         for k in defaults.keys() {
-            assert!(KEYS.contains(&k.as_str()), "{k} missing from KEYS");
+            assert!(
+                KEYS.iter().any(|(key, _)| key == k),
+                "{k} missing from KEYS"
+            );
         }
-        for k in KEYS {
-            let var = format!("REDRELAY_{}", k.to_ascii_uppercase());
-            let value = if NUMERIC_KEYS.contains(k) || *k == "api_rate_scale" {
-                "5"
-            } else if BOOL_KEYS.contains(k) {
-                "true"
-            } else if *k == "listen" {
-                "127.0.0.1:0"
-            } else {
-                "ack"
+        for &(k, kind) in KEYS {
+            let var = env_var(k);
+            let value = match kind {
+                Kind::Count | Kind::Number => "5",
+                Kind::Text | Kind::Choice(_) => "ack",
+                Kind::Flag => "true",
+                Kind::Address => "127.0.0.1:0",
             };
             Config::load(None, env(&[(&var, value)])).unwrap_or_else(|e| panic!("{var}: {e}"));
         }
@@ -410,5 +518,105 @@ mod tests {
             .to_string();
         assert!(err.contains("on_foreign") || err.contains("drop"), "{err}");
         assert!(Config::load(Some(&dir.path().join("missing.toml")), env(&[])).is_err());
+    }
+
+    /// A bad environment value names its variable, the value and what is
+    /// expected (it used to say "config file (environment) is invalid").
+    #[test]
+    fn a_bad_environment_value_names_its_variable() {
+        let said = |var: &str, value: &str| {
+            Config::load(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            said("REDRELAY_MAX_IN_FLIGHT", "-3"),
+            "REDRELAY_MAX_IN_FLIGHT=-3 is invalid: max_in_flight must be a whole number 0 or more"
+        );
+        assert_eq!(
+            said("REDRELAY_RETENTION_DAYS", "soon"),
+            "REDRELAY_RETENTION_DAYS=soon is invalid: retention_days must be a whole number 0 or more"
+        );
+        assert_eq!(
+            said("REDRELAY_ON_FOREIGN", "drop"),
+            "REDRELAY_ON_FOREIGN=drop is invalid: on_foreign must be ack or leave"
+        );
+        assert_eq!(
+            said("REDRELAY_WAIT_TIME_SECS", "30"),
+            "REDRELAY_WAIT_TIME_SECS=30 is invalid: wait_time_secs must be 0 to 20 \
+             (the SQS long-poll maximum)"
+        );
+        assert_eq!(
+            said("REDRELAY_PUBLISH_EVENTS", "maybe"),
+            "REDRELAY_PUBLISH_EVENTS=maybe is invalid: publish_events must be true or false (or yes/no, 1/0)"
+        );
+        assert!(
+            said("REDRELAY_LISTEN", "nowhere")
+                .starts_with("REDRELAY_LISTEN=nowhere is invalid: listen must be an address"),
+            "{}",
+            said("REDRELAY_LISTEN", "nowhere")
+        );
+        assert!(said("REDRELAY_API_RATE_SCALE", "0").starts_with(
+            "REDRELAY_API_RATE_SCALE=0 is invalid: api_rate_scale must be more than 0"
+        ));
+    }
+
+    /// An empty REDRELAY_LISTEN turns the listener off; other empty
+    /// variables leave the key as it was.
+    #[test]
+    fn an_empty_listen_variable_turns_the_listener_off() {
+        let cfg = Config::load(
+            None,
+            env(&[("REDRELAY_LISTEN", ""), ("REDRELAY_QUEUE_NAME", "")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen_addr().unwrap(), None);
+        assert_eq!(cfg.queue_name, "redrelay-events");
+        for (text, on) in [("true", true), ("YES", true), ("1", true), ("no", false)] {
+            let cfg = Config::load(None, env(&[("REDRELAY_PUBLISH_EVENTS", text)])).unwrap();
+            assert_eq!(cfg.publish_events, on, "{text}");
+        }
+    }
+
+    /// A bad value in the file names the file, the key and what is expected.
+    #[test]
+    fn a_bad_file_value_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "max_in_flight = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "config file {}: max_in_flight = \"x\" is invalid: \
+                 max_in_flight must be a whole number 0 or more",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "wait_time_secs = 21\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("wait_time_secs = 21 is invalid: wait_time_secs must be 0 to 20"),
+            "{err}"
+        );
+    }
+
+    /// The unknown-key error lists the keys once (serde's own list used to
+    /// come first, then ours).
+    #[test]
+    fn the_unknown_key_error_lists_the_keys_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "queue_nam = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown key \"queue_nam\" (did you mean \"queue_name\"?); the keys are: queue_url, "),
+            "{err}"
+        );
+        std::fs::write(&path, "zzz = 1\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown key \"zzz\"; the keys are"), "{err}");
+        assert_eq!(err.matches("queue_url").count(), 1, "{err}");
+        assert_eq!(err.matches("retention_days").count(), 1, "{err}");
     }
 }

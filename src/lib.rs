@@ -7,7 +7,6 @@
 
 pub mod aws;
 pub mod cli;
-pub mod cli_schedules;
 pub mod clock;
 pub mod config;
 pub mod dataapi;

@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", redrelay::cli::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

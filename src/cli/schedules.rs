@@ -2,8 +2,9 @@
 //! stored in the ledger (every worker sees the same definition without a
 //! shared file system) and fired by the leader.
 
+use super::{open_ledger, render};
 use crate::clock::{Clock, SystemClock};
-use crate::ledger::{Fired, Ledger, ScheduleRow};
+use crate::ledger::{Fired, ScheduleRow};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -81,11 +82,8 @@ fn describe(s: &ScheduleRow) -> Result<serde_json::Value> {
     }))
 }
 
-pub async fn run(
-    ledger: &Ledger,
-    cfg: &crate::config::Config,
-    cmd: SchedulesCommand,
-) -> Result<()> {
+pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> Result<()> {
+    let ledger = &open_ledger(cfg).await?;
     let now = SystemClock.now_ms();
     match cmd {
         SchedulesCommand::Add { file } => {
@@ -124,21 +122,27 @@ pub async fn run(
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<24}  {:<16}  {:<20}  {:<6}  {:<26}  NEXT",
-                    "NAME", "CRON", "TIMEZONE", "PAUSED", "LAST"
-                );
-                for r in rows {
-                    println!(
-                        "{:<24}  {:<16}  {:<20}  {:<6}  {:<26}  {}",
-                        r["name"].as_str().unwrap_or("-"),
-                        r["cron"].as_str().unwrap_or("-"),
-                        r["timezone"].as_str().unwrap_or("-"),
-                        r["paused"],
-                        r["last_fired_at"].as_str().unwrap_or("-"),
-                        r["next_fire_at"].as_str().unwrap_or("-")
-                    );
-                }
+                let columns = [
+                    render::left("NAME"),
+                    render::left("CRON"),
+                    render::left("TIMEZONE"),
+                    render::left("PAUSED"),
+                    render::left("LAST"),
+                    render::left("NEXT"),
+                ];
+                let text =
+                    |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
+                let rows = rows.iter().map(|r| {
+                    vec![
+                        text(r, "name"),
+                        text(r, "cron"),
+                        text(r, "timezone"),
+                        r["paused"].to_string(),
+                        text(r, "last_fired_at"),
+                        text(r, "next_fire_at"),
+                    ]
+                });
+                println!("{}", render::table(&columns, rows));
             }
         }
         SchedulesCommand::Show { name, json } => {

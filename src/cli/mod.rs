@@ -1,0 +1,286 @@
+//! The command line: argument types (clap derives), dispatch, one module
+//! per command group, and one renderer (`render`) for tables and times.
+//!
+//! Each group's module holds its argument types and what its commands do;
+//! this file holds the top-level [`Cli`], the dispatch, and what several
+//! groups share (opening the ledger, stopping statements, showing an error).
+
+mod dlq;
+mod events;
+mod jobs;
+mod ledger;
+mod pipeline;
+pub mod render;
+mod results;
+mod runs;
+mod schedules;
+mod submit;
+mod worker;
+mod workers;
+
+pub use dlq::DlqCommand;
+pub use events::EventsArgs;
+pub use jobs::JobsCommand;
+pub use ledger::LedgerCommand;
+pub use pipeline::PipelineCommand;
+pub use results::{ResultFormat, ResultsArgs};
+pub use runs::RunsCommand;
+pub use schedules::SchedulesCommand;
+pub use submit::SubmitArgs;
+pub use worker::WorkerArgs;
+pub use workers::WorkersCommand;
+
+use crate::config::Config;
+use crate::dataapi::DataApi;
+use crate::ledger::Ledger;
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+/// Runs SQL on Amazon Redshift through the Data API and reacts to the
+/// statements' completion events (EventBridge -> SQS) instead of polling.
+///
+/// Endpoints, credentials and region come from the standard AWS
+/// configuration chain (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_SQS,
+/// AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL_REDSHIFT_DATA, ...).
+#[derive(Debug, Parser)]
+#[command(name = "redrelay", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: ./redrelay.toml when it exists). Every
+    /// key can be overridden by REDRELAY_<KEY>, e.g. REDRELAY_LEDGER.
+    #[arg(long, global = true, env = "REDRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log lines on stderr as `text` (for people) or `json` (one object a
+    /// line: time, level, message and fields such as job, run, statement).
+    #[arg(
+        long,
+        global = true,
+        env = "REDRELAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the SQS queue, its dead-letter queue, the queue policy and the
+    /// EventBridge rule and target (idempotent). Prints what it made as JSON.
+    Setup,
+    /// Record a job and submit it (WithEvent=true) when the in-flight limits
+    /// leave room (else the worker submits it), or leave it waiting on the
+    /// jobs given with --after.
+    Submit(SubmitArgs),
+    /// Consume completion events, fetch results and submit waiting jobs.
+    Worker(WorkerArgs),
+    /// List and inspect jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Validate, run and draw pipeline files (a DAG of jobs in TOML).
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// List, inspect and cancel pipeline runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Print a job's fetched result.
+    Results(ResultsArgs),
+    /// Show the inbox: the latest consumed messages and what became of them.
+    Events(EventsArgs),
+    /// Check the ledger's invariants.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Look at and redrive the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// The workers sharing the ledger.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+    /// Pipelines that run by themselves: add, list, pause, resume, trigger.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+    /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
+    Emulator(Box<crate::emulator::EmulatorArgs>),
+}
+
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
+    let command = match cli.command {
+        Command::Emulator(args) => return crate::emulator::run(*args, shutdown).await,
+        command => command,
+    };
+    let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    match command {
+        Command::Setup => {
+            let sdk = crate::aws::sdk_config().await?;
+            let report = crate::setup::run(&sdk, &cfg).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Submit(args) => submit::run(&cfg, args).await?,
+        Command::Worker(args) => worker::run(cfg, args, shutdown).await?,
+        Command::Jobs(cmd) => jobs::run(&cfg, cmd).await?,
+        Command::Pipeline(cmd) => pipeline::run(&cfg, cmd).await?,
+        Command::Runs(cmd) => runs::run(&cfg, cmd).await?,
+        Command::Results(args) => results::run(&cfg, args).await?,
+        Command::Events(args) => events::run(&cfg, args).await?,
+        Command::Ledger(cmd) => ledger::run(&cfg, cmd).await?,
+        Command::Dlq(cmd) => {
+            let sdk = crate::aws::sdk_config().await?;
+            crate::dlq::run(&sdk, &cfg, cmd).await?;
+        }
+        Command::Workers(cmd) => workers::run(&cfg, cmd).await?,
+        Command::Schedules(cmd) => schedules::run(&cfg, cmd).await?,
+        Command::Emulator(_) => unreachable!("the emulator returned above"),
+    }
+    Ok(())
+}
+
+/// Stops the running statements of cancelled jobs, within the configured
+/// rate limits.
+pub(crate) async fn stop_statements(cfg: &Config, statements: Vec<(i64, String)>) -> Result<()> {
+    if !statements.is_empty() {
+        let sdk = crate::aws::sdk_config().await?;
+        let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
+        for (id, sid) in statements {
+            match api.cancel(&sid).await {
+                Ok(_) => eprintln!("job {id}: statement {sid} cancelled"),
+                Err(e) => eprintln!("job {id}: statement {sid} could not be cancelled ({e}); it may have ended already"),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn open_ledger(cfg: &Config) -> Result<Ledger> {
+    crate::ledger::set_outbox(cfg.publish_events);
+    let location = cfg.ledger_location()?;
+    if let crate::ledger::Location::Sqlite(path) = &location {
+        check_sqlite_path(path)?;
+    }
+    match Ledger::connect(&location, cfg.ledger_max_connections).await {
+        Ok(ledger) => Ok(ledger),
+        Err(crate::ledger::LedgerError::Db(sqlx::Error::Database(e)))
+            if e.code().as_deref() == Some(SQLITE_NOTADB) =>
+        {
+            bail!(
+                "{location} is not a redrelay ledger: SQLite says \"{}\"; {WHAT_TO_DO}",
+                e.message()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open the ledger {location}")),
+    }
+}
+
+/// SQLite's result code for "file is not a database".
+const SQLITE_NOTADB: &str = "26";
+
+/// What to do about a `ledger` setting that is not a ledger.
+const WHAT_TO_DO: &str = "set `ledger` in the config file (or REDRELAY_LEDGER) to the \
+     ledger's file, to a path that does not exist yet for a new ledger, or to a \
+     postgres:// URL";
+
+/// Refuses a SQLite ledger path that cannot be a ledger, before the driver
+/// answers "file is not a database" with no word of what to do: a
+/// directory, or a file that is not a SQLite database. A path that does not
+/// exist (or an empty file) becomes a new ledger.
+fn check_sqlite_path(path: &Path) -> Result<()> {
+    const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if meta.is_dir() {
+        bail!(
+            "the ledger {} is a directory, not a ledger file: set `ledger` in the config \
+             file (or REDRELAY_LEDGER) to a file in it, e.g. {}",
+            path.display(),
+            path.join("redrelay.db").display()
+        );
+    }
+    let mut head = Vec::with_capacity(SQLITE_HEADER.len());
+    // Unreadable: the driver says why.
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    if file
+        .take(SQLITE_HEADER.len() as u64)
+        .read_to_end(&mut head)
+        .is_err()
+    {
+        return Ok(());
+    }
+    if !head.is_empty() && head != SQLITE_HEADER {
+        bail!(
+            "{} is not a redrelay ledger: it is not a SQLite database; {WHAT_TO_DO}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// An error and its causes, each said once: `{:#}` would repeat a cause
+/// whose text its wrapper already includes (a ledger error shows the
+/// driver's text, then the driver's error again, then its own cause).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let driver = sqlx::Error::Protocol("file is not a database".into());
+        let e = anyhow::Error::from(crate::ledger::LedgerError::Db(driver))
+            .context("cannot open the ledger x.db");
+        assert_eq!(
+            error_text(&e),
+            "cannot open the ledger x.db: ledger database error: \
+             encountered unexpected or invalid data: file is not a database"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&e), "outer: inner");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_ledger_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "hello\n").unwrap();
+        let err = check_sqlite_path(&text).unwrap_err().to_string();
+        assert!(err.contains("is not a redrelay ledger"), "{err}");
+        assert!(err.contains("REDRELAY_LEDGER"), "{err}");
+        let err = check_sqlite_path(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        assert!(check_sqlite_path(&dir.path().join("new.db")).is_ok());
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, "").unwrap();
+        assert!(check_sqlite_path(&empty).is_ok());
+    }
+}
