@@ -16,6 +16,7 @@ mod engine;
 mod events;
 pub mod faults;
 mod record;
+mod redshift;
 mod sql;
 mod wire;
 
