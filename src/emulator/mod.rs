@@ -7,16 +7,20 @@
 //! Statement Status Change" event to EventBridge (moto locally). It can
 //! inject faults, seeded and reproducible: see [`faults::FaultConfig`].
 //!
-//! Modules: `wire` (HTTP and JSON shapes), `engine` (statements, execution,
-//! results), `sql` (parameter rewriting, value typing), `events`
+//! Modules: `wire` (HTTP and JSON shapes), `engine` (statements, sessions,
+//! execution, results), `redshift` (Redshift SQL rewritten for SQLite with
+//! sqlparser-rs), `metadata` (the catalog operations), `s3io` (COPY and
+//! UNLOAD on S3), `sql` (parameter scanning, value typing), `events`
 //! (EventBridge publisher), `faults` (fault decisions and counters),
 //! `record` (the JSON Lines record of what ran).
 
 mod engine;
 mod events;
 pub mod faults;
+mod metadata;
 mod record;
 mod redshift;
+mod s3io;
 mod sql;
 mod wire;
 
@@ -31,7 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::ConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-use engine::{system_clock, Engine, EngineConfig};
+use engine::{system_clock, Engine, EngineConfig, Outside};
 use faults::{FaultConfig, Faults, RuleAction, StatementRule};
 use record::Recorder;
 
@@ -137,6 +141,23 @@ pub struct EmulatorArgs {
     /// ActiveStatementsExceededException (AWS: 500 per cluster).
     #[arg(long, value_name = "N")]
     pub max_active: Option<usize>,
+    /// Answer every API call after MS milliseconds, or only calls of one
+    /// operation as `Operation=MS` (e.g. `ExecuteStatement=150`).
+    /// Repeatable; also `[api] latency_ms` / `[api.latency]` in --faults.
+    #[arg(long, value_name = "MS|OPERATION=MS", value_parser = parse_latency)]
+    pub api_latency_ms: Vec<(Option<String>, u64)>,
+    /// Add a uniform random 0..=MS milliseconds (seeded) to every call's
+    /// latency.
+    #[arg(long, value_name = "MS")]
+    pub api_latency_jitter_ms: Option<u64>,
+    /// At most N calls with WaitTimeSeconds wait on one statement; beyond
+    /// it they answer ActiveWaitingRequestsExceededException.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_waiting_requests: usize,
+}
+
+fn parse_latency(s: &str) -> Result<(Option<String>, u64), String> {
+    faults::parse_latency(s)
 }
 
 fn parse_count_pattern(s: &str) -> Result<(u64, String), String> {
@@ -172,6 +193,9 @@ impl EmulatorArgs {
             throttle_prob: None,
             active_exceeded_prob: None,
             max_active: None,
+            api_latency_ms: Vec::new(),
+            api_latency_jitter_ms: None,
+            max_waiting_requests: 10,
         }
     }
 
@@ -207,6 +231,17 @@ impl EmulatorArgs {
         if self.max_active.is_some() {
             cfg.api.max_active = self.max_active;
         }
+        for (op, ms) in &self.api_latency_ms {
+            match op {
+                Some(op) => {
+                    cfg.api.latency.insert(op.clone(), *ms);
+                }
+                None => cfg.api.latency_ms = *ms,
+            }
+        }
+        if let Some(ms) = self.api_latency_jitter_ms {
+            cfg.api.latency_jitter_ms = ms;
+        }
         let rule = |pattern: &str, action| StatementRule {
             pattern: pattern.to_string(),
             action,
@@ -235,9 +270,12 @@ impl EmulatorArgs {
     }
 }
 
-/// Opens (or creates) the warehouse file.
-async fn open_warehouse(path: &std::path::Path) -> anyhow::Result<sqlx::SqliteConnection> {
-    SqliteConnectOptions::new()
+/// Opens (or creates) the warehouse file, with the catalog's registry.
+pub(crate) async fn open_warehouse(
+    path: &std::path::Path,
+) -> anyhow::Result<sqlx::SqliteConnection> {
+    use sqlx::Executor;
+    let mut conn = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -248,7 +286,11 @@ async fn open_warehouse(path: &std::path::Path) -> anyhow::Result<sqlx::SqliteCo
         .busy_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .with_context(|| format!("cannot open the warehouse {}", path.display()))
+        .with_context(|| format!("cannot open the warehouse {}", path.display()))?;
+    conn.execute(metadata::REGISTRY_DDL)
+        .await
+        .with_context(|| format!("cannot prepare the warehouse {}", path.display()))?;
+    Ok(conn)
 }
 
 /// Runs the emulator until `shutdown` is cancelled.
@@ -279,6 +321,20 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
         Arc::clone(&recorder),
         stop_events.clone(),
     );
+    if args.max_waiting_requests == 0 {
+        anyhow::bail!("--max-waiting-requests must be at least 1");
+    }
+    // S3 (COPY, UNLOAD) and Secrets Manager (SecretArn) through the
+    // standard chain: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SECRETS_MANAGER.
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+        // moto and other local S3s serve buckets by path, not host name.
+        .force_path_style(true)
+        .build();
+    let outside = Outside {
+        s3: aws_sdk_s3::Client::from_conf(s3_config),
+        secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+    };
     let secs_ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let engine = Arc::new(Engine::new(
         EngineConfig {
@@ -286,9 +342,12 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
             result_ttl_ms: secs_ms(args.result_ttl_secs),
             client_token_ttl_ms: secs_ms(args.client_token_ttl_secs),
             account: args.account.clone(),
+            max_waiting: args.max_waiting_requests,
         },
         system_clock,
         warehouse,
+        args.warehouse.clone(),
+        outside,
         events,
         Arc::clone(&recorder),
         Arc::clone(&faults),
@@ -302,11 +361,12 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     std::io::stdout().flush()?;
     tracing::info!(%addr, warehouse = %args.warehouse.display(), "Redshift Data API emulator listening.");
 
-    // Drops expired results now and then.
+    // Forgets expired statements and closes idle sessions, every second
+    // (sessions have keep-alives of a few seconds).
     let sweeper = {
         let engine = Arc::clone(&engine);
         let stop = shutdown.clone();
-        let every = Duration::from_secs(args.result_ttl_secs.clamp(1, 60));
+        let every = Duration::from_secs(1);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -331,7 +391,13 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     {
         tracing::warn!("Events still being sent at shutdown were abandoned.");
     }
-    let counters = faults.counters.snapshot();
+    let mut counters = faults.counters.snapshot();
+    if let Some(m) = counters.as_object_mut() {
+        m.insert(
+            "statements_in_memory".into(),
+            serde_json::json!(engine.statements_in_memory()),
+        );
+    }
     tracing::info!(counters = %counters, "Emulator stopped.");
     recorder.write(&serde_json::json!({
         "kind": "counters",
