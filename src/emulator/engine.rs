@@ -152,7 +152,9 @@ impl ResultFormat {
 pub(crate) enum SessionUse {
     None,
     /// SessionKeepAliveSeconds without SessionId: a new session.
-    New { keep_alive: i64 },
+    New {
+        keep_alive: i64,
+    },
     /// SessionId (and maybe a new keep-alive).
     Existing {
         id: String,
@@ -615,7 +617,10 @@ impl Engine {
         let id = uuid::Uuid::new_v4().to_string();
         // The session the statement runs in, and so its target.
         let (target, database, session_id) = match &req.session {
-            SessionUse::Existing { id: sid, keep_alive } => {
+            SessionUse::Existing {
+                id: sid,
+                keep_alive,
+            } => {
                 let session = store.sessions.get_mut(sid).ok_or_else(|| {
                     ApiError::not_found(format!("Session {sid} does not exist."), sid)
                 })?;
@@ -1012,7 +1017,11 @@ impl Engine {
             size: 0,
         };
         match redshift::plan(sql_text)? {
-            Plan::Sql { sql, params: names, dml } => {
+            Plan::Sql {
+                sql,
+                params: names,
+                dml,
+            } => {
                 let args = bind_params(&names, params)?;
                 run_sql(conn, sql, args, dml).await
             }
@@ -2058,7 +2067,11 @@ fn validate_request(req: &ExecRequest) -> Result<(), ApiError> {
 /// The database's error text, as Redshift would show it.
 fn db_error_text(e: &sqlx::Error) -> String {
     match e.as_database_error() {
-        Some(d) => format!("ERROR: {}", d.message()),
+        Some(d) => match d.message().strip_prefix("no such table: ") {
+            // Redshift's wording; the name is the one the SQL wrote.
+            Some(name) => format!("ERROR: relation \"{name}\" does not exist"),
+            None => format!("ERROR: {}", d.message()),
+        },
         None => format!("ERROR: {e}"),
     }
 }
@@ -2066,10 +2079,7 @@ fn db_error_text(e: &sqlx::Error) -> String {
 /// Binds the Data API's parameters in placeholder order. Redshift casts a
 /// parameter to the type its context needs; SQLite does not, so a value
 /// that is a plain number is bound as one.
-fn bind_params(
-    names: &[String],
-    params: &[(String, String)],
-) -> Result<SqliteArguments, String> {
+fn bind_params(names: &[String], params: &[(String, String)]) -> Result<SqliteArguments, String> {
     let mut args = SqliteArguments::default();
     for name in names {
         let value = params

@@ -20,7 +20,8 @@ use super::redshift::{split_table_name, PUBLIC};
 pub(crate) const DEFAULT_DATABASE: &str = "dev";
 
 /// Registry tables, created when the warehouse opens.
-pub(crate) const REGISTRY_DDL: &str = "CREATE TABLE IF NOT EXISTS _redrelay_schemas (name TEXT PRIMARY KEY);
+pub(crate) const REGISTRY_DDL: &str =
+    "CREATE TABLE IF NOT EXISTS _redrelay_schemas (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS _redrelay_databases (name TEXT PRIMARY KEY);";
 
 /// The request of any of the four catalog operations.
@@ -345,11 +346,7 @@ pub(crate) async fn answer(
             Ok(with_next(json!({ "Tables": items }), next))
         }
         "DescribeTable" => {
-            let schema = req
-                .schema
-                .as_deref()
-                .unwrap_or(PUBLIC)
-                .to_lowercase();
+            let schema = req.schema.as_deref().unwrap_or(PUBLIC).to_lowercase();
             let wanted: Vec<(String, String, String)> = tables(conn)
                 .await
                 .map_err(internal)?
@@ -361,11 +358,13 @@ pub(crate) async fn answer(
             let mut columns = Vec::new();
             for (s, t, _) in &wanted {
                 let name = super::redshift::table_name(Some(s), t);
-                let rows = sqlx::query("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info(?)")
-                    .bind(&name)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(|e| internal(db_err(e)))?;
+                let rows = sqlx::query(
+                    "SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info(?)",
+                )
+                .bind(&name)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| internal(db_err(e)))?;
                 for r in rows {
                     let col: String = r.get(0);
                     let ty = redshift_type(&r.get::<String, _>(1));

@@ -73,7 +73,18 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    // ---- fault injection (phase 2); flags override the --faults file ----
+    /// Fault injection and latency (boxed: they are many).
+    #[command(flatten)]
+    pub faults: Box<FaultFlags>,
+    /// At most N calls with WaitTimeSeconds wait on one statement; beyond
+    /// it they answer ActiveWaitingRequestsExceededException.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_waiting_requests: usize,
+}
+
+/// Fault injection and latency flags; they override the --faults file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FaultFlags {
     /// TOML file of faults to inject (keys: seed, [events], [statements]
     /// with [[statements.rules]], [api]; see the module docs). The flags
     /// below override its values and add to its rules.
@@ -150,10 +161,6 @@ pub struct EmulatorArgs {
     /// latency.
     #[arg(long, value_name = "MS")]
     pub api_latency_jitter_ms: Option<u64>,
-    /// At most N calls with WaitTimeSeconds wait on one statement; beyond
-    /// it they answer ActiveWaitingRequestsExceededException.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub max_waiting_requests: usize,
 }
 
 fn parse_latency(s: &str) -> Result<(Option<String>, u64), String> {
@@ -176,25 +183,7 @@ impl EmulatorArgs {
             result_ttl_secs: 86_400,
             client_token_ttl_secs: 28_800,
             record: None,
-            faults: None,
-            seed: None,
-            event_drop_prob: None,
-            event_duplicate_prob: None,
-            event_delay_prob: None,
-            event_delay_ms: None,
-            event_reorder_prob: None,
-            event_reorder_window_ms: None,
-            fail_sql: Vec::new(),
-            abort_sql: Vec::new(),
-            fail_first: Vec::new(),
-            hold: Vec::new(),
-            fail_prob: None,
-            abort_prob: None,
-            throttle_prob: None,
-            active_exceeded_prob: None,
-            max_active: None,
-            api_latency_ms: Vec::new(),
-            api_latency_jitter_ms: None,
+            faults: Box::default(),
             max_waiting_requests: 10,
         }
     }
@@ -202,36 +191,37 @@ impl EmulatorArgs {
     /// The fault configuration: the --faults file, overridden and extended
     /// by the flags.
     pub fn fault_config(&self) -> anyhow::Result<FaultConfig> {
-        let mut cfg = match &self.faults {
+        let f = &self.faults;
+        let mut cfg = match &f.faults {
             Some(path) => FaultConfig::from_file(path)?,
             None => FaultConfig::default(),
         };
-        if self.seed.is_some() {
-            cfg.seed = self.seed;
+        if f.seed.is_some() {
+            cfg.seed = f.seed;
         }
         let set = |dst: &mut f64, v: Option<f64>| {
             if let Some(v) = v {
                 *dst = v;
             }
         };
-        set(&mut cfg.events.drop_prob, self.event_drop_prob);
-        set(&mut cfg.events.duplicate_prob, self.event_duplicate_prob);
-        set(&mut cfg.events.delay_prob, self.event_delay_prob);
-        set(&mut cfg.events.reorder_prob, self.event_reorder_prob);
-        set(&mut cfg.statements.fail_prob, self.fail_prob);
-        set(&mut cfg.statements.abort_prob, self.abort_prob);
-        set(&mut cfg.api.throttle_prob, self.throttle_prob);
-        set(&mut cfg.api.active_exceeded_prob, self.active_exceeded_prob);
-        if let Some(ms) = self.event_delay_ms {
+        set(&mut cfg.events.drop_prob, f.event_drop_prob);
+        set(&mut cfg.events.duplicate_prob, f.event_duplicate_prob);
+        set(&mut cfg.events.delay_prob, f.event_delay_prob);
+        set(&mut cfg.events.reorder_prob, f.event_reorder_prob);
+        set(&mut cfg.statements.fail_prob, f.fail_prob);
+        set(&mut cfg.statements.abort_prob, f.abort_prob);
+        set(&mut cfg.api.throttle_prob, f.throttle_prob);
+        set(&mut cfg.api.active_exceeded_prob, f.active_exceeded_prob);
+        if let Some(ms) = f.event_delay_ms {
             cfg.events.delay_ms = ms;
         }
-        if let Some(ms) = self.event_reorder_window_ms {
+        if let Some(ms) = f.event_reorder_window_ms {
             cfg.events.reorder_window_ms = ms;
         }
-        if self.max_active.is_some() {
-            cfg.api.max_active = self.max_active;
+        if f.max_active.is_some() {
+            cfg.api.max_active = f.max_active;
         }
-        for (op, ms) in &self.api_latency_ms {
+        for (op, ms) in &f.api_latency_ms {
             match op {
                 Some(op) => {
                     cfg.api.latency.insert(op.clone(), *ms);
@@ -239,7 +229,7 @@ impl EmulatorArgs {
                 None => cfg.api.latency_ms = *ms,
             }
         }
-        if let Some(ms) = self.api_latency_jitter_ms {
+        if let Some(ms) = f.api_latency_jitter_ms {
             cfg.api.latency_jitter_ms = ms;
         }
         let rule = |pattern: &str, action| StatementRule {
@@ -249,18 +239,18 @@ impl EmulatorArgs {
             hold_ms: 0,
             message: None,
         };
-        for p in &self.fail_sql {
+        for p in &f.fail_sql {
             cfg.statements.rules.push(rule(p, RuleAction::Fail));
         }
-        for p in &self.abort_sql {
+        for p in &f.abort_sql {
             cfg.statements.rules.push(rule(p, RuleAction::Abort));
         }
-        for (n, p) in &self.fail_first {
+        for (n, p) in &f.fail_first {
             let mut r = rule(p, RuleAction::Fail);
             r.first_attempts = Some(u32::try_from(*n).unwrap_or(u32::MAX));
             cfg.statements.rules.push(r);
         }
-        for (ms, p) in &self.hold {
+        for (ms, p) in &f.hold {
             let mut r = rule(p, RuleAction::Hold);
             r.hold_ms = *ms;
             cfg.statements.rules.push(r);
@@ -326,7 +316,12 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     }
     // S3 (COPY, UNLOAD) and Secrets Manager (SecretArn) through the
     // standard chain: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SECRETS_MANAGER.
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(aws_config::Region::new("us-east-1"));
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await;
     let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
         // moto and other local S3s serve buckets by path, not host name.
         .force_path_style(true)

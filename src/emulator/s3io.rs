@@ -53,7 +53,11 @@ async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<
     Ok(bytes.into_bytes().to_vec())
 }
 
-async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+async fn list_keys(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, String> {
     let mut keys = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -65,7 +69,11 @@ async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Resul
             .send()
             .await
             .map_err(|e| s3_err(&format!("ListObjectsV2 s3://{bucket}/{prefix}"), e))?;
-        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         match out.next_continuation_token() {
             Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
             _ => break,
@@ -76,7 +84,10 @@ async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Resul
 }
 
 /// The objects a COPY reads: under the prefix, or listed by the manifest.
-async fn copy_sources(s3: &aws_sdk_s3::Client, spec: &CopySpec) -> Result<Vec<(String, String)>, String> {
+async fn copy_sources(
+    s3: &aws_sdk_s3::Client,
+    spec: &CopySpec,
+) -> Result<Vec<(String, String)>, String> {
     let (bucket, key) = split_url(&spec.from)?;
     if spec.manifest {
         let body = get_object(s3, &bucket, &key).await?;
@@ -85,9 +96,12 @@ async fn copy_sources(s3: &aws_sdk_s3::Client, spec: &CopySpec) -> Result<Vec<(S
         let entries = manifest["entries"].as_array().cloned().unwrap_or_default();
         let mut out = Vec::new();
         for entry in entries {
-            let url = entry["url"]
-                .as_str()
-                .ok_or_else(|| format!("ERROR: Manifest file {} has an entry without url", spec.from))?;
+            let url = entry["url"].as_str().ok_or_else(|| {
+                format!(
+                    "ERROR: Manifest file {} has an entry without url",
+                    spec.from
+                )
+            })?;
             out.push(split_url(url)?);
         }
         return Ok(out);
@@ -102,7 +116,10 @@ async fn copy_sources(s3: &aws_sdk_s3::Client, spec: &CopySpec) -> Result<Vec<(S
 }
 
 /// The columns COPY fills: the list given, else every column of the table.
-async fn target_columns(conn: &mut SqliteConnection, spec: &CopySpec) -> Result<Vec<String>, String> {
+async fn target_columns(
+    conn: &mut SqliteConnection,
+    spec: &CopySpec,
+) -> Result<Vec<String>, String> {
     if !spec.columns.is_empty() {
         return Ok(spec.columns.clone());
     }
@@ -142,15 +159,28 @@ fn field(spec: &CopySpec, raw: &str) -> Option<String> {
 }
 
 /// Rows of one object, as optional strings per column.
-fn parse_object(spec: &CopySpec, columns: &[String], name: &str, text: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+fn parse_object(
+    spec: &CopySpec,
+    columns: &[String],
+    name: &str,
+    text: &str,
+) -> Result<Vec<Vec<Option<String>>>, String> {
     match spec.format {
         CopyFormat::JsonAuto => {
             let mut rows = Vec::new();
-            for (n, value) in serde_json::Deserializer::from_str(text).into_iter::<Json>().enumerate() {
-                let value = value.map_err(|e| load_error(spec, format!("{name}: record {}: invalid JSON: {e}", n + 1)))?;
-                let obj = value
-                    .as_object()
-                    .ok_or_else(|| load_error(spec, format!("{name}: record {} is not a JSON object", n + 1)))?;
+            for (n, value) in serde_json::Deserializer::from_str(text)
+                .into_iter::<Json>()
+                .enumerate()
+            {
+                let value = value.map_err(|e| {
+                    load_error(spec, format!("{name}: record {}: invalid JSON: {e}", n + 1))
+                })?;
+                let obj = value.as_object().ok_or_else(|| {
+                    load_error(
+                        spec,
+                        format!("{name}: record {} is not a JSON object", n + 1),
+                    )
+                })?;
                 let lowered: std::collections::HashMap<String, &Json> =
                     obj.iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
                 rows.push(
@@ -170,8 +200,9 @@ fn parse_object(spec: &CopySpec, columns: &[String], name: &str, text: &str) -> 
         CopyFormat::Csv | CopyFormat::Text => {
             let csv = spec.format == CopyFormat::Csv;
             let delimiter = spec.delimiter.unwrap_or(if csv { ',' } else { '|' });
-            let delim = u8::try_from(u32::from(delimiter))
-                .map_err(|_| format!("ERROR: DELIMITER '{delimiter}' must be one ASCII character"))?;
+            let delim = u8::try_from(u32::from(delimiter)).map_err(|_| {
+                format!("ERROR: DELIMITER '{delimiter}' must be one ASCII character")
+            })?;
             let quote = u8::try_from(u32::from(spec.quote)).unwrap_or(b'"');
             let mut reader = csv::ReaderBuilder::new()
                 .has_headers(false)
@@ -183,7 +214,8 @@ fn parse_object(spec: &CopySpec, columns: &[String], name: &str, text: &str) -> 
             let skip = usize::try_from(spec.ignore_header).unwrap_or(usize::MAX);
             let mut rows = Vec::new();
             for (n, record) in reader.records().enumerate() {
-                let record = record.map_err(|e| load_error(spec, format!("{name}: line {}: {e}", n + 1)))?;
+                let record =
+                    record.map_err(|e| load_error(spec, format!("{name}: line {}: {e}", n + 1)))?;
                 if n < skip || (record.len() == 1 && record.get(0) == Some("")) {
                     continue;
                 }
@@ -206,15 +238,26 @@ fn parse_object(spec: &CopySpec, columns: &[String], name: &str, text: &str) -> 
 }
 
 /// COPY: loads every object into the table; returns the rows loaded.
-pub(crate) async fn copy(s3: &aws_sdk_s3::Client, conn: &mut SqliteConnection, spec: &CopySpec) -> Result<i64, String> {
+pub(crate) async fn copy(
+    s3: &aws_sdk_s3::Client,
+    conn: &mut SqliteConnection,
+    spec: &CopySpec,
+) -> Result<i64, String> {
     let columns = target_columns(conn, spec).await?;
     let sources = copy_sources(s3, spec).await?;
     let quoted = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     let insert = format!(
         "INSERT INTO {} ({}) VALUES ({})",
         quoted(&spec.table),
-        columns.iter().map(|c| quoted(c)).collect::<Vec<_>>().join(", "),
-        (1..=columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        columns
+            .iter()
+            .map(|c| quoted(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (1..=columns.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut loaded: i64 = 0;
     for (bucket, key) in sources {
@@ -238,7 +281,9 @@ pub(crate) async fn copy(s3: &aws_sdk_s3::Client, conn: &mut SqliteConnection, s
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| {
-                    let m = e.as_database_error().map_or(e.to_string(), |d| d.message().to_string());
+                    let m = e
+                        .as_database_error()
+                        .map_or(e.to_string(), |d| d.message().to_string());
                     load_error(spec, format!("{name}: {m}"))
                 })?;
             loaded += 1;
@@ -257,7 +302,11 @@ fn cell(v: &Value, csv: bool, null_as: &str) -> String {
 }
 
 /// UNLOAD: writes the rows to S3; returns the rows unloaded.
-pub(crate) async fn unload(s3: &aws_sdk_s3::Client, spec: &UnloadSpec, rows: &QueryRows) -> Result<i64, String> {
+pub(crate) async fn unload(
+    s3: &aws_sdk_s3::Client,
+    spec: &UnloadSpec,
+    rows: &QueryRows,
+) -> Result<i64, String> {
     let (bucket, prefix) = split_url(&spec.to)?;
     if !spec.allow_overwrite && !list_keys(s3, &bucket, &prefix).await?.is_empty() {
         return Err(
@@ -350,11 +399,29 @@ mod tests {
         let mut s = spec(CopyFormat::Csv);
         s.ignore_header = 1;
         let rows = parse_object(&s, &cols, "x", "a,b\n1,\"x,y\"\n2,\n").unwrap();
-        assert_eq!(rows, vec![vec![Some("1".into()), Some("x,y".into())], vec![Some("2".into()), Some(String::new())]]);
+        assert_eq!(
+            rows,
+            vec![
+                vec![Some("1".into()), Some("x,y".into())],
+                vec![Some("2".into()), Some(String::new())]
+            ]
+        );
         let rows = parse_object(&spec(CopyFormat::Text), &cols, "x", "1|a\n2|\\N\n").unwrap();
         assert_eq!(rows[1], vec![Some("2".into()), None]);
-        let rows = parse_object(&spec(CopyFormat::JsonAuto), &cols, "x", "{\"A\": 1, \"b\": \"z\"}\n{\"a\": 2}").unwrap();
-        assert_eq!(rows, vec![vec![Some("1".into()), Some("z".into())], vec![Some("2".into()), None]]);
+        let rows = parse_object(
+            &spec(CopyFormat::JsonAuto),
+            &cols,
+            "x",
+            "{\"A\": 1, \"b\": \"z\"}\n{\"a\": 2}",
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                vec![Some("1".into()), Some("z".into())],
+                vec![Some("2".into()), None]
+            ]
+        );
         let e = parse_object(&spec(CopyFormat::Csv), &cols, "x", "1,2,3\n").unwrap_err();
         assert!(e.contains("Load into table 't' failed"), "{e}");
     }

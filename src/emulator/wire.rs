@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
 use super::engine::{
-    ApiError, Engine, ErrorKind, ExecRequest, ExecutionMode, ListRequest, ResultFormat,
-    SessionUse, Target,
+    ApiError, Engine, ErrorKind, ExecRequest, ExecutionMode, ListRequest, ResultFormat, SessionUse,
+    Target,
 };
 use super::metadata::MetadataRequest;
 
@@ -99,7 +99,9 @@ async fn dispatch(engine: &Arc<Engine>, op: &str, body: &[u8]) -> Result<Json, A
         "DescribeStatement" => {
             let r: IdInput = parse(body)?;
             let id = r.id.ok_or_else(|| missing("Id"))?;
-            engine.wait_for_end(&id, wait_secs(r.wait_time_seconds)?).await?;
+            engine
+                .wait_for_end(&id, wait_secs(r.wait_time_seconds)?)
+                .await?;
             engine.describe(&id)
         }
         "GetStatementResult" | "GetStatementResultV2" => {
@@ -110,7 +112,9 @@ async fn dispatch(engine: &Arc<Engine>, op: &str, body: &[u8]) -> Result<Json, A
                 ResultFormat::Csv
             };
             let id = r.id.ok_or_else(|| missing("Id"))?;
-            engine.wait_for_end(&id, wait_secs(r.wait_time_seconds)?).await?;
+            engine
+                .wait_for_end(&id, wait_secs(r.wait_time_seconds)?)
+                .await?;
             engine.result(&id, r.next_token.as_deref(), format)
         }
         "ListDatabases" | "ListSchemas" | "ListTables" | "DescribeTable" => {

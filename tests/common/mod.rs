@@ -209,7 +209,10 @@ impl Stack {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL_SQS", &self.moto_url)
-            .env("AWS_ENDPOINT_URL_EVENTBRIDGE", &self.moto_url);
+            .env("AWS_ENDPOINT_URL_EVENTBRIDGE", &self.moto_url)
+            // The emulator's COPY/UNLOAD and SecretArn lookups reach moto.
+            .env("AWS_ENDPOINT_URL_S3", &self.moto_url)
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &self.moto_url);
         if !self.data_url.is_empty() {
             cmd.env("AWS_ENDPOINT_URL_REDSHIFT_DATA", &self.data_url);
         }
