@@ -4,6 +4,8 @@
 //! child of the test and is killed by its PID when the stack is dropped.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use redrelay::ledger::{Job, Ledger};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
