@@ -660,12 +660,18 @@ async fn rust_sdk_metadata_sessions_and_waits() {
 #[test]
 fn ended_statements_are_forgotten_after_the_result_ttl() {
     let stack = stack("forget", &["--result-ttl-secs", "1"]);
+    // The execute answer itself (no DescribeStatement: with a 1 s TTL the
+    // statement may be forgotten before a second CLI call).
     let ids: Vec<String> = (0..5)
         .map(|i| {
-            finished(&stack, &format!("select {i}"), &[])["Id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
+            let sql = format!("select {i}");
+            let out = wg(
+                &stack,
+                "execute-statement",
+                &["--wait-time-seconds", "10", "--sql", &sql],
+            );
+            assert_eq!(out["Status"], "FINISHED", "{out:#}");
+            out["Id"].as_str().unwrap_or_default().to_string()
         })
         .collect();
     std::thread::sleep(Duration::from_millis(3000));

@@ -7,11 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use serde_json::{json, Value as Json};
-use sqlx::sqlite::{SqliteArguments, SqliteConnection};
-use sqlx::{Arguments, AssertSqlSafe, Column, ColumnOrigin, Either, Executor, Row};
-use sqlx::{SqlSafeStr, Statement as _, TypeInfo, ValueRef};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +15,8 @@ use super::events::{EventMsg, EventSender};
 use super::faults::{lock, ApiFault, Counters, Faults, StatementPlan};
 use super::record::Recorder;
 use super::redshift::{self, Plan};
-use super::sql::{self, StorageClass, Value};
+use super::sql::{self, Value};
+use super::warehouse::{ColumnMeta, Conn, ResultSet, SubResult, WarehouseSpec};
 use super::{metadata, s3io};
 
 /// Longest SQL text accepted (the Data API's limit is 100 KB).
@@ -229,29 +226,6 @@ pub(crate) struct EngineConfig {
     pub max_waiting: usize,
 }
 
-/// Column metadata of a result.
-#[derive(Debug, Clone)]
-struct ColumnMeta {
-    name: String,
-    /// sqlx's type name (`INTEGER`, `TEXT`, ... or `NULL` when unknown).
-    sqlx_type: String,
-    table: String,
-}
-
-/// Rows of a result, kept in memory until they expire.
-#[derive(Debug)]
-struct ResultSet {
-    columns: Vec<ColumnMeta>,
-    rows: Vec<Vec<Value>>,
-}
-
-/// What running one SQL produced.
-struct SubResult {
-    result: Option<ResultSet>,
-    rows: i64,
-    size: i64,
-}
-
 /// One SQL of a statement (the only one unless it is a batch).
 #[derive(Debug)]
 struct Sub {
@@ -362,7 +336,7 @@ impl SessionStatus {
 }
 
 /// A session's own warehouse connection (opened on first use).
-type SessionConn = Arc<tokio::sync::Mutex<Option<SqliteConnection>>>;
+type SessionConn = Arc<tokio::sync::Mutex<Option<Conn>>>;
 
 #[derive(Debug)]
 struct Session {
@@ -425,8 +399,8 @@ pub(crate) struct Engine {
     cfg: EngineConfig,
     clock: Clock,
     store: Mutex<Store>,
-    warehouse: tokio::sync::Mutex<SqliteConnection>,
-    warehouse_path: std::path::PathBuf,
+    warehouse: tokio::sync::Mutex<Conn>,
+    warehouse_spec: WarehouseSpec,
     outside: Outside,
     /// Woken whenever a statement ends.
     changed: Notify,
@@ -448,8 +422,8 @@ impl Engine {
     pub(crate) fn new(
         cfg: EngineConfig,
         clock: Clock,
-        warehouse: SqliteConnection,
-        warehouse_path: std::path::PathBuf,
+        warehouse: Conn,
+        warehouse_spec: WarehouseSpec,
         outside: Outside,
         events: EventSender,
         recorder: Arc<Recorder>,
@@ -460,7 +434,7 @@ impl Engine {
             clock,
             store: Mutex::new(Store::default()),
             warehouse: tokio::sync::Mutex::new(warehouse),
-            warehouse_path,
+            warehouse_spec,
             outside,
             changed: Notify::new(),
             next_pid: AtomicI64::new(1_073_741_824 + i64::from(std::process::id())),
@@ -848,7 +822,7 @@ impl Engine {
             Some(slot) => ConnGuard::Session(slot.lock_owned().await),
             None => ConnGuard::Main(self.warehouse.lock().await),
         };
-        let conn = match guard.conn(&self.warehouse_path).await {
+        let conn = match guard.conn(&self.warehouse_spec).await {
             Ok(c) => c,
             Err(error) => {
                 self.finish(id, Outcome::Failed { at: 0, error });
@@ -878,72 +852,54 @@ impl Engine {
         self.finish(id, outcome);
     }
 
-    /// Installs (or removes) the handler that lets CancelStatement
-    /// interrupt a long query.
-    async fn cancel_handler(conn: &mut SqliteConnection, cancel: Option<&CancellationToken>) {
-        match conn.lock_handle().await {
-            Ok(mut handle) => match cancel {
-                Some(token) => {
-                    let token = token.clone();
-                    handle.set_progress_handler(1000, move || !token.is_cancelled());
-                }
-                None => handle.remove_progress_handler(),
-            },
-            Err(error) => tracing::warn!(%error, "Could not install the cancel handler."),
-        }
-    }
-
     /// AUTO_COMMIT batch: each SQL in a transaction of its own; a failure
     /// is recorded on its sub-statement and the others still run.
     async fn run_auto_commit(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         id: &str,
         sqls: &[String],
         params: &[(String, String)],
         cancel: &CancellationToken,
         inject_abort: bool,
     ) -> Outcome {
-        Self::cancel_handler(conn, Some(cancel)).await;
+        conn.set_cancel(Some(cancel)).await;
         let mut first_error = None;
         for (i, sql) in sqls.iter().enumerate() {
             if cancel.is_cancelled() || (inject_abort && i + 1 == sqls.len()) {
                 if inject_abort {
                     Counters::bump(&self.faults.counters.statements_aborted);
                 }
-                Self::cancel_handler(conn, None).await;
+                conn.set_cancel(None).await;
                 return Outcome::Aborted { at: i };
             }
             let query_id = self.query_ids.fetch_add(1, Ordering::Relaxed);
             self.mark_sub_started(id, i, query_id);
-            let ran = match conn.execute(sqlx::raw_sql("BEGIN")).await {
-                Ok(_) => self.run_one(conn, sql, params, false).await,
-                Err(e) => Err(db_error_text(&e)),
+            let ran = match conn.raw("BEGIN").await {
+                Ok(()) => self.run_one(conn, sql, params, false).await,
+                Err(e) => Err(e),
             };
             let ran = match ran {
-                Ok(res) => match conn.execute(sqlx::raw_sql("COMMIT")).await {
-                    Ok(_) => Ok(res),
-                    Err(e) => Err(db_error_text(&e)),
-                },
+                Ok(res) => conn.raw("COMMIT").await.map(|()| res),
                 Err(e) => Err(e),
             };
             match ran {
                 Ok(res) => self.mark_sub_done(id, i, res),
                 Err(error) => {
-                    let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+                    let _ = conn.raw("ROLLBACK").await;
                     self.mark_sub_failed(id, i, &error);
                     first_error.get_or_insert(error);
                 }
             }
         }
-        Self::cancel_handler(conn, None).await;
+        conn.set_cancel(None).await;
         Outcome::AutoCommitted { first_error }
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn run_in_transaction(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         id: &str,
         sqls: &[String],
         params: &[(String, String)],
@@ -951,13 +907,10 @@ impl Engine {
         inject_abort: bool,
         is_batch: bool,
     ) -> Outcome {
-        if let Err(e) = conn.execute(sqlx::raw_sql("BEGIN")).await {
-            return Outcome::Failed {
-                at: 0,
-                error: db_error_text(&e),
-            };
+        if let Err(error) = conn.raw("BEGIN").await {
+            return Outcome::Failed { at: 0, error };
         }
-        Self::cancel_handler(conn, Some(cancel)).await;
+        conn.set_cancel(Some(cancel)).await;
         let mut outcome = Outcome::Finished;
         for (i, sql) in sqls.iter().enumerate() {
             if cancel.is_cancelled() {
@@ -985,19 +938,19 @@ impl Engine {
             outcome = Outcome::Aborted { at: sqls.len() };
         }
         if matches!(outcome, Outcome::Finished) {
-            if let Err(e) = conn.execute(sqlx::raw_sql("COMMIT")).await {
+            if let Err(error) = conn.raw("COMMIT").await {
                 outcome = Outcome::Failed {
                     at: sqls.len().saturating_sub(1),
-                    error: db_error_text(&e),
+                    error,
                 };
             }
         }
         if !matches!(outcome, Outcome::Finished) {
             // SQLite may have rolled back already (after an interrupt): an
             // error here only means there was nothing left to undo.
-            let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+            let _ = conn.raw("ROLLBACK").await;
         }
-        Self::cancel_handler(conn, None).await;
+        conn.set_cancel(None).await;
         outcome
     }
 
@@ -1006,7 +959,7 @@ impl Engine {
     /// (schemas, databases, COPY, UNLOAD).
     async fn run_one(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         sql_text: &str,
         params: &[(String, String)],
         in_transaction_block: bool,
@@ -1016,15 +969,12 @@ impl Engine {
             rows,
             size: 0,
         };
-        match redshift::plan(sql_text)? {
+        match redshift::plan(sql_text, conn.backend(), params)? {
             Plan::Sql {
                 sql,
                 params: names,
                 dml,
-            } => {
-                let args = bind_params(&names, params)?;
-                run_sql(conn, sql, args, dml).await
-            }
+            } => conn.run(sql, &names, params, dml).await,
             Plan::CreateSchema {
                 name,
                 if_not_exists,
@@ -1056,9 +1006,9 @@ impl Engine {
                 Ok(done(rows))
             }
             Plan::Unload(spec) => {
-                let args = bind_params(&spec.params, params)?;
-                let query = sqlx::query_with(AssertSqlSafe(spec.query.clone()), args);
-                let rows = run_query_rows(conn, query).await?;
+                let rows = conn
+                    .query_rows(spec.query.clone(), &spec.params, params)
+                    .await?;
                 let n = s3io::unload(&self.outside.s3, &spec, &rows).await?;
                 Ok(done(n))
             }
@@ -1673,7 +1623,7 @@ impl Engine {
             tracing::info!(session_id = %sid, "Session closed after its keep-alive.");
             tokio::spawn(async move {
                 if let Some(c) = conn.lock().await.take() {
-                    let _ = sqlx::Connection::close(c).await;
+                    c.close().await;
                 }
             });
         }
@@ -1921,7 +1871,10 @@ fn column_json(m: &ColumnMeta, rows: &[Vec<Value>], c: usize) -> Json {
         "NULL" => observed.unwrap_or("TEXT"),
         t => t,
     };
-    let type_name = sql::redshift_type_name(ty);
+    let type_name = match &m.pg_type {
+        Some(pg) => metadata::redshift_type(pg).name,
+        None => sql::redshift_type_name(ty),
+    };
     let numeric = matches!(type_name, "int8" | "float8" | "numeric");
     let (precision, scale) = match type_name {
         "int8" => (19, 0),
@@ -2064,150 +2017,21 @@ fn validate_request(req: &ExecRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The database's error text, as Redshift would show it.
-fn db_error_text(e: &sqlx::Error) -> String {
-    match e.as_database_error() {
-        Some(d) => match d.message().strip_prefix("no such table: ") {
-            // Redshift's wording; the name is the one the SQL wrote.
-            Some(name) => format!("ERROR: relation \"{name}\" does not exist"),
-            None => format!("ERROR: {}", d.message()),
-        },
-        None => format!("ERROR: {e}"),
-    }
-}
-
-/// Binds the Data API's parameters in placeholder order. Redshift casts a
-/// parameter to the type its context needs; SQLite does not, so a value
-/// that is a plain number is bound as one.
-fn bind_params(names: &[String], params: &[(String, String)]) -> Result<SqliteArguments, String> {
-    let mut args = SqliteArguments::default();
-    for name in names {
-        let value = params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("ERROR: no value for parameter :{name}"))?;
-        match sql::numeric_param(&value) {
-            Some(sql::Numeric::Int(i)) => args.add(i),
-            Some(sql::Numeric::Real(f)) => args.add(f),
-            None => args.add(value),
-        }
-        .map_err(|e| format!("ERROR: {e}"))?;
-    }
-    Ok(args)
-}
-
-/// Rows of a query, typed (for UNLOAD).
-pub(crate) struct QueryRows {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
-}
-
-async fn run_query_rows<'q>(
-    conn: &mut SqliteConnection,
-    query: sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments>,
-) -> Result<QueryRows, String> {
-    let mut stream = (&mut *conn).fetch_many(query);
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    let mut columns: Vec<String> = Vec::new();
-    while let Some(step) = stream.try_next().await.map_err(|e| db_error_text(&e))? {
-        if let Either::Right(row) = step {
-            if columns.is_empty() {
-                columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-            }
-            let mut values = Vec::with_capacity(row.len());
-            for i in 0..row.len() {
-                values.push(typed_value(&row, i, false)?);
-            }
-            rows.push(values);
-        }
-    }
-    Ok(QueryRows { columns, rows })
-}
-
-/// Runs translated SQL inside the open transaction and keeps its rows.
-async fn run_sql(
-    conn: &mut SqliteConnection,
-    sql: String,
-    args: SqliteArguments,
-    dml: bool,
-) -> Result<SubResult, String> {
-    let prepared = (&mut *conn)
-        .prepare(AssertSqlSafe(sql.clone()).into_sql_str())
-        .await
-        .map_err(|e| db_error_text(&e))?;
-    let columns: Vec<ColumnMeta> = prepared
-        .columns()
-        .iter()
-        .map(|c| {
-            let table = match c.origin() {
-                ColumnOrigin::Table(t) => t.table.to_string(),
-                _ => String::new(),
-            };
-            ColumnMeta {
-                name: c.name().to_string(),
-                sqlx_type: c.type_info().name().to_string(),
-                table,
-            }
-        })
-        .collect();
-    let declared_bool: Vec<bool> = columns.iter().map(|c| c.sqlx_type == "BOOLEAN").collect();
-    drop(prepared);
-    let query = sqlx::query_with(AssertSqlSafe(sql), args);
-    let mut stream = (&mut *conn).fetch_many(query);
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    let mut changes: u64 = 0;
-    let mut size: i64 = 0;
-    while let Some(step) = stream.try_next().await.map_err(|e| db_error_text(&e))? {
-        match step {
-            Either::Left(done) => changes += done.rows_affected(),
-            Either::Right(row) => {
-                let mut values = Vec::with_capacity(row.len());
-                for i in 0..row.len() {
-                    let v = typed_value(&row, i, declared_bool.get(i).copied().unwrap_or(false))?;
-                    size += v.size();
-                    values.push(v);
-                }
-                rows.push(values);
-            }
-        }
-    }
-    drop(stream);
-    if !columns.is_empty() {
-        let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-        Ok(SubResult {
-            result: Some(ResultSet { columns, rows }),
-            rows: n,
-            size,
-        })
-    } else {
-        let n = if dml {
-            i64::try_from(changes).unwrap_or(i64::MAX)
-        } else {
-            0
-        };
-        Ok(SubResult {
-            result: None,
-            rows: n,
-            size: 0,
-        })
-    }
-}
-
 /// The connection a statement runs on: the warehouse's own, or its
 /// session's (opened on first use, so its temp tables are its own).
 enum ConnGuard<'a> {
-    Main(tokio::sync::MutexGuard<'a, SqliteConnection>),
-    Session(tokio::sync::OwnedMutexGuard<Option<SqliteConnection>>),
+    Main(tokio::sync::MutexGuard<'a, Conn>),
+    Session(tokio::sync::OwnedMutexGuard<Option<Conn>>),
 }
 
 impl ConnGuard<'_> {
-    async fn conn(&mut self, path: &std::path::Path) -> Result<&mut SqliteConnection, String> {
+    async fn conn(&mut self, spec: &WarehouseSpec) -> Result<&mut Conn, String> {
         match self {
             ConnGuard::Main(c) => Ok(&mut **c),
             ConnGuard::Session(slot) => {
                 if slot.is_none() {
-                    let c = super::open_warehouse(path)
+                    let c = spec
+                        .open()
                         .await
                         .map_err(|e| format!("ERROR: cannot open a session: {e:#}"))?;
                     **slot = Some(c);
@@ -2217,37 +2041,6 @@ impl ConnGuard<'_> {
             }
         }
     }
-}
-
-/// Types one value from its SQLite storage class.
-fn typed_value(
-    row: &sqlx::sqlite::SqliteRow,
-    i: usize,
-    declared_bool: bool,
-) -> Result<Value, String> {
-    let class = {
-        let raw = row.try_get_raw(i).map_err(|e| format!("ERROR: {e}"))?;
-        if raw.is_null() {
-            StorageClass::Null
-        } else {
-            StorageClass::from_sqlx_name(raw.type_info().name())
-        }
-    };
-    let err = |e: sqlx::Error| format!("ERROR: {e}");
-    Ok(match class {
-        StorageClass::Null => Value::Null,
-        StorageClass::Integer => {
-            let v: i64 = row.try_get_unchecked(i).map_err(err)?;
-            if declared_bool {
-                Value::Bool(v != 0)
-            } else {
-                Value::Long(v)
-            }
-        }
-        StorageClass::Real => Value::Double(row.try_get_unchecked(i).map_err(err)?),
-        StorageClass::Text => Value::Text(row.try_get_unchecked(i).map_err(err)?),
-        StorageClass::Blob => Value::Blob(row.try_get_unchecked(i).map_err(err)?),
-    })
 }
 
 #[cfg(test)]

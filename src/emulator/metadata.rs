@@ -5,16 +5,17 @@
 //! On SQLite, schemas and databases are rows of two registry tables in the
 //! warehouse file (`_redrelay_schemas`, `_redrelay_databases`), changed in
 //! the statement's transaction; a table `s.t` is the SQLite table `"s.t"`
-//! (see `redshift`). Every database shows the same tables: the emulator has
-//! one warehouse.
+//! (see `redshift`). On PostgreSQL, schemas, tables and columns are its own
+//! (information_schema); databases are rows of `public._redrelay_databases`.
+//! Every database shows the same tables: the emulator has one warehouse.
 
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
-use sqlx::sqlite::SqliteConnection;
 use sqlx::{Executor, Row};
 
 use super::engine::{page_limit, ApiError};
 use super::redshift::{split_table_name, PUBLIC};
+use super::warehouse::Conn;
 
 /// The database every Redshift warehouse has.
 pub(crate) const DEFAULT_DATABASE: &str = "dev";
@@ -23,6 +24,10 @@ pub(crate) const DEFAULT_DATABASE: &str = "dev";
 pub(crate) const REGISTRY_DDL: &str =
     "CREATE TABLE IF NOT EXISTS _redrelay_schemas (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS _redrelay_databases (name TEXT PRIMARY KEY);";
+
+/// PostgreSQL's registry (schemas are its own).
+pub(crate) const PG_REGISTRY_DDL: &str =
+    "CREATE TABLE IF NOT EXISTS public._redrelay_databases (name TEXT PRIMARY KEY)";
 
 /// The request of any of the four catalog operations.
 #[derive(Debug, Default, Deserialize)]
@@ -155,52 +160,144 @@ fn db_err(e: sqlx::Error) -> String {
     }
 }
 
-async fn schemas(conn: &mut SqliteConnection) -> Result<Vec<String>, String> {
-    let rows = sqlx::query("SELECT name FROM _redrelay_schemas ORDER BY name")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    let mut out = vec![PUBLIC.to_string()];
-    out.extend(rows.iter().map(|r| r.get::<String, _>(0)));
+/// Names from a one-column query.
+async fn names(conn: &mut Conn, sql: &'static str) -> Result<Vec<String>, String> {
+    let rows = match conn {
+        Conn::Sqlite(c) => sqlx::query(sql)
+            .fetch_all(&mut *c)
+            .await
+            .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect()),
+        Conn::Pg(c) => sqlx::query(sql)
+            .fetch_all(&mut *c)
+            .await
+            .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect()),
+    };
+    rows.map_err(db_err)
+}
+
+async fn schemas(conn: &mut Conn) -> Result<Vec<String>, String> {
+    let mut out = match conn {
+        Conn::Sqlite(_) => {
+            let mut v = vec![PUBLIC.to_string()];
+            v.extend(names(conn, "SELECT name FROM _redrelay_schemas").await?);
+            v
+        }
+        Conn::Pg(_) => {
+            names(
+                conn,
+                "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' \
+                 AND nspname <> 'information_schema'",
+            )
+            .await?
+        }
+    };
     out.sort();
     Ok(out)
 }
 
-async fn databases(conn: &mut SqliteConnection) -> Result<Vec<String>, String> {
-    let rows = sqlx::query("SELECT name FROM _redrelay_databases ORDER BY name")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
+async fn databases(conn: &mut Conn) -> Result<Vec<String>, String> {
     let mut out = vec![DEFAULT_DATABASE.to_string()];
-    out.extend(rows.iter().map(|r| r.get::<String, _>(0)));
+    out.extend(names(conn, "SELECT name FROM _redrelay_databases").await?);
     out.sort();
     out.dedup();
     Ok(out)
 }
 
 /// (schema, table, TABLE|VIEW) of every user table, sorted.
-async fn tables(conn: &mut SqliteConnection) -> Result<Vec<(String, String, String)>, String> {
-    let rows = sqlx::query(
-        "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') \
-         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_redrelay\\_%' ESCAPE '\\'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    let mut out: Vec<(String, String, String)> = rows
+async fn tables(conn: &mut Conn) -> Result<Vec<(String, String, String)>, String> {
+    let mut out: Vec<(String, String, String)> = match conn {
+        Conn::Sqlite(c) => sqlx::query(
+            "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_redrelay\\_%' ESCAPE '\\'",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?
         .iter()
         .map(|r| {
             let (schema, table) = split_table_name(&r.get::<String, _>(0));
-            let kind = r.get::<String, _>(1).to_uppercase();
-            (schema, table, kind)
+            (schema, table, r.get::<String, _>(1).to_uppercase())
         })
-        .collect();
+        .collect(),
+        Conn::Pg(c) => sqlx::query(
+            "SELECT table_schema::text, table_name::text, \
+             CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END \
+             FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
+             AND table_schema NOT LIKE 'pg\\_%' AND table_name NOT LIKE '\\_redrelay\\_%'",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect(),
+    };
     out.sort();
     Ok(out)
 }
 
+/// A table's columns: (name, declared type, not null, default).
+async fn columns(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, String, bool, Option<String>)>, String> {
+    match conn {
+        Conn::Sqlite(c) => {
+            let name = super::redshift::table_name(Some(schema), table);
+            let rows =
+                sqlx::query("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info(?)")
+                    .bind(&name)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<i64, _>(2) != 0, r.get(3)))
+                .collect())
+        }
+        Conn::Pg(c) => {
+            let rows = sqlx::query(
+                "SELECT column_name::text, udt_name::text, character_maximum_length, \
+                 numeric_precision, numeric_scale, is_nullable::text, column_default::text \
+                 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 \
+                 ORDER BY ordinal_position",
+            )
+            .bind(schema)
+            .bind(table)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let udt: String = r.get(1);
+                    let len: Option<i32> = r.get(2);
+                    let precision: Option<i32> = r.get(3);
+                    let scale: Option<i32> = r.get(4);
+                    let declared = match (udt.as_str(), len, precision, scale) {
+                        (_, Some(l), _, _) => format!("{udt}({l})"),
+                        ("numeric", _, Some(p), Some(s)) => format!("numeric({p},{s})"),
+                        _ => udt.clone(),
+                    };
+                    (r.get(0), declared, r.get::<String, _>(5) == "NO", r.get(6))
+                })
+                .collect())
+        }
+    }
+}
+
+/// The SQLite connection, for the registry changes only SQLite needs.
+fn sqlite(conn: &mut Conn) -> Result<&mut sqlx::SqliteConnection, String> {
+    match conn {
+        Conn::Sqlite(c) => Ok(c),
+        Conn::Pg(_) => Err("ERROR: PostgreSQL runs schema changes itself".into()),
+    }
+}
+
 pub(crate) async fn create_schema(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     name: &str,
     if_not_exists: bool,
 ) -> Result<(), String> {
@@ -212,14 +309,14 @@ pub(crate) async fn create_schema(
     }
     sqlx::query("INSERT INTO _redrelay_schemas (name) VALUES (?)")
         .bind(name)
-        .execute(&mut *conn)
+        .execute(sqlite(conn)?)
         .await
         .map_err(db_err)?;
     Ok(())
 }
 
 pub(crate) async fn drop_schema(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     name: &str,
     if_exists: bool,
     cascade: bool,
@@ -248,28 +345,36 @@ pub(crate) async fn drop_schema(
             "DROP {kind} \"{}\"",
             format!("{schema}.{table}").replace('"', "\"\"")
         );
-        conn.execute(sqlx::AssertSqlSafe(sql))
+        sqlite(conn)?
+            .execute(sqlx::AssertSqlSafe(sql))
             .await
             .map_err(db_err)?;
     }
     sqlx::query("DELETE FROM _redrelay_schemas WHERE name = ?")
         .bind(name)
-        .execute(&mut *conn)
+        .execute(sqlite(conn)?)
         .await
         .map_err(db_err)?;
     Ok(())
 }
 
-pub(crate) async fn create_database(conn: &mut SqliteConnection, name: &str) -> Result<(), String> {
+pub(crate) async fn create_database(conn: &mut Conn, name: &str) -> Result<(), String> {
     if databases(conn).await?.iter().any(|d| d == name) {
         return Err(format!("ERROR: database \"{name}\" already exists"));
     }
-    sqlx::query("INSERT INTO _redrelay_databases (name) VALUES (?)")
-        .bind(name)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+    match conn {
+        Conn::Sqlite(c) => sqlx::query("INSERT INTO _redrelay_databases (name) VALUES (?)")
+            .bind(name)
+            .execute(&mut *c)
+            .await
+            .map(|_| ()),
+        Conn::Pg(c) => sqlx::query("INSERT INTO public._redrelay_databases (name) VALUES ($1)")
+            .bind(name)
+            .execute(&mut *c)
+            .await
+            .map(|_| ()),
+    }
+    .map_err(db_err)
 }
 
 /// One page of `items` from NextToken `offset:N`.
@@ -300,7 +405,7 @@ fn with_next(mut v: Json, next: Option<String>) -> Json {
 
 /// Answers one catalog operation.
 pub(crate) async fn answer(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     op: &str,
     req: &MetadataRequest,
 ) -> Result<Json, ApiError> {
@@ -355,28 +460,18 @@ pub(crate) async fn answer(
                     *s == schema && req.table.as_deref().is_none_or(|want| want == t)
                 })
                 .collect();
-            let mut columns = Vec::new();
+            let mut column_list = Vec::new();
             for (s, t, _) in &wanted {
-                let name = super::redshift::table_name(Some(s), t);
-                let rows = sqlx::query(
-                    "SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info(?)",
-                )
-                .bind(&name)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| internal(db_err(e)))?;
-                for r in rows {
-                    let col: String = r.get(0);
-                    let ty = redshift_type(&r.get::<String, _>(1));
-                    let notnull: i64 = r.get(2);
-                    let default: Option<String> = r.get(3);
+                let cols = columns(conn, s, t).await.map_err(internal)?;
+                for (col, declared, notnull, default) in cols {
+                    let ty = redshift_type(&declared);
                     let mut c = json!({
                         "isCaseSensitive": matches!(ty.name, "varchar" | "bpchar"),
                         "isCurrency": false,
                         "isSigned": matches!(ty.name, "int2" | "int4" | "int8" | "numeric" | "float4" | "float8"),
                         "label": col,
                         "name": col,
-                        "nullable": if notnull == 0 { 1 } else { 0 },
+                        "nullable": if notnull { 0 } else { 1 },
                         "precision": ty.precision,
                         "scale": ty.scale,
                         "length": ty.length,
@@ -387,7 +482,7 @@ pub(crate) async fn answer(
                     if let (Some(d), Some(m)) = (default, c.as_object_mut()) {
                         m.insert("columnDefault".into(), json!(d));
                     }
-                    columns.push(c);
+                    column_list.push(c);
                 }
             }
             if wanted.is_empty() {
@@ -398,7 +493,7 @@ pub(crate) async fn answer(
                     )));
                 }
             }
-            let (items, next) = page(&columns, req.next_token.as_deref(), max)?;
+            let (items, next) = page(&column_list, req.next_token.as_deref(), max)?;
             let mut out = json!({ "ColumnList": items });
             if let (Some(t), Some(m)) = (&req.table, out.as_object_mut()) {
                 m.insert("TableName".into(), json!(t));

@@ -22,6 +22,7 @@ mod record;
 mod redshift;
 mod s3io;
 mod sql;
+mod warehouse;
 mod wire;
 
 use std::io::Write;
@@ -31,8 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::ConnectOptions;
 use tokio_util::sync::CancellationToken;
 
 use engine::{system_clock, Engine, EngineConfig, Outside};
@@ -48,7 +47,8 @@ pub struct EmulatorArgs {
     /// Address to listen on (loopback). Port 0 picks a free port; the bound address is printed on stdout as `listening on 127.0.0.1:PORT`.
     #[arg(long, default_value = "127.0.0.1:9300")]
     pub listen: SocketAddr,
-    /// SQLite file that plays the warehouse (created if missing).
+    /// The warehouse the SQL runs on: a SQLite file (created if missing),
+    /// or a PostgreSQL database as `postgres://user:password@host:port/db`.
     #[arg(long)]
     pub warehouse: PathBuf,
     /// Rows per GetStatementResult page.
@@ -260,29 +260,6 @@ impl EmulatorArgs {
     }
 }
 
-/// Opens (or creates) the warehouse file, with the catalog's registry.
-pub(crate) async fn open_warehouse(
-    path: &std::path::Path,
-) -> anyhow::Result<sqlx::SqliteConnection> {
-    use sqlx::Executor;
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // WAL with NORMAL: commits stay atomic and consistent; only a power
-        // loss can forget the last ones. Statements run serialized, so an
-        // fsync per commit would cap the emulator near 100 statements/s.
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot open the warehouse {}", path.display()))?;
-    conn.execute(metadata::REGISTRY_DDL)
-        .await
-        .with_context(|| format!("cannot prepare the warehouse {}", path.display()))?;
-    Ok(conn)
-}
-
 /// Runs the emulator until `shutdown` is cancelled.
 pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
@@ -296,7 +273,8 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     }
     let fault_config = args.fault_config()?;
     let recorder = Arc::new(Recorder::open(args.record.as_deref())?);
-    let warehouse = open_warehouse(&args.warehouse).await?;
+    let spec = warehouse::WarehouseSpec::parse(&args.warehouse.to_string_lossy());
+    let warehouse = spec.open().await?;
     if !fault_config.is_empty() {
         tracing::info!(
             faults = %serde_json::to_string(&fault_config).unwrap_or_default(),
@@ -341,7 +319,7 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
         },
         system_clock,
         warehouse,
-        args.warehouse.clone(),
+        spec.clone(),
         outside,
         events,
         Arc::clone(&recorder),
@@ -354,7 +332,7 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, warehouse = %args.warehouse.display(), "Redshift Data API emulator listening.");
+    tracing::info!(%addr, warehouse = %spec.shown(), "Redshift Data API emulator listening.");
 
     // Forgets expired statements and closes idle sessions, every second
     // (sessions have keep-alives of a few seconds).

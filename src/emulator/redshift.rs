@@ -31,6 +31,15 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 /// The default schema.
 pub(crate) const PUBLIC: &str = "public";
 
+/// The warehouse's engine, which the SQL is rewritten for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    /// PostgreSQL: schemas, casts and most functions are its own; Redshift's
+    /// other functions are mapped; parameters are inlined as literals.
+    Postgres,
+}
+
 /// What one SQL text asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Plan {
@@ -71,7 +80,9 @@ pub(crate) enum CopyFormat {
 /// `COPY table [(cols)] FROM 's3://...' ...`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CopySpec {
-    /// Warehouse table name (already mapped, e.g. `"s.t"`).
+    /// The table's schema (`public` when not given).
+    pub schema: String,
+    /// The table's own name.
     pub table: String,
     /// The table as the user wrote it (for messages).
     pub table_shown: String,
@@ -105,8 +116,14 @@ pub(crate) struct UnloadSpec {
     pub null_as: Option<String>,
 }
 
-/// Translates one SQL text (one statement) for SQLite.
-pub(crate) fn plan(sql: &str) -> Result<Plan, String> {
+/// Translates one SQL text (one statement) for the warehouse. On
+/// PostgreSQL the parameters' values are inlined (`params`); on SQLite they
+/// are bound later to the placeholders `Plan::Sql` names.
+pub(crate) fn plan(
+    sql: &str,
+    backend: Backend,
+    params: &[(String, String)],
+) -> Result<Plan, String> {
     let dialect = RedshiftSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize()
@@ -126,7 +143,9 @@ pub(crate) fn plan(sql: &str) -> Result<Plan, String> {
             ))
         }
     };
+    let pg = backend == Backend::Postgres;
     match &stmt {
+        Statement::CreateSchema { .. } | Statement::Drop { .. } if pg => {}
         Statement::CreateSchema {
             schema_name,
             if_not_exists,
@@ -163,14 +182,14 @@ pub(crate) fn plan(sql: &str) -> Result<Plan, String> {
             })
         }
         Statement::Copy { .. } => return copy_plan(stmt),
-        Statement::Unload { .. } => return unload_plan(stmt),
+        Statement::Unload { .. } => return unload_plan(stmt, backend, params),
         _ => {}
     }
     let dml = matches!(
         stmt,
         Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) | Statement::Merge(_)
     );
-    let params = rewrite(&mut stmt)?;
+    let params = rewrite(&mut stmt, backend, params)?;
     Ok(Plan::Sql {
         sql: stmt.to_string(),
         params,
@@ -310,6 +329,7 @@ fn map_relation(name: &ObjectName) -> Option<ObjectName> {
 }
 
 struct Rewriter {
+    backend: Backend,
     /// Errors found while visiting (the first one is reported).
     error: Option<String>,
 }
@@ -325,6 +345,9 @@ impl VisitorMut for Rewriter {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if self.backend == Backend::Postgres {
+            return ControlFlow::Continue(());
+        }
         if let TableFactor::Table { name, alias, .. } = factor {
             if alias.is_none() {
                 if let Some(parts) = ident_parts(name) {
@@ -345,14 +368,23 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<()> {
-        if let Some(mapped) = map_relation(relation) {
+        if self.backend == Backend::Postgres {
+            // db.schema.table: the warehouse is the database.
+            if relation.0.len() == 3 {
+                relation.0.remove(0);
+            }
+        } else if let Some(mapped) = map_relation(relation) {
             *relation = mapped;
         }
         ControlFlow::Continue(())
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        match rewrite_expr(expr) {
+        let rewritten = match self.backend {
+            Backend::Sqlite => rewrite_expr(expr),
+            Backend::Postgres => rewrite_expr_pg(expr),
+        };
+        match rewritten {
             Ok(Some(new)) => {
                 *expr = new;
                 ControlFlow::Continue(())
@@ -363,11 +395,24 @@ impl VisitorMut for Rewriter {
     }
 }
 
-/// Rewrites a statement in place for SQLite; returns the parameter names in
-/// placeholder order.
-fn rewrite(stmt: &mut Statement) -> Result<Vec<String>, String> {
-    refuse_unsupported(stmt)?;
-    if let Statement::CreateTable(ct) = stmt {
+/// Rewrites a statement in place for the warehouse; returns the parameter
+/// names in placeholder order (SQLite; none on PostgreSQL, where the values
+/// are inlined).
+fn rewrite(
+    stmt: &mut Statement,
+    backend: Backend,
+    params: &[(String, String)],
+) -> Result<Vec<String>, String> {
+    if backend == Backend::Postgres {
+        if let Statement::CreateTable(ct) = stmt {
+            ct.diststyle = None;
+            ct.distkey = None;
+            ct.sortkey = None;
+        }
+    } else {
+        refuse_unsupported(stmt)?;
+    }
+    if let (Backend::Sqlite, Statement::CreateTable(ct)) = (backend, &mut *stmt) {
         ct.diststyle = None;
         ct.distkey = None;
         ct.sortkey = None;
@@ -401,10 +446,16 @@ fn rewrite(stmt: &mut Statement) -> Result<Vec<String>, String> {
             }
         }
     }
-    let mut rw = Rewriter { error: None };
+    let mut rw = Rewriter {
+        backend,
+        error: None,
+    };
     let _ = stmt.visit(&mut rw);
     if let Some(e) = rw.error {
         return Err(e);
+    }
+    if backend == Backend::Postgres {
+        return inline_params(stmt, params).map(|()| Vec::new());
     }
     // Placeholders last, so that rewritten expressions keep them by name.
     let mut names: Vec<String> = Vec::new();
@@ -884,6 +935,169 @@ fn to_char_format(fmt: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// PostgreSQL: each `:name` becomes the value as a string literal, which
+/// PostgreSQL types from its context (as Redshift does with parameters).
+fn inline_params(stmt: &mut Statement, params: &[(String, String)]) -> Result<(), String> {
+    let mut missing = None;
+    let _ = sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        if let Expr::Value(v) = e {
+            if let Value::Placeholder(p) = &v.value {
+                if let Some(name) = p.strip_prefix(':') {
+                    match params.iter().find(|(n, _)| n == name) {
+                        Some((_, value)) => v.value = Value::SingleQuotedString(value.clone()),
+                        None => missing = Some(name.to_string()),
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    match missing {
+        Some(name) => Err(format!("ERROR: no value for parameter :{name}")),
+        None => Ok(()),
+    }
+}
+
+/// One Redshift expression rewritten for PostgreSQL; None when it stays.
+fn rewrite_expr_pg(expr: &Expr) -> Result<Option<Expr>, String> {
+    match expr {
+        Expr::Identifier(i)
+            if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("sysdate") =>
+        {
+            parse_expr("LOCALTIMESTAMP").map(Some)
+        }
+        Expr::CompoundIdentifier(parts) if parts.len() >= 4 => {
+            // db.schema.table.column: the warehouse is the database.
+            Ok(Some(Expr::CompoundIdentifier(
+                parts[parts.len() - 3..].to_vec(),
+            )))
+        }
+        Expr::Function(f) => rewrite_function_pg(f),
+        _ => Ok(None),
+    }
+}
+
+fn rewrite_function_pg(f: &sqlparser::ast::Function) -> Result<Option<Expr>, String> {
+    let name = f.name.to_string().to_lowercase();
+    let a = || plain_args(&f.args, &name);
+    let need = |args: &[Expr], n: usize| -> Result<(), String> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "ERROR: function {name} takes {n} arguments, got {}",
+                args.len()
+            ))
+        }
+    };
+    let interval = |part: &str| match part {
+        "week" => "7 days".to_string(),
+        "quarter" => "3 months".to_string(),
+        p => format!("1 {p}"),
+    };
+    let sql = match name.as_str() {
+        "getdate" | "sysdate" => "CAST(LOCALTIMESTAMP(0) AS timestamp)".to_string(),
+        "nvl" => {
+            let args = a()?;
+            let list: Vec<String> = args.iter().map(ToString::to_string).collect();
+            format!("coalesce({})", list.join(", "))
+        }
+        "nvl2" => {
+            let args = a()?;
+            need(&args, 3)?;
+            format!(
+                "CASE WHEN ({}) IS NOT NULL THEN ({}) ELSE ({}) END",
+                args[0], args[1], args[2]
+            )
+        }
+        "decode" => {
+            let args = a()?;
+            if args.len() < 3 {
+                need(&args, 3)?;
+            }
+            let mut s = format!("CASE ({})", args[0]);
+            let mut rest = &args[1..];
+            while rest.len() >= 2 {
+                s.push_str(&format!(" WHEN ({}) THEN ({})", rest[0], rest[1]));
+                rest = &rest[2..];
+            }
+            if let Some(default) = rest.first() {
+                s.push_str(&format!(" ELSE ({default})"));
+            }
+            s.push_str(" END");
+            s
+        }
+        "len" => {
+            let args = a()?;
+            need(&args, 1)?;
+            format!("length({})", args[0])
+        }
+        "charindex" => {
+            let args = a()?;
+            need(&args, 2)?;
+            format!("strpos({}, {})", args[1], args[0])
+        }
+        "dateadd" => {
+            let args = a()?;
+            need(&args, 3)?;
+            let part = date_part(&args[0], "DATEADD")?;
+            let unit = interval(&part);
+            format!(
+                "(CAST({} AS timestamp) + ({}) * INTERVAL '{unit}')",
+                args[2], args[1]
+            )
+        }
+        "datediff" => {
+            let args = a()?;
+            need(&args, 3)?;
+            let part = date_part(&args[0], "DATEDIFF")?;
+            let (x, y) = (
+                format!("CAST({} AS timestamp)", args[1]),
+                format!("CAST({} AS timestamp)", args[2]),
+            );
+            let ym = |t: &str| format!("(date_part('year', {t}) * 12 + date_part('month', {t}))");
+            match part.as_str() {
+                "year" => format!("CAST(date_part('year', {y}) - date_part('year', {x}) AS bigint)"),
+                "quarter" => format!(
+                    "CAST((date_part('year', {y}) * 4 + date_part('quarter', {y})) - (date_part('year', {x}) * 4 + date_part('quarter', {x})) AS bigint)"
+                ),
+                "month" => format!("CAST({} - {} AS bigint)", ym(&y), ym(&x)),
+                "week" => format!(
+                    "CAST((CAST(date_trunc('week', {y}) AS date) - CAST(date_trunc('week', {x}) AS date)) / 7 AS bigint)"
+                ),
+                "day" => format!("CAST(CAST({y} AS date) - CAST({x} AS date) AS bigint)"),
+                p => format!(
+                    "CAST(floor((extract(epoch FROM date_trunc('{p}', {y})) - extract(epoch FROM date_trunc('{p}', {x}))) / {}) AS bigint)",
+                    match p {
+                        "hour" => 3600,
+                        "minute" => 60,
+                        _ => 1,
+                    }
+                ),
+            }
+        }
+        "listagg" => {
+            let args = a()?;
+            if args.is_empty() || args.len() > 2 {
+                need(&args, 2)?;
+            }
+            let sep = args
+                .get(1)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "''".to_string());
+            let order = if f.within_group.is_empty() {
+                String::new()
+            } else {
+                let items: Vec<String> = f.within_group.iter().map(ToString::to_string).collect();
+                format!(" ORDER BY {}", items.join(", "))
+            };
+            format!("string_agg(CAST({} AS text), {sep}{order})", args[0])
+        }
+        _ => return Ok(None),
+    };
+    parse_expr(&sql).map(Some)
+}
+
 fn copy_plan(stmt: Statement) -> Result<Plan, String> {
     let Statement::Copy {
         source,
@@ -920,9 +1134,14 @@ fn copy_plan(stmt: Statement) -> Result<Plan, String> {
             "ERROR: COPY FROM '{from}' is not supported: the emulator loads from 's3://bucket/prefix'"
         ));
     }
-    let mapped = map_relation(&table_name_ast).unwrap_or_else(|| table_name_ast.clone());
+    let parts = ident_parts(&table_name_ast).unwrap_or_default();
+    let schema = match parts.as_slice() {
+        [.., s, _] => s.value.to_lowercase(),
+        _ => PUBLIC.to_string(),
+    };
     let mut spec = CopySpec {
-        table: last_part(&mapped)?,
+        schema,
+        table: last_part(&table_name_ast)?,
         table_shown: table_name_ast.to_string(),
         columns: columns.iter().map(|c| c.value.clone()).collect(),
         from,
@@ -989,7 +1208,11 @@ fn copy_plan(stmt: Statement) -> Result<Plan, String> {
     Ok(Plan::Copy(spec))
 }
 
-fn unload_plan(stmt: Statement) -> Result<Plan, String> {
+fn unload_plan(
+    stmt: Statement,
+    backend: Backend,
+    params: &[(String, String)],
+) -> Result<Plan, String> {
     let Statement::Unload {
         query,
         query_text,
@@ -1009,7 +1232,7 @@ fn unload_plan(stmt: Statement) -> Result<Plan, String> {
         (None, Some(text)) => text,
         (None, None) => return Err("ERROR: UNLOAD needs a query".into()),
     };
-    let (query, params) = match plan(&query_sql)? {
+    let (query, params) = match plan(&query_sql, backend, params)? {
         Plan::Sql { sql, params, .. } => (sql, params),
         _ => return Err("ERROR: UNLOAD's query must be a SELECT".into()),
     };
@@ -1067,8 +1290,12 @@ fn unload_plan(stmt: Statement) -> Result<Plan, String> {
 mod tests {
     use super::*;
 
+    fn plan_sqlite(sql: &str) -> Result<Plan, String> {
+        plan(sql, Backend::Sqlite, &[])
+    }
+
     fn sql(text: &str) -> (String, Vec<String>) {
-        match plan(text) {
+        match plan_sqlite(text) {
             Ok(Plan::Sql { sql, params, .. }) => (sql, params),
             other => panic!("{text}: {other:?}"),
         }
@@ -1123,48 +1350,85 @@ mod tests {
     }
 
     #[test]
+    fn postgres_keeps_its_own_and_maps_redshift_functions() {
+        let p = [("min".to_string(), "it's 5".to_string())];
+        let Ok(Plan::Sql { sql, params, .. }) = plan(
+            "select nvl(a, 0)::int, getdate(), dateadd(day, 2, d), listagg(b, ',') within group (order by b) \
+             from dev.demo.t where c > :min group by 1, 2, 3",
+            Backend::Postgres,
+            &p,
+        ) else {
+            panic!()
+        };
+        assert!(params.is_empty());
+        assert!(sql.contains("coalesce(a, 0)::INT"), "{sql}");
+        assert!(
+            sql.contains("string_agg(CAST(b AS TEXT), ',' ORDER BY b)"),
+            "{sql}"
+        );
+        assert!(sql.contains("FROM demo.t WHERE c > 'it''s 5'"), "{sql}");
+        assert!(sql.contains("INTERVAL '1 day'"), "{sql}");
+        let Ok(Plan::Sql { sql, .. }) = plan(
+            "create table if not exists demo.r (id int identity(1,1), n char(5) encode lzo distkey) diststyle all",
+            Backend::Postgres,
+            &[],
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            sql,
+            "CREATE TABLE IF NOT EXISTS demo.r (id INT GENERATED BY DEFAULT AS IDENTITY, n CHAR(5))"
+        );
+        assert!(matches!(
+            plan("create schema demo", Backend::Postgres, &[]),
+            Ok(Plan::Sql { .. })
+        ));
+    }
+
+    #[test]
     fn unsupported_constructs_are_named() {
-        let e = plan("select to_char(d, 'Mon YYYY') from t").unwrap_err();
+        let e = plan_sqlite("select to_char(d, 'Mon YYYY') from t").unwrap_err();
         assert!(e.contains("Mon"), "{e}");
-        let e = plan("select median(a) from t").unwrap_err();
+        let e = plan_sqlite("select median(a) from t").unwrap_err();
         assert!(e.contains("MEDIAN"), "{e}");
-        let e = plan("select a::super from t").unwrap_err();
+        let e = plan_sqlite("select a::super from t").unwrap_err();
         assert!(e.to_lowercase().contains("super"), "{e}");
-        let e = plan("selec 1").unwrap_err();
+        let e = plan_sqlite("selec 1").unwrap_err();
         assert!(e.contains("syntax error"), "{e}");
     }
 
     #[test]
     fn schema_database_copy_unload_plans() {
         assert_eq!(
-            plan("create schema if not exists Demo").unwrap(),
+            plan_sqlite("create schema if not exists Demo").unwrap(),
             Plan::CreateSchema {
                 name: "demo".into(),
                 if_not_exists: true
             }
         );
         assert!(
-            matches!(plan("create database sales").unwrap(), Plan::CreateDatabase { name } if name == "sales")
+            matches!(plan_sqlite("create database sales").unwrap(), Plan::CreateDatabase { name } if name == "sales")
         );
-        let Plan::Copy(c) = plan(
+        let Plan::Copy(c) = plan_sqlite(
             "COPY demo.sales (id, amount) FROM 's3://b/in/' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS CSV DELIMITER ';' IGNOREHEADER 1 GZIP",
         )
         .unwrap() else {
             panic!()
         };
-        assert_eq!(c.table, "demo.sales");
+        assert_eq!((c.schema.as_str(), c.table.as_str()), ("demo", "sales"));
         assert_eq!(c.columns, vec!["id", "amount"]);
         assert_eq!(c.format, CopyFormat::Csv);
         assert_eq!(c.delimiter, Some(';'));
         assert_eq!(c.ignore_header, 1);
         assert!(c.gzip);
         let Plan::Copy(c) =
-            plan("copy t from 's3://b/x.json' iam_role default format as json 'auto'").unwrap()
+            plan_sqlite("copy t from 's3://b/x.json' iam_role default format as json 'auto'")
+                .unwrap()
         else {
             panic!()
         };
         assert_eq!(c.format, CopyFormat::JsonAuto);
-        let Plan::Unload(u) = plan(
+        let Plan::Unload(u) = plan_sqlite(
             "UNLOAD ('select * from demo.sales where amount > 10') TO 's3://b/out/' IAM_ROLE 'arn:aws:iam::1:role/r' CSV HEADER PARALLEL OFF MANIFEST",
         )
         .unwrap() else {

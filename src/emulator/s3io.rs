@@ -11,12 +11,12 @@
 use std::io::Read;
 
 use serde_json::{json, Value as Json};
-use sqlx::sqlite::{SqliteArguments, SqliteConnection};
+use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, AssertSqlSafe, Row};
 
-use super::engine::QueryRows;
 use super::redshift::{CopyFormat, CopySpec, UnloadSpec};
 use super::sql::Value;
+use super::warehouse::{Conn, QueryRows};
 
 /// `s3://bucket/key` -> (bucket, key).
 fn split_url(url: &str) -> Result<(String, String), String> {
@@ -116,25 +116,34 @@ async fn copy_sources(
 }
 
 /// The columns COPY fills: the list given, else every column of the table.
-async fn target_columns(
-    conn: &mut SqliteConnection,
-    spec: &CopySpec,
-) -> Result<Vec<String>, String> {
+async fn target_columns(conn: &mut Conn, spec: &CopySpec) -> Result<Vec<String>, String> {
     if !spec.columns.is_empty() {
         return Ok(spec.columns.clone());
     }
-    let rows = sqlx::query("SELECT name FROM pragma_table_info(?)")
+    let names: Vec<String> = match conn {
+        Conn::Sqlite(c) => sqlx::query("SELECT name FROM pragma_table_info(?)")
+            .bind(super::redshift::table_name(Some(&spec.schema), &spec.table))
+            .fetch_all(&mut *c)
+            .await
+            .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect()),
+        Conn::Pg(c) => sqlx::query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+        )
+        .bind(&spec.schema)
         .bind(&spec.table)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *c)
         .await
-        .map_err(|e| format!("ERROR: {e}"))?;
-    if rows.is_empty() {
+        .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect()),
+    }
+    .map_err(|e| format!("ERROR: {e}"))?;
+    if names.is_empty() {
         return Err(format!(
             "ERROR: relation \"{}\" does not exist",
             spec.table_shown
         ));
     }
-    Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    Ok(names)
 }
 
 fn load_error(spec: &CopySpec, detail: String) -> String {
@@ -240,20 +249,26 @@ fn parse_object(
 /// COPY: loads every object into the table; returns the rows loaded.
 pub(crate) async fn copy(
     s3: &aws_sdk_s3::Client,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     spec: &CopySpec,
 ) -> Result<i64, String> {
     let columns = target_columns(conn, spec).await?;
     let sources = copy_sources(s3, spec).await?;
     let quoted = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let table = match conn {
+        Conn::Sqlite(_) => quoted(&super::redshift::table_name(
+            Some(&spec.schema),
+            &spec.table,
+        )),
+        Conn::Pg(_) => format!("{}.{}", quoted(&spec.schema), quoted(&spec.table)),
+    };
+    let column_list = columns
+        .iter()
+        .map(|c| quoted(c))
+        .collect::<Vec<_>>()
+        .join(", ");
     let insert = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        quoted(&spec.table),
-        columns
-            .iter()
-            .map(|c| quoted(c))
-            .collect::<Vec<_>>()
-            .join(", "),
+        "INSERT INTO {table} ({column_list}) VALUES ({})",
         (1..=columns.len())
             .map(|i| format!("?{i}"))
             .collect::<Vec<_>>()
@@ -272,22 +287,53 @@ pub(crate) async fn copy(
         }
         let text = String::from_utf8(body)
             .map_err(|e| load_error(spec, format!("{name}: invalid UTF-8: {e}")))?;
-        for row in parse_object(spec, &columns, &name, &text)? {
-            let mut args = SqliteArguments::default();
-            for v in row {
-                args.add(v).map_err(|e| format!("ERROR: {e}"))?;
+        let rows = parse_object(spec, &columns, &name, &text)?;
+        let failed = |m: String| load_error(spec, format!("{name}: {m}"));
+        match conn {
+            Conn::Sqlite(c) => {
+                for row in &rows {
+                    let mut args = SqliteArguments::default();
+                    for v in row {
+                        args.add(v.clone()).map_err(|e| format!("ERROR: {e}"))?;
+                    }
+                    sqlx::query_with(AssertSqlSafe(insert.clone()), args)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(|e| {
+                            failed(
+                                e.as_database_error()
+                                    .map_or(e.to_string(), |d| d.message().to_string()),
+                            )
+                        })?;
+                }
             }
-            sqlx::query_with(AssertSqlSafe(insert.clone()), args)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| {
-                    let m = e
-                        .as_database_error()
-                        .map_or(e.to_string(), |d| d.message().to_string());
-                    load_error(spec, format!("{name}: {m}"))
-                })?;
-            loaded += 1;
+            Conn::Pg(_) => {
+                // Literals, so that PostgreSQL types each value from its
+                // column, as COPY does; 500 rows a statement.
+                for chunk in rows.chunks(500) {
+                    let values: Vec<String> = chunk
+                        .iter()
+                        .map(|row| {
+                            let cells: Vec<String> = row
+                                .iter()
+                                .map(|v| match v {
+                                    Some(v) => format!("'{}'", v.replace('\'', "''")),
+                                    None => "NULL".to_string(),
+                                })
+                                .collect();
+                            format!("({})", cells.join(", "))
+                        })
+                        .collect();
+                    conn.raw(&format!(
+                        "INSERT INTO {table} ({column_list}) VALUES {}",
+                        values.join(", ")
+                    ))
+                    .await
+                    .map_err(failed)?;
+                }
+            }
         }
+        loaded += i64::try_from(rows.len()).unwrap_or(i64::MAX);
     }
     Ok(loaded)
 }
@@ -370,6 +416,7 @@ mod tests {
 
     fn spec(format: CopyFormat) -> CopySpec {
         CopySpec {
+            schema: "public".into(),
             table: "t".into(),
             table_shown: "t".into(),
             columns: vec![],
