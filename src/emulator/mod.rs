@@ -2,14 +2,16 @@
 //!
 //! Speaks the Data API's wire protocol (awsJson1_1) so that the official
 //! SDKs and the aws CLI work against it unchanged; runs the SQL for real on
-//! a SQLite file that plays the warehouse; keeps statements and their
+//! a SQLite file or a PostgreSQL database that plays the warehouse; keeps
+//! statements and their
 //! results in memory; and, for `WithEvent`, publishes the "Redshift Data
 //! Statement Status Change" event to EventBridge (moto locally). It can
 //! inject faults, seeded and reproducible: see [`faults::FaultConfig`].
 //!
 //! Modules: `wire` (HTTP and JSON shapes), `engine` (statements, sessions,
-//! execution, results), `redshift` (Redshift SQL rewritten for SQLite with
-//! sqlparser-rs), `metadata` (the catalog operations), `s3io` (COPY and
+//! execution, results), `warehouse` (SQLite or PostgreSQL connections),
+//! `redshift` (Redshift SQL rewritten for the warehouse with sqlparser-rs),
+//! `metadata` (the catalog operations), `s3io` (COPY and
 //! UNLOAD on S3), `sql` (parameter scanning, value typing), `events`
 //! (EventBridge publisher), `faults` (fault decisions and counters),
 //! `record` (the JSON Lines record of what ran).

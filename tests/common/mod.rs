@@ -85,6 +85,9 @@ pub struct Stack {
     pub queue: String,
     pub config: PathBuf,
     pub emulator_args: Vec<String>,
+    /// The emulator's --warehouse when not the stack's SQLite file (e.g. a
+    /// `postgres://` URL); takes effect at the next start_emulator().
+    pub warehouse: Option<String>,
 }
 
 pub struct StackOptions {
@@ -154,6 +157,7 @@ impl Stack {
             queue,
             config,
             emulator_args,
+            warehouse: None,
         };
         stack.start_emulator();
         let out = stack.run(&["setup"]);
@@ -167,8 +171,12 @@ impl Stack {
             old.kill();
         }
         let mut cmd = Command::new(bin());
+        let warehouse = match &self.warehouse {
+            Some(w) => w.clone(),
+            None => self.dir.path().join("warehouse.db").display().to_string(),
+        };
         cmd.args(["emulator", "--listen", "127.0.0.1:0", "--warehouse"])
-            .arg(self.dir.path().join("warehouse.db"))
+            .arg(warehouse)
             .args(&self.emulator_args)
             .stdout(Stdio::piped())
             .stderr(
