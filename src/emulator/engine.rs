@@ -471,12 +471,7 @@ impl Engine {
         if let Some(u) = &st.req.db_user {
             m.insert("DbUser".into(), json!(u));
         }
-        if let Some(s) = &st.req.secret_arn {
-            m.insert("SecretArn".into(), json!(s));
-        }
-        if let Some(sid) = &st.session_id {
-            m.insert("SessionId".into(), json!(sid));
-        }
+        put_secret_and_session(&mut m, st);
         m.insert("Status".into(), json!(st.status.as_str()));
         m.insert("RedshiftPid".into(), json!(Self::pid_of(store, st)));
         if st.status.is_terminal() {
@@ -1541,12 +1536,7 @@ impl Engine {
                 if let Some(n) = &st.req.statement_name {
                     m.insert("StatementName".into(), json!(n));
                 }
-                if let Some(s) = &st.req.secret_arn {
-                    m.insert("SecretArn".into(), json!(s));
-                }
-                if let Some(sid) = &st.session_id {
-                    m.insert("SessionId".into(), json!(sid));
-                }
+                put_secret_and_session(m, st);
                 if let Some(p) = st.query_parameters() {
                     m.insert("QueryParameters".into(), p);
                 }
@@ -1795,6 +1785,16 @@ fn api_fault_error(fault: ApiFault, message: String) -> ApiError {
         },
         message,
         resource_id: None,
+    }
+}
+
+/// SecretArn and SessionId, when the statement has them.
+fn put_secret_and_session(m: &mut serde_json::Map<String, Json>, st: &Statement) {
+    if let Some(s) = &st.req.secret_arn {
+        m.insert("SecretArn".into(), json!(s));
+    }
+    if let Some(sid) = &st.session_id {
+        m.insert("SessionId".into(), json!(sid));
     }
 }
 

@@ -663,8 +663,94 @@ fn cast_for_sqlite(inner: &Expr, data_type: &DataType) -> Result<Expr, String> {
     parse_expr(&sql)
 }
 
+/// Redshift calls mapped by a template: (name, arity, SQLite, PostgreSQL);
+/// `{N}` is argument N, an empty template keeps the call as it is.
+const TEMPLATES: &[(&str, usize, &str, &str)] = &[
+    (
+        "nvl2",
+        3,
+        "CASE WHEN ({0}) IS NOT NULL THEN ({1}) ELSE ({2}) END",
+        "CASE WHEN ({0}) IS NOT NULL THEN ({1}) ELSE ({2}) END",
+    ),
+    ("len", 1, "length({0})", "length({0})"),
+    ("char_length", 1, "length({0})", ""),
+    ("character_length", 1, "length({0})", ""),
+    ("strpos", 2, "instr({0}, {1})", ""),
+    ("charindex", 2, "instr({1}, {0})", "strpos({1}, {0})"),
+    ("left", 2, "substr({0}, 1, {1})", ""),
+    ("right", 2, "substr({0}, -({1}))", ""),
+];
+
+/// A call by TEMPLATES, or DECODE (as CASE, on both warehouses).
+fn template_call(
+    f: &sqlparser::ast::Function,
+    name: &str,
+    backend: Backend,
+) -> Result<Option<String>, String> {
+    if name == "decode" {
+        let args = plain_args(&f.args, name)?;
+        if args.len() < 3 {
+            return Err(format!(
+                "ERROR: function decode takes at least 3 arguments, got {}",
+                args.len()
+            ));
+        }
+        let mut s = format!("CASE ({})", args[0]);
+        let mut rest = &args[1..];
+        while rest.len() >= 2 {
+            s.push_str(&format!(" WHEN ({}) THEN ({})", rest[0], rest[1]));
+            rest = &rest[2..];
+        }
+        if let Some(default) = rest.first() {
+            s.push_str(&format!(" ELSE ({default})"));
+        }
+        s.push_str(" END");
+        return Ok(Some(s));
+    }
+    let Some(&(_, arity, sqlite, pg)) = TEMPLATES.iter().find(|t| t.0 == name) else {
+        return Ok(None);
+    };
+    let template = match backend {
+        Backend::Sqlite => sqlite,
+        Backend::Postgres => pg,
+    };
+    if template.is_empty() {
+        return Ok(None);
+    }
+    let args = plain_args(&f.args, name)?;
+    if args.len() != arity {
+        return Err(format!(
+            "ERROR: function {name} takes {arity} arguments, got {}",
+            args.len()
+        ));
+    }
+    let mut out = template.to_string();
+    for (i, a) in args.iter().enumerate() {
+        out = out.replace(&format!("{{{i}}}"), &a.to_string());
+    }
+    Ok(Some(out))
+}
+
+/// LISTAGG's separator and ` ORDER BY ...` (from WITHIN GROUP).
+fn listagg_parts(f: &sqlparser::ast::Function, args: &[Expr]) -> (String, String) {
+    let sep = args
+        .get(1)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "''".to_string());
+    let order = if f.within_group.is_empty() {
+        String::new()
+    } else {
+        let items: Vec<String> = f.within_group.iter().map(ToString::to_string).collect();
+        format!(" ORDER BY {}", items.join(", "))
+    };
+    (sep, order)
+}
+
 fn rewrite_function(f: &sqlparser::ast::Function) -> Result<Option<Expr>, String> {
     let name = f.name.to_string().to_lowercase();
+    if let Some(sql) = template_call(f, &name, Backend::Sqlite)? {
+        return parse_expr(&sql).map(Some);
+    }
     let a = || plain_args(&f.args, &name);
     let arity = |args: &[Expr], ok: &[usize]| -> Result<(), String> {
         if ok.contains(&args.len()) {
@@ -689,56 +775,6 @@ fn rewrite_function(f: &sqlparser::ast::Function) -> Result<Option<Expr>, String
             }
             let list: Vec<String> = args.iter().map(ToString::to_string).collect();
             format!("coalesce({})", list.join(", "))
-        }
-        "nvl2" => {
-            let args = a()?;
-            arity(&args, &[3])?;
-            format!(
-                "CASE WHEN ({}) IS NOT NULL THEN ({}) ELSE ({}) END",
-                args[0], args[1], args[2]
-            )
-        }
-        "decode" => {
-            let args = a()?;
-            if args.len() < 3 {
-                arity(&args, &[3])?;
-            }
-            let mut s = format!("CASE ({})", args[0]);
-            let mut rest = &args[1..];
-            while rest.len() >= 2 {
-                s.push_str(&format!(" WHEN ({}) THEN ({})", rest[0], rest[1]));
-                rest = &rest[2..];
-            }
-            if let Some(default) = rest.first() {
-                s.push_str(&format!(" ELSE ({default})"));
-            }
-            s.push_str(" END");
-            s
-        }
-        "len" | "char_length" | "character_length" => {
-            let args = a()?;
-            arity(&args, &[1])?;
-            format!("length({})", args[0])
-        }
-        "strpos" => {
-            let args = a()?;
-            arity(&args, &[2])?;
-            format!("instr({}, {})", args[0], args[1])
-        }
-        "charindex" => {
-            let args = a()?;
-            arity(&args, &[2])?;
-            format!("instr({}, {})", args[1], args[0])
-        }
-        "left" => {
-            let args = a()?;
-            arity(&args, &[2])?;
-            format!("substr({}, 1, {})", args[0], args[1])
-        }
-        "right" => {
-            let args = a()?;
-            arity(&args, &[2])?;
-            format!("substr({}, -({}))", args[0], args[1])
         }
         "dateadd" => {
             let args = a()?;
@@ -820,21 +856,12 @@ fn rewrite_function(f: &sqlparser::ast::Function) -> Result<Option<Expr>, String
             if args.is_empty() || args.len() > 2 {
                 arity(&args, &[1, 2])?;
             }
-            let sep = args
-                .get(1)
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "''".to_string());
+            let (sep, order) = listagg_parts(f, &args);
             let distinct = match &f.args {
                 FunctionArguments::List(l) => l
                     .duplicate_treatment
                     .is_some_and(|d| matches!(d, sqlparser::ast::DuplicateTreatment::Distinct)),
                 _ => false,
-            };
-            let order = if f.within_group.is_empty() {
-                String::new()
-            } else {
-                let items: Vec<String> = f.within_group.iter().map(ToString::to_string).collect();
-                format!(" ORDER BY {}", items.join(", "))
             };
             if distinct {
                 // SQLite's DISTINCT aggregate takes one argument only.
@@ -979,6 +1006,9 @@ fn rewrite_expr_pg(expr: &Expr) -> Result<Option<Expr>, String> {
 
 fn rewrite_function_pg(f: &sqlparser::ast::Function) -> Result<Option<Expr>, String> {
     let name = f.name.to_string().to_lowercase();
+    if let Some(sql) = template_call(f, &name, Backend::Postgres)? {
+        return parse_expr(&sql).map(Some);
+    }
     let a = || plain_args(&f.args, &name);
     let need = |args: &[Expr], n: usize| -> Result<(), String> {
         if args.len() == n {
@@ -1001,41 +1031,6 @@ fn rewrite_function_pg(f: &sqlparser::ast::Function) -> Result<Option<Expr>, Str
             let args = a()?;
             let list: Vec<String> = args.iter().map(ToString::to_string).collect();
             format!("coalesce({})", list.join(", "))
-        }
-        "nvl2" => {
-            let args = a()?;
-            need(&args, 3)?;
-            format!(
-                "CASE WHEN ({}) IS NOT NULL THEN ({}) ELSE ({}) END",
-                args[0], args[1], args[2]
-            )
-        }
-        "decode" => {
-            let args = a()?;
-            if args.len() < 3 {
-                need(&args, 3)?;
-            }
-            let mut s = format!("CASE ({})", args[0]);
-            let mut rest = &args[1..];
-            while rest.len() >= 2 {
-                s.push_str(&format!(" WHEN ({}) THEN ({})", rest[0], rest[1]));
-                rest = &rest[2..];
-            }
-            if let Some(default) = rest.first() {
-                s.push_str(&format!(" ELSE ({default})"));
-            }
-            s.push_str(" END");
-            s
-        }
-        "len" => {
-            let args = a()?;
-            need(&args, 1)?;
-            format!("length({})", args[0])
-        }
-        "charindex" => {
-            let args = a()?;
-            need(&args, 2)?;
-            format!("strpos({}, {})", args[1], args[0])
         }
         "dateadd" => {
             let args = a()?;
@@ -1081,16 +1076,7 @@ fn rewrite_function_pg(f: &sqlparser::ast::Function) -> Result<Option<Expr>, Str
             if args.is_empty() || args.len() > 2 {
                 need(&args, 2)?;
             }
-            let sep = args
-                .get(1)
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "''".to_string());
-            let order = if f.within_group.is_empty() {
-                String::new()
-            } else {
-                let items: Vec<String> = f.within_group.iter().map(ToString::to_string).collect();
-                format!(" ORDER BY {}", items.join(", "))
-            };
+            let (sep, order) = listagg_parts(f, &args);
             format!("string_agg(CAST({} AS text), {sep}{order})", args[0])
         }
         _ => return Ok(None),

@@ -303,17 +303,39 @@ async fn sqlite_run(
     let declared_bool: Vec<bool> = columns.iter().map(|c| c.sqlx_type == "BOOLEAN").collect();
     drop(prepared);
     let query = sqlx::query_with(AssertSqlSafe(sql), args);
-    let mut stream = (&mut *conn).fetch_many(query);
+    let stream = (&mut *conn).fetch_many(query);
+    let (rows, changes, size) = drain(
+        stream,
+        |done: &sqlx::sqlite::SqliteQueryResult| done.rows_affected(),
+        |row: &sqlx::sqlite::SqliteRow, i| {
+            sqlite_value(row, i, declared_bool.get(i).copied().unwrap_or(false))
+        },
+    )
+    .await?;
+    Ok(sub_result(columns, rows, changes, size, dml))
+}
+
+/// Drains a query's stream: its rows, typed by `value`, how many rows it
+/// changed, and the rows' size.
+async fn drain<Q, R, S>(
+    mut stream: S,
+    changed: impl Fn(&Q) -> u64,
+    mut value: impl FnMut(&R, usize) -> Result<Value, String>,
+) -> Result<(Vec<Vec<Value>>, u64, i64), String>
+where
+    R: Row,
+    S: futures_util::Stream<Item = Result<Either<Q, R>, sqlx::Error>> + Unpin,
+{
     let mut rows: Vec<Vec<Value>> = Vec::new();
     let mut changes: u64 = 0;
     let mut size: i64 = 0;
     while let Some(step) = stream.try_next().await.map_err(|e| db_error_text(&e))? {
         match step {
-            Either::Left(done) => changes += done.rows_affected(),
+            Either::Left(done) => changes += changed(&done),
             Either::Right(row) => {
                 let mut values = Vec::with_capacity(row.len());
                 for i in 0..row.len() {
-                    let v = sqlite_value(&row, i, declared_bool.get(i).copied().unwrap_or(false))?;
+                    let v = value(&row, i)?;
                     size += v.size();
                     values.push(v);
                 }
@@ -321,25 +343,33 @@ async fn sqlite_run(
             }
         }
     }
-    drop(stream);
-    if !columns.is_empty() {
-        let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-        Ok(SubResult {
-            result: Some(ResultSet { columns, rows }),
-            rows: n,
-            size,
-        })
-    } else {
-        let n = if dml {
-            i64::try_from(changes).unwrap_or(i64::MAX)
-        } else {
-            0
-        };
-        Ok(SubResult {
+    Ok((rows, changes, size))
+}
+
+/// What one SQL produced: a result set when it has columns, else the rows
+/// it changed (DML) or 0 (DDL: the engines leave their counts stale).
+fn sub_result(
+    columns: Vec<ColumnMeta>,
+    rows: Vec<Vec<Value>>,
+    changes: u64,
+    size: i64,
+    dml: bool,
+) -> SubResult {
+    if columns.is_empty() {
+        return SubResult {
             result: None,
-            rows: n,
+            rows: if dml {
+                i64::try_from(changes).unwrap_or(i64::MAX)
+            } else {
+                0
+            },
             size: 0,
-        })
+        };
+    }
+    SubResult {
+        rows: i64::try_from(rows.len()).unwrap_or(i64::MAX),
+        result: Some(ResultSet { columns, rows }),
+        size,
     }
 }
 
@@ -364,45 +394,20 @@ async fn pg_run(conn: &mut PgConnection, sql: String, dml: bool) -> Result<SubRe
             pg_type: Some(c.type_info().name().to_lowercase()),
         })
         .collect();
-    let mut stream = (&mut *conn).fetch_many(sqlx::raw_sql(AssertSqlSafe(sql)));
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    let mut changes: u64 = 0;
-    let mut size: i64 = 0;
-    while let Some(step) = stream.try_next().await.map_err(|e| db_error_text(&e))? {
-        match step {
-            Either::Left(done) => changes += done.rows_affected(),
-            Either::Right(row) => {
-                let mut values = Vec::with_capacity(row.len());
-                for i in 0..row.len() {
-                    let ty = columns
-                        .get(i)
-                        .and_then(|c| c.pg_type.as_deref())
-                        .unwrap_or("text");
-                    let v = pg_value(&row, i, ty)?;
-                    size += v.size();
-                    values.push(v);
-                }
-                rows.push(values);
-            }
-        }
-    }
-    drop(stream);
-    if columns.is_empty() {
-        return Ok(SubResult {
-            result: None,
-            rows: if dml {
-                i64::try_from(changes).unwrap_or(i64::MAX)
-            } else {
-                0
-            },
-            size: 0,
-        });
-    }
-    Ok(SubResult {
-        rows: i64::try_from(rows.len()).unwrap_or(i64::MAX),
-        result: Some(ResultSet { columns, rows }),
-        size,
-    })
+    let stream = (&mut *conn).fetch_many(sqlx::raw_sql(AssertSqlSafe(sql)));
+    let types: Vec<String> = columns
+        .iter()
+        .map(|c| c.pg_type.clone().unwrap_or_else(|| "text".into()))
+        .collect();
+    let (rows, changes, size) = drain(
+        stream,
+        |done: &sqlx::postgres::PgQueryResult| done.rows_affected(),
+        |row: &sqlx::postgres::PgRow, i| {
+            pg_value(row, i, types.get(i).map_or("text", String::as_str))
+        },
+    )
+    .await?;
+    Ok(sub_result(columns, rows, changes, size, dml))
 }
 
 /// One PostgreSQL value (text format) as a Data API value.
