@@ -299,6 +299,16 @@ impl Statement {
     }
 }
 
+/// What one execution runs.
+struct Run<'a> {
+    id: &'a str,
+    sqls: &'a [String],
+    params: &'a [(String, String)],
+    cancel: &'a CancellationToken,
+    /// Abort (a fault) instead of committing.
+    inject_abort: bool,
+}
+
 /// How an execution ended.
 enum Outcome {
     Finished,
@@ -836,12 +846,17 @@ impl Engine {
             self.finish(id, Outcome::Failed { at: 0, error });
             return;
         }
+        let run = Run {
+            id,
+            sqls: &sqls,
+            params: &params,
+            cancel: &cancel,
+            inject_abort: plan.abort,
+        };
         let outcome = if mode == ExecutionMode::AutoCommit && is_batch {
-            self.run_auto_commit(conn, id, &sqls, &params, &cancel, plan.abort)
-                .await
+            self.run_auto_commit(conn, run).await
         } else {
-            self.run_in_transaction(conn, id, &sqls, &params, &cancel, plan.abort, is_batch)
-                .await
+            self.run_in_transaction(conn, run, is_batch).await
         };
         drop(guard);
         self.finish(id, outcome);
@@ -849,15 +864,14 @@ impl Engine {
 
     /// AUTO_COMMIT batch: each SQL in a transaction of its own; a failure
     /// is recorded on its sub-statement and the others still run.
-    async fn run_auto_commit(
-        &self,
-        conn: &mut Conn,
-        id: &str,
-        sqls: &[String],
-        params: &[(String, String)],
-        cancel: &CancellationToken,
-        inject_abort: bool,
-    ) -> Outcome {
+    async fn run_auto_commit(&self, conn: &mut Conn, run: Run<'_>) -> Outcome {
+        let Run {
+            id,
+            sqls,
+            params,
+            cancel,
+            inject_abort,
+        } = run;
         conn.set_cancel(Some(cancel)).await;
         let mut first_error = None;
         for (i, sql) in sqls.iter().enumerate() {
@@ -891,17 +905,14 @@ impl Engine {
         Outcome::AutoCommitted { first_error }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_in_transaction(
-        &self,
-        conn: &mut Conn,
-        id: &str,
-        sqls: &[String],
-        params: &[(String, String)],
-        cancel: &CancellationToken,
-        inject_abort: bool,
-        is_batch: bool,
-    ) -> Outcome {
+    async fn run_in_transaction(&self, conn: &mut Conn, run: Run<'_>, is_batch: bool) -> Outcome {
+        let Run {
+            id,
+            sqls,
+            params,
+            cancel,
+            inject_abort,
+        } = run;
         if let Err(error) = conn.raw("BEGIN").await {
             return Outcome::Failed { at: 0, error };
         }

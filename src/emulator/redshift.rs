@@ -99,6 +99,33 @@ pub(crate) struct CopySpec {
     pub blanks_as_null: bool,
 }
 
+impl CopySpec {
+    /// A COPY of delimited text with Redshift's defaults.
+    pub(crate) fn new(
+        schema: String,
+        table: String,
+        table_shown: String,
+        from: String,
+    ) -> CopySpec {
+        CopySpec {
+            schema,
+            table,
+            table_shown,
+            columns: Vec::new(),
+            from,
+            format: CopyFormat::Text,
+            delimiter: None,
+            quote: '"',
+            ignore_header: 0,
+            gzip: false,
+            manifest: false,
+            null_as: None,
+            empty_as_null: false,
+            blanks_as_null: false,
+        }
+    }
+}
+
 /// `UNLOAD ('select ...') TO 's3://...' ...`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UnloadSpec {
@@ -1125,22 +1152,13 @@ fn copy_plan(stmt: Statement) -> Result<Plan, String> {
         [.., s, _] => s.value.to_lowercase(),
         _ => PUBLIC.to_string(),
     };
-    let mut spec = CopySpec {
+    let mut spec = CopySpec::new(
         schema,
-        table: last_part(&table_name_ast)?,
-        table_shown: table_name_ast.to_string(),
-        columns: columns.iter().map(|c| c.value.clone()).collect(),
+        last_part(&table_name_ast)?,
+        table_name_ast.to_string(),
         from,
-        format: CopyFormat::Text,
-        delimiter: None,
-        quote: '"',
-        ignore_header: 0,
-        gzip: false,
-        manifest: false,
-        null_as: None,
-        empty_as_null: false,
-        blanks_as_null: false,
-    };
+    );
+    spec.columns = columns.iter().map(|c| c.value.clone()).collect();
     for opt in legacy_options {
         match opt {
             CopyLegacyOption::Csv(opts) => {

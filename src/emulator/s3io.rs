@@ -415,22 +415,9 @@ mod tests {
     use super::*;
 
     fn spec(format: CopyFormat) -> CopySpec {
-        CopySpec {
-            schema: "public".into(),
-            table: "t".into(),
-            table_shown: "t".into(),
-            columns: vec![],
-            from: "s3://b/p".into(),
-            format,
-            delimiter: None,
-            quote: '"',
-            ignore_header: 0,
-            gzip: false,
-            manifest: false,
-            null_as: None,
-            empty_as_null: false,
-            blanks_as_null: false,
-        }
+        let mut spec = CopySpec::new("public".into(), "t".into(), "t".into(), "s3://b/p".into());
+        spec.format = format;
+        spec
     }
 
     #[test]
