@@ -130,8 +130,11 @@ pub(crate) struct SubResult {
 pub(crate) fn db_error_text(e: &sqlx::Error) -> String {
     match e.as_database_error() {
         Some(d) => match d.message().strip_prefix("no such table: ") {
-            // Redshift's wording; the name is the one the SQL wrote.
-            Some(name) => format!("ERROR: relation \"{name}\" does not exist"),
+            // Redshift's wording (the name as the SQL wrote it), then
+            // SQLite's own, which existing callers match on.
+            Some(name) => {
+                format!("ERROR: relation \"{name}\" does not exist (SQLite: no such table: {name})")
+            }
             None => format!("ERROR: {}", d.message()),
         },
         None => format!("ERROR: {e}"),
