@@ -9,7 +9,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{venv_bin, Stack, StackOptions};
 use serde_json::Value;
@@ -680,7 +680,10 @@ fn ended_statements_are_forgotten_after_the_result_ttl() {
         &["redshift-data", "describe-statement", "--id", &ids[0]],
     );
     assert!(!ok, "an old statement is still described");
-    assert!(err.contains("ResourceNotFoundException"), "{err}");
+    assert!(
+        err.contains("ResourceNotFoundException") && err.contains("expired"),
+        "{err}"
+    );
     let (ok, _, err) = aws_raw(
         &stack,
         &["redshift-data", "get-statement-result", "--id", &ids[1]],
@@ -723,21 +726,25 @@ fn api_latency_per_operation() {
             "100",
         ],
     );
-    let time = |args: &[&str]| {
-        let t = Instant::now();
-        aws(&stack, args);
-        t.elapsed()
-    };
-    let t = Instant::now();
-    wg(&stack, "execute-statement", &["--sql", "select 1"]);
-    let exec = t.elapsed();
-    let list = time(&["redshift-data", "list-statements"]);
+    // Timed inside one Python process: the aws CLI's own start-up time
+    // varies too much on a loaded machine.
+    let script = r#"
+import boto3, os, time
+c = boto3.client("redshift-data", endpoint_url=os.environ["AWS_ENDPOINT_URL_REDSHIFT_DATA"])
+c.list_statements()  # warm the connection
+t = time.monotonic(); c.execute_statement(Sql="select 1", WorkgroupName="wg-test", Database="dev"); e = time.monotonic() - t
+t = time.monotonic(); c.list_statements(); l = time.monotonic() - t
+print(f"{e:.3f} {l:.3f}")
+"#;
+    let out = stack.python(script);
+    let times: Vec<f64> = out
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let (exec, list) = (times[0], times[1]);
+    assert!(exec >= 1.2, "ExecuteStatement took {exec} s");
     assert!(
-        exec >= Duration::from_millis(1200),
-        "ExecuteStatement took {exec:?}"
-    );
-    assert!(
-        list + Duration::from_millis(500) < exec,
-        "ListStatements {list:?} vs ExecuteStatement {exec:?}"
+        list + 0.8 < exec,
+        "ListStatements {list} s vs ExecuteStatement {exec} s"
     );
 }

@@ -19,7 +19,7 @@ async fn the_walkthrough_on_postgresql() {
     stack.warehouse = Some(pg.url.clone());
     stack.start_emulator();
     let script = r#"
-import boto3, gzip, json, os
+import boto3, gzip, json, os, time
 c = boto3.client("redshift-data", endpoint_url=os.environ["AWS_ENDPOINT_URL_REDSHIFT_DATA"])
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"])
 T = dict(WorkgroupName="wg-test", Database="dev")
@@ -64,6 +64,13 @@ d = run("UNLOAD ('select region, amount from demo.sales where amount > 10 order 
 assert d["ResultRows"] == 3, d
 body = s3.get_object(Bucket="pgwh", Key="out/big_000")["Body"].read().decode()
 assert body == "region,amount\nnorth,10.50\nsouth,20.25\neast,99.00\n", body
+# CancelStatement interrupts a running PostgreSQL query.
+r = c.execute_statement(Sql="select pg_sleep(30)", **T)
+time.sleep(0.5)
+t = time.monotonic()
+assert c.cancel_statement(Id=r["Id"])["Status"] is True
+d = c.describe_statement(Id=r["Id"], WaitTimeSeconds=20)
+assert d["Status"] == "ABORTED" and time.monotonic() - t < 10, d
 print("ok")
 "#;
     assert_eq!(stack.python(script).trim(), "ok");

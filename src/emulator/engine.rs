@@ -1925,6 +1925,13 @@ pub(crate) fn page_limit(max_results: Option<i64>, limit: usize) -> Result<usize
 /// Finds a statement by parent id or sub-statement id (`<id>:N`, batches
 /// only); returns it and the sub-statement index.
 fn find<'a>(store: &'a Store, id: &str) -> Result<(&'a Statement, Option<usize>), ApiError> {
+    let parent = id.split_once(':').map_or(id, |(p, _)| p);
+    if store.forgotten.contains(parent) {
+        return Err(ApiError::not_found(
+            "Query does not exist: it ended longer ago than the results are kept, and has expired.",
+            id,
+        ));
+    }
     let not_found = || ApiError::not_found("Query does not exist.", id);
     match id.split_once(':') {
         None => store

@@ -168,7 +168,7 @@ async fn names(conn: &mut Conn, sql: &'static str) -> Result<Vec<String>, String
             .await
             .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect()),
         Conn::Pg(c) => sqlx::query(sql)
-            .fetch_all(&mut *c)
+            .fetch_all(&mut c.conn)
             .await
             .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect()),
     };
@@ -226,7 +226,7 @@ async fn tables(conn: &mut Conn) -> Result<Vec<(String, String, String)>, String
              WHERE table_schema NOT IN ('pg_catalog', 'information_schema') \
              AND table_schema NOT LIKE 'pg\\_%' AND table_name NOT LIKE '\\_redrelay\\_%'",
         )
-        .fetch_all(&mut *c)
+        .fetch_all(&mut c.conn)
         .await
         .map_err(db_err)?
         .iter()
@@ -266,7 +266,7 @@ async fn columns(
             )
             .bind(schema)
             .bind(table)
-            .fetch_all(&mut *c)
+            .fetch_all(&mut c.conn)
             .await
             .map_err(db_err)?;
             Ok(rows
@@ -370,7 +370,7 @@ pub(crate) async fn create_database(conn: &mut Conn, name: &str) -> Result<(), S
             .map(|_| ()),
         Conn::Pg(c) => sqlx::query("INSERT INTO public._redrelay_databases (name) VALUES ($1)")
             .bind(name)
-            .execute(&mut *c)
+            .execute(&mut c.conn)
             .await
             .map(|_| ()),
     }

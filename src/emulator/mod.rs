@@ -59,9 +59,12 @@ pub struct EmulatorArgs {
     /// Account id used in ARNs and events.
     #[arg(long, default_value = "123456789012")]
     pub account: String,
-    /// How long results stay available after a statement ends, in seconds
-    /// (AWS: 24 h). Past it, GetStatementResult answers ValidationException
-    /// and the event's expireAt is the end time plus this.
+    /// How long an ended statement and its results are kept, in seconds
+    /// (AWS: 24 h). Past it the statement is forgotten: DescribeStatement
+    /// answers ResourceNotFoundException, ListStatements omits it,
+    /// GetStatementResult answers ValidationException (expired); the
+    /// event's expireAt is the end time plus this. Closed sessions are
+    /// forgotten after the same time.
     #[arg(long, default_value_t = 86_400)]
     pub result_ttl_secs: u64,
     /// How long a ClientToken is remembered, in seconds (AWS: 8 h): within

@@ -132,7 +132,7 @@ async fn target_columns(conn: &mut Conn, spec: &CopySpec) -> Result<Vec<String>,
         )
         .bind(&spec.schema)
         .bind(&spec.table)
-        .fetch_all(&mut *c)
+        .fetch_all(&mut c.conn)
         .await
         .map(|rows| rows.iter().map(|r| r.get::<String, _>(0)).collect()),
     }

@@ -66,7 +66,16 @@ impl WarehouseSpec {
                 conn.execute(super::metadata::PG_REGISTRY_DDL)
                     .await
                     .with_context(|| format!("cannot prepare the warehouse {}", self.shown()))?;
-                Ok(Conn::Pg(conn))
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .with_context(|| format!("cannot talk to the warehouse {}", self.shown()))?;
+                Ok(Conn::Pg(PgConn {
+                    conn,
+                    pid,
+                    url: url.clone(),
+                    canceller: None,
+                }))
             }
         }
     }
@@ -97,7 +106,19 @@ async fn open_sqlite(path: &Path) -> anyhow::Result<SqliteConnection> {
 #[derive(Debug)]
 pub(crate) enum Conn {
     Sqlite(SqliteConnection),
-    Pg(PgConnection),
+    Pg(PgConn),
+}
+
+/// A PostgreSQL connection, with what cancelling its query takes.
+#[derive(Debug)]
+pub(crate) struct PgConn {
+    pub conn: PgConnection,
+    /// Its server process (pg_cancel_backend).
+    pid: i32,
+    url: String,
+    /// The task that cancels the running query when the statement is
+    /// cancelled.
+    canceller: Option<tokio::task::AbortHandle>,
 }
 
 /// Column metadata of a result.
@@ -154,16 +175,41 @@ impl Conn {
         let sql = AssertSqlSafe(sql.to_string());
         match self {
             Conn::Sqlite(c) => c.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
-            Conn::Pg(c) => c.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
+            Conn::Pg(c) => c.conn.execute(sqlx::raw_sql(sql)).await.map(|_| ()),
         }
         .map_err(|e| db_error_text(&e))
     }
 
-    /// Lets CancelStatement interrupt a long query (SQLite); PostgreSQL
-    /// statements are cancelled between the SQLs of a statement.
+    /// Lets CancelStatement interrupt a long query: SQLite's progress
+    /// handler, or pg_cancel_backend from a second PostgreSQL connection.
     pub(crate) async fn set_cancel(&mut self, cancel: Option<&CancellationToken>) {
-        let Conn::Sqlite(conn) = self else {
-            return;
+        let conn = match self {
+            Conn::Sqlite(c) => c,
+            Conn::Pg(pg) => {
+                if let Some(old) = pg.canceller.take() {
+                    old.abort();
+                }
+                if let Some(token) = cancel {
+                    let (token, url, pid) = (token.clone(), pg.url.clone(), pg.pid);
+                    let task = tokio::spawn(async move {
+                        token.cancelled().await;
+                        match PgConnection::connect(&url).await {
+                            Ok(mut c) => {
+                                let _ = sqlx::query("SELECT pg_cancel_backend($1)")
+                                    .bind(pid)
+                                    .execute(&mut c)
+                                    .await;
+                                let _ = c.close().await;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "Could not reach PostgreSQL to cancel a query.")
+                            }
+                        }
+                    });
+                    pg.canceller = Some(task.abort_handle());
+                }
+                return;
+            }
         };
         match conn.lock_handle().await {
             Ok(mut handle) => match cancel {
@@ -189,7 +235,7 @@ impl Conn {
     ) -> Result<SubResult, String> {
         match self {
             Conn::Sqlite(c) => sqlite_run(c, sql, bind_params(names, params)?, dml).await,
-            Conn::Pg(c) => pg_run(c, sql, dml).await,
+            Conn::Pg(c) => pg_run(&mut c.conn, sql, dml).await,
         }
     }
 
@@ -206,7 +252,7 @@ impl Conn {
                 sqlite_query_rows(c, query).await
             }
             Conn::Pg(c) => {
-                let res = pg_run(c, sql, false).await?;
+                let res = pg_run(&mut c.conn, sql, false).await?;
                 let set = res.result.unwrap_or(ResultSet {
                     columns: Vec::new(),
                     rows: Vec::new(),
@@ -222,7 +268,12 @@ impl Conn {
     pub(crate) async fn close(self) {
         let _ = match self {
             Conn::Sqlite(c) => c.close().await,
-            Conn::Pg(c) => c.close().await,
+            Conn::Pg(c) => {
+                if let Some(task) = c.canceller {
+                    task.abort();
+                }
+                c.conn.close().await
+            }
         };
     }
 }
