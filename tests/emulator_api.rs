@@ -524,6 +524,16 @@ assert d["Status"] == "FAILED" and d["ExecutionMode"] == "AUTO_COMMIT", d
 assert [s["Status"] for s in d["SubStatements"]] == ["FINISHED", "FINISHED", "FAILED", "FINISHED"], d["SubStatements"]
 n = run("select count(*) from ac")
 assert c.get_statement_result(Id=n["Id"])["Records"][0][0]["longValue"] == 2
+# (the aws CLI's own botocore is older: RedshiftQueryUuid only shows here)
+d = c.describe_statement(Id=b["Id"])
+assert d["RedshiftQueryUuid"] and all(x["RedshiftQueryUuid"] for x in d["SubStatements"]), d
+# CREATE DATABASE: on its own it shows in ListDatabases; in a transaction
+# block it fails as in Redshift.
+run("create database sales")
+assert c.list_databases(**T)["Databases"] == ["dev", "sales"]
+b = c.batch_execute_statement(Sqls=["select 1", "create database other"], WaitTimeSeconds=10, **T)
+d = c.describe_statement(Id=b["Id"])
+assert d["Status"] == "FAILED" and "cannot run inside a transaction block" in d["Error"], d
 # Error types.
 for call, kind in [
     (lambda: c.describe_statement(Id="00000000-0000-0000-0000-000000000000"), c.exceptions.ResourceNotFoundException),

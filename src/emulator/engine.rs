@@ -238,6 +238,8 @@ struct Sub {
     started_ms: Option<i64>,
     ended_ms: Option<i64>,
     query_id: i64,
+    /// RedshiftQueryUuid.
+    query_uuid: String,
     has_result_set: bool,
     result_rows: i64,
     result_size: i64,
@@ -689,6 +691,7 @@ impl Engine {
                 started_ms: None,
                 ended_ms: None,
                 query_id: 0,
+                query_uuid: uuid::Uuid::new_v4().to_string(),
                 has_result_set: false,
                 result_rows: -1,
                 result_size: -1,
@@ -1308,6 +1311,9 @@ impl Engine {
                 put(&mut out, "ResultRows", json!(st.result_rows()));
                 put(&mut out, "ResultSize", json!(st.result_size()));
                 put(&mut out, "RedshiftQueryId", json!(st.query_id()));
+                if let Some(last) = st.subs.iter().rfind(|s| s.started_ms.is_some()) {
+                    put(&mut out, "RedshiftQueryUuid", json!(last.query_uuid));
+                }
                 if let Some(e) = &st.error {
                     put(&mut out, "Error", json!(e));
                 }
@@ -1861,6 +1867,7 @@ fn sub_fields(s: &Sub, now: i64) -> Vec<(&'static str, Json)> {
         ("ResultRows", json!(s.result_rows)),
         ("ResultSize", json!(s.result_size)),
         ("RedshiftQueryId", json!(s.query_id)),
+        ("RedshiftQueryUuid", json!(s.query_uuid)),
     ];
     if let Some(e) = &s.error {
         v.push(("Error", json!(e)));
