@@ -497,6 +497,16 @@ assert r["Status"] == "FINISHED" and r["SessionId"] == sid and r["HasResultSet"]
 assert c.get_statement_result(Id=r["Id"])["Records"][0][0]["longValue"] == 42
 outside = c.execute_statement(Sql="select v from scratch", WaitTimeSeconds=10, **T)
 assert outside["Status"] == "FAILED", outside
+# A session with a 1 s keep-alive closes once idle that long.
+short = c.execute_statement(Sql="select 1", SessionKeepAliveSeconds=1, WaitTimeSeconds=10, **T)["SessionId"]
+time.sleep(2.5)
+assert [x["SessionId"] for x in c.list_sessions(Status="CLOSED")["Sessions"]] == [short]
+assert short not in [x["SessionId"] for x in c.list_sessions()["Sessions"]]
+try:
+    c.execute_statement(Sql="select 1", SessionId=short)
+    raise SystemExit("a closed session ran a statement")
+except c.exceptions.ValidationException as e:
+    assert "closed" in str(e), e
 busy = c.execute_statement(Sql="select 'held_for_waiters'", SessionId=sid)
 try:
     c.execute_statement(Sql="select 1", SessionId=sid)
