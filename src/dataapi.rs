@@ -3,7 +3,8 @@
 //! happen: throttling (wait and try again), rejected (the request can never
 //! succeed), transient (try again later).
 
-use crate::ledger::{Param, Target, Ticket};
+use crate::domain::Param;
+use crate::ledger::Ticket;
 use crate::ratelimit::Limits;
 use crate::state::Outcome;
 use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -102,6 +103,7 @@ pub struct Page {
 pub struct DataApi {
     client: Client,
     limits: std::sync::Arc<Limits>,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl DataApi {
@@ -115,6 +117,27 @@ impl DataApi {
         Self {
             client: Client::new(sdk),
             limits: std::sync::Arc::new(Limits::aws_defaults(scale)),
+            metrics: None,
+        }
+    }
+
+    /// Counts every call in `metrics` by operation and outcome.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn note<T>(&self, operation: &'static str, r: &Result<T, ApiError>) {
+        use crate::metrics::CallOutcome;
+        if let Some(m) = &self.metrics {
+            m.call(
+                operation,
+                match r {
+                    Ok(_) => CallOutcome::ok,
+                    Err(ApiError::Throttled(_)) => CallOutcome::throttled,
+                    Err(_) => CallOutcome::error,
+                },
+            );
         }
     }
 
@@ -122,7 +145,7 @@ impl DataApi {
     /// ClientToken. Returns the statement id.
     pub async fn submit(&self, t: &Ticket) -> Result<String, ApiError> {
         let target = t.job.target();
-        check_target(&target).map_err(ApiError::Rejected)?;
+        target.check().map_err(ApiError::Rejected)?;
         let params = sql_parameters(&t.job.params)?;
         // ExecuteStatement and BatchExecuteStatement take the same fields
         // but are distinct builder types.
@@ -145,17 +168,41 @@ impl DataApi {
                     .map(str::to_string)
             };
         }
-        let id = if let [sql] = t.job.sqls.as_slice() {
+        let (operation, id) = if let [sql] = t.job.sqls.as_slice() {
             self.limits.execute.take().await;
-            send_with_common_fields!(self.client.execute_statement().sql(sql))
+            let id = async {
+                Ok(send_with_common_fields!(self
+                    .client
+                    .execute_statement()
+                    .sql(sql)))
+            };
+            ("ExecuteStatement", id.await)
         } else {
             self.limits.batch_execute.take().await;
-            send_with_common_fields!(self
-                .client
-                .batch_execute_statement()
-                .set_sqls(Some(t.job.sqls.clone())))
+            let id = async {
+                Ok(send_with_common_fields!(self
+                    .client
+                    .batch_execute_statement()
+                    .set_sqls(Some(t.job.sqls.clone()))))
+            };
+            ("BatchExecuteStatement", id.await)
         };
-        id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
+        let id = id.and_then(|id| {
+            id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
+        });
+        self.note(operation, &id);
+        id
+    }
+
+    /// This process's share of the account's rate quotas, when `workers`
+    /// share them.
+    pub fn set_share(&self, workers: usize) {
+        self.limits.set_share(workers);
+    }
+
+    /// The current ExecuteStatement rate limit of this process (per second).
+    pub fn execute_rate(&self) -> f64 {
+        self.limits.execute.rate()
     }
 
     pub async fn describe(&self, id: &str) -> Result<Described, ApiError> {
@@ -166,7 +213,9 @@ impl DataApi {
             .id(id)
             .send()
             .await
-            .map_err(ApiError::classify)?;
+            .map_err(ApiError::classify);
+        self.note("DescribeStatement", &out);
+        let out = out?;
         Ok(Described {
             status: out
                 .status()
@@ -199,7 +248,9 @@ impl DataApi {
             .id(id)
             .send()
             .await
-            .map_err(ApiError::classify)?;
+            .map_err(ApiError::classify);
+        self.note("CancelStatement", &out);
+        let out = out?;
         Ok(out.status().unwrap_or(false))
     }
 
@@ -212,7 +263,9 @@ impl DataApi {
             .set_next_token(token)
             .send()
             .await
-            .map_err(ApiError::classify)?;
+            .map_err(ApiError::classify);
+        self.note("GetStatementResult", &out);
+        let out = out?;
         Ok(Page {
             columns: out
                 .column_metadata()
@@ -233,26 +286,6 @@ impl DataApi {
             records: out.records,
         })
     }
-}
-
-/// Exactly one of a workgroup or a cluster, and a database.
-pub fn check_target(t: &Target) -> Result<(), String> {
-    match (&t.workgroup, &t.cluster) {
-        (Some(_), Some(_)) => {
-            return Err("both a workgroup and a cluster are set: give only one".into())
-        }
-        (None, None) => {
-            return Err(
-                "no target: give --workgroup or --cluster (or set workgroup or cluster in redrelay.toml)"
-                    .into(),
-            )
-        }
-        _ => {}
-    }
-    if t.database.is_none() {
-        return Err("no database: give --database (or set database in redrelay.toml)".into());
-    }
-    Ok(())
 }
 
 fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, ApiError> {

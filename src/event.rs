@@ -98,6 +98,8 @@ impl<'de> Deserialize<'de> for StatementState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusEvent {
     pub event_id: String,
+    /// The envelope's `time` (RFC 3339), when it has one.
+    pub time: Option<String>,
     pub detail: Detail,
 }
 
@@ -185,6 +187,7 @@ pub fn parse(body: &str, origin: &Origin) -> Result<StatusEvent, Rejection> {
     }
     Ok(StatusEvent {
         event_id: env.id,
+        time: env.time,
         detail,
     })
 }

@@ -7,17 +7,21 @@
 
 pub mod aws;
 pub mod cli;
+pub mod cli_schedules;
 pub mod clock;
 pub mod config;
 pub mod dataapi;
 pub mod dlq;
+pub mod domain;
 pub mod emulator;
 pub mod event;
 pub mod ledger;
+pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod results;
 pub mod retry;
+pub mod schedule;
 pub mod setup;
 pub mod state;
 pub mod worker;

@@ -2,9 +2,14 @@
 //! its jobs; each has SQL (a string, or a list run as one batch) or a SQL
 //! file, target overrides, dependencies, retries, a timeout and parameters.
 //! Everything is checked before anything is submitted.
+//!
+//! A `[schedule]` table makes the pipeline run on a cron schedule (parsed
+//! and checked by [`crate::schedule`]); its jobs may take the fire time as
+//! the built-in run-time parameter [`SCHEDULED_TIME`].
 
-use crate::ledger::Target;
+use crate::domain::Target;
 use crate::retry::RetryPolicy;
+use crate::schedule::{Schedule, ScheduleSpec};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -49,7 +54,8 @@ pub enum ParamSpec {
     Float(f64),
     Bool(bool),
     /// `{ param = "day" }`: given with `pipeline run --param day=...`, or
-    /// the default in the pipeline's `[params]`.
+    /// the default in the pipeline's `[params]`; or the built-in
+    /// `{ param = "scheduled_time" }`.
     RunTime {
         param: String,
     },
@@ -88,8 +94,16 @@ pub struct PipelineFile {
     /// Run-time parameters and their default values ("" = required).
     #[serde(default)]
     pub params: toml::Table,
+    /// When the pipeline runs by itself ([`ScheduleSpec`]); read apart so
+    /// its problems are listed with the others.
+    pub schedule: Option<toml::Table>,
     pub jobs: toml::Table,
 }
+
+/// The built-in run-time parameter: the schedule's fire time, RFC 3339 in
+/// UTC ("2026-11-28T02:00:00Z"); the time of `pipeline run` when run by
+/// hand, unless given with `--param scheduled_time=...`.
+pub const SCHEDULED_TIME: &str = "scheduled_time";
 
 /// A parameter once the pipeline is validated and run-time values are in.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,8 +136,11 @@ pub struct PlannedJob {
 pub struct Pipeline {
     pub name: String,
     pub jobs: Vec<PlannedJob>,
-    /// Run-time parameters with their defaults (None: required).
+    /// Run-time parameters with their defaults (None: required), without
+    /// the built-in [`SCHEDULED_TIME`].
     pub run_params: BTreeMap<String, Option<String>>,
+    /// The `[schedule]` table, when the file has one.
+    pub schedule: Option<Schedule>,
 }
 
 /// Every problem found in a pipeline file, each naming the file, the job
@@ -184,6 +201,12 @@ pub fn parse(
 
     let mut run_params = BTreeMap::new();
     for (k, v) in &file.params {
+        if k == SCHEDULED_TIME {
+            problems.push(format!(
+                "{shown}: [params] {k}: built in (the schedule's fire time, or the time of `pipeline run`): remove it from [params]"
+            ));
+            continue;
+        }
         let default = match v {
             toml::Value::String(s) if s.is_empty() => None,
             toml::Value::String(s) => Some(s.clone()),
@@ -198,6 +221,37 @@ pub fn parse(
             }
         };
         run_params.insert(k.clone(), default);
+    }
+
+    let schedule = match &file.schedule {
+        None => None,
+        Some(table) => match toml::Value::Table(table.clone()).try_into::<ScheduleSpec>() {
+            Ok(spec) => match Schedule::parse(&spec) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    problems.extend(
+                        e.problems
+                            .into_iter()
+                            .map(|p| format!("{shown}: [schedule] {p}")),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                problems.push(format!("{shown}: [schedule]: {}", e.message().trim_end()));
+                None
+            }
+        },
+    };
+    if file.schedule.is_some() {
+        // A scheduled run has no one to give a required value.
+        for (k, default) in &run_params {
+            if default.is_none() {
+                problems.push(format!(
+                    "{shown}: [params] {k} is required (\"\"), but a scheduled run cannot be given it: set a default"
+                ));
+            }
+        }
     }
 
     let mut specs: Vec<(String, JobSpec)> = Vec::new();
@@ -245,11 +299,8 @@ pub fn parse(
         if sqls.iter().any(|s| s.trim().is_empty()) || (spec.sql.is_some() && sqls.is_empty()) {
             problems.push(format!("{at}: the SQL is empty"));
         }
-        if sqls.len() > 40 {
-            problems.push(format!(
-                "{at}: a batch holds at most 40 statements, this one has {}",
-                sqls.len()
-            ));
+        if let Err(e) = crate::domain::check_batch_size(sqls.len()) {
+            problems.push(format!("{at}: {e}"));
         }
         let mut seen = HashSet::new();
         for dep in &spec.depends_on {
@@ -266,20 +317,20 @@ pub fn parse(
             }
         }
         let d = &file.defaults;
-        let mut target = Target {
+        let target = Target {
+            workgroup: spec.workgroup.clone(),
+            cluster: spec.cluster.clone(),
+            database: spec.database.clone(),
+            db_user: spec.db_user.clone(),
+            secret_arn: spec.secret_arn.clone(),
+        }
+        .over(&Target {
             workgroup: d.workgroup.clone(),
             cluster: d.cluster.clone(),
             database: d.database.clone(),
             db_user: d.db_user.clone(),
             secret_arn: d.secret_arn.clone(),
-        };
-        if spec.workgroup.is_some() || spec.cluster.is_some() {
-            target.workgroup = spec.workgroup.clone();
-            target.cluster = spec.cluster.clone();
-        }
-        target.database = spec.database.clone().or(target.database);
-        target.db_user = spec.db_user.clone().or(target.db_user);
-        target.secret_arn = spec.secret_arn.clone().or(target.secret_arn);
+        });
         if target.workgroup.is_some() && target.cluster.is_some() {
             problems.push(format!(
                 "{at}: both a workgroup and a cluster apply: set only one (job or [defaults])"
@@ -322,10 +373,8 @@ pub fn parse(
         }
         let mut params = Vec::new();
         for (pname, pvalue) in &spec.params {
-            if !pname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || pname.is_empty() {
-                problems.push(format!(
-                    "{at}: parameter {pname:?}: a name is letters, digits or _ (as :name in the SQL)"
-                ));
+            if let Err(e) = crate::domain::check_param_name(pname) {
+                problems.push(format!("{at}: {e}"));
             }
             match pvalue.clone().try_into::<ParamSpec>() {
                 Ok(ParamSpec::Text(s)) if s.is_empty() => problems.push(format!(
@@ -342,7 +391,7 @@ pub fn parse(
                     params.push((pname.clone(), ParamValue::Value(b.to_string())))
                 }
                 Ok(ParamSpec::RunTime { param }) => {
-                    if !run_params.contains_key(&param) {
+                    if !run_params.contains_key(&param) && param != SCHEDULED_TIME {
                         problems.push(format!(
                             "{at}: parameter {pname} takes run-time value {param:?}, which is not declared in [params]"
                         ));
@@ -410,6 +459,7 @@ pub fn parse(
         name,
         jobs,
         run_params,
+        schedule,
     })
 }
 
@@ -516,16 +566,42 @@ fn topo_order(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
 }
 
 impl Pipeline {
+    /// [`Pipeline::with_run_params_at`] for a run by hand: `scheduled_time`
+    /// is now. (The one clock read here, kept until the CLI passes its
+    /// clock.)
+    pub fn with_run_params(self, given: &[(String, String)]) -> Result<Self, Invalid> {
+        self.with_run_params_at(given, jiff::Timestamp::now())
+    }
+
     /// Fills run-time parameters from `given` (name=value) and the
-    /// defaults. Unknown or missing values are errors naming the parameter.
-    pub fn with_run_params(mut self, given: &[(String, String)]) -> Result<Self, Invalid> {
+    /// defaults, and [`SCHEDULED_TIME`] with `scheduled_time` (the fire
+    /// time) unless `given` has it. Unknown or missing values are errors
+    /// naming the parameter.
+    pub fn with_run_params_at(
+        mut self,
+        given: &[(String, String)],
+        scheduled_time: jiff::Timestamp,
+    ) -> Result<Self, Invalid> {
         let mut problems = Vec::new();
         let mut values: HashMap<String, String> = HashMap::new();
+        values.insert(
+            SCHEDULED_TIME.to_string(),
+            crate::schedule::scheduled_time(scheduled_time),
+        );
         for (k, v) in given {
+            if k == SCHEDULED_TIME {
+                match crate::schedule::parse_scheduled_time(v) {
+                    Ok(t) => {
+                        values.insert(k.clone(), crate::schedule::scheduled_time(t));
+                    }
+                    Err(e) => problems.push(format!("--param {k}: {e}")),
+                }
+                continue;
+            }
             if !self.run_params.contains_key(k) {
                 let known: Vec<&str> = self.run_params.keys().map(|s| s.as_str()).collect();
                 problems.push(format!(
-                    "--param {k}: the pipeline declares no such parameter (declared: {})",
+                    "--param {k}: the pipeline declares no such parameter (declared: {}; built in: {SCHEDULED_TIME})",
                     if known.is_empty() {
                         "none".to_string()
                     } else {
@@ -587,37 +663,43 @@ pub enum GraphFormat {
 }
 
 /// Renders a job graph. Edges go from a job to the job that depends on it.
+///
+/// Node ids are `n0`, `n1`, ... by the job's position in `names`, so two
+/// names that differ only in punctuation (`a-b`, `a_b`) stay two nodes and
+/// the same list gives the same ids; the job name (and its state, when
+/// given) is the node's label, escaped for the format. An edge naming a job
+/// not in `names` is left out.
 pub fn graph(
     format: GraphFormat,
     names: &[&str],
     edges: &[(&str, &str)],
     states: &HashMap<String, String>,
 ) -> String {
-    let label = |n: &str| match states.get(n) {
-        Some(s) => format!("{n}\\n{s}"),
-        None => n.to_string(),
-    };
-    let id = |n: &str| {
-        let clean: String = n
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        format!("j_{clean}")
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let edges: Vec<(usize, usize)> = edges
+        .iter()
+        .filter_map(|(a, b)| Some((*index.get(a)?, *index.get(b)?)))
+        .collect();
+    // The label: the name, then the state if any, on the next line.
+    let label = |n: &str, escape: fn(&str) -> String, newline: &str| match states.get(n) {
+        Some(s) => format!("{}{newline}{}", escape(n), escape(s)),
+        None => escape(n),
     };
     let mut out = String::new();
     match format {
         GraphFormat::Mermaid => {
             out.push_str("flowchart TD\n");
-            for n in names {
-                let l = label(n).replace("\\n", "<br/>");
-                out.push_str(&format!("    {}[\"{}\"]\n", id(n), l.replace('"', "'")));
+            for (i, n) in names.iter().enumerate() {
+                let l = label(n, mermaid_text, "<br/>");
+                out.push_str(&format!("    n{i}[\"{l}\"]\n"));
             }
-            for (a, b) in edges {
-                out.push_str(&format!("    {} --> {}\n", id(a), id(b)));
+            for (a, b) in &edges {
+                out.push_str(&format!("    n{a} --> n{b}\n"));
             }
-            for (n, s) in names.iter().filter_map(|n| states.get(*n).map(|s| (n, s))) {
-                let class = s.to_ascii_lowercase();
-                out.push_str(&format!("    class {} {class}\n", id(n)));
+            for (i, n) in names.iter().enumerate() {
+                if let Some(s) = states.get(*n) {
+                    out.push_str(&format!("    class n{i} {}\n", mermaid_class(s)));
+                }
             }
             if !states.is_empty() {
                 out.push_str("    classDef finished fill:#c8e6c9\n");
@@ -631,24 +713,181 @@ pub fn graph(
         }
         GraphFormat::Dot => {
             out.push_str("digraph pipeline {\n    rankdir=TB;\n    node [shape=box];\n");
-            for n in names {
-                out.push_str(&format!(
-                    "    \"{}\" [label=\"{}\"];\n",
-                    n.replace('"', "\\\""),
-                    label(n).replace('"', "\\\"")
-                ));
+            for (i, n) in names.iter().enumerate() {
+                let l = label(n, dot_text, "\\n");
+                out.push_str(&format!("    n{i} [label=\"{l}\"];\n"));
             }
-            for (a, b) in edges {
-                out.push_str(&format!(
-                    "    \"{}\" -> \"{}\";\n",
-                    a.replace('"', "\\\""),
-                    b.replace('"', "\\\"")
-                ));
+            for (a, b) in &edges {
+                out.push_str(&format!("    n{a} -> n{b};\n"));
             }
             out.push_str("}\n");
         }
     }
     out
+}
+
+/// `s` with each character of `table` replaced by its text, and line
+/// breaks by spaces (a label line is one line).
+fn escape(s: &str, table: &[(char, &str)]) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match table.iter().find(|(k, _)| *k == c) {
+            Some((_, text)) => out.push_str(text),
+            None if c == '\n' || c == '\r' => out.push(' '),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for a Mermaid label in `["..."]`: characters Mermaid reads as
+/// markup or as the end of the label become its entity codes.
+fn mermaid_text(s: &str) -> String {
+    escape(
+        s,
+        &[
+            ('"', "#quot;"),
+            ('#', "#35;"),
+            ('&', "#amp;"),
+            ('<', "#lt;"),
+            ('>', "#gt;"),
+        ],
+    )
+}
+
+/// A Mermaid class name for a state: lower case, letters, digits and _.
+fn mermaid_class(state: &str) -> String {
+    state
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Text for a DOT double-quoted string (one line of a label).
+fn dot_text(s: &str) -> String {
+    escape(s, &[('\\', "\\\\"), ('"', "\\\"")])
+}
+
+impl Pipeline {
+    /// The ledger records of this validated pipeline (run-time parameters
+    /// filled): targets completed from `defaults`, dependencies and
+    /// upstream parameters as indexes into the list.
+    pub fn plan(&self, defaults: &Target) -> Result<Vec<crate::ledger::RunJob>, String> {
+        let index: HashMap<&str, usize> = self
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.name.as_str(), i))
+            .collect();
+        let mut out = Vec::with_capacity(self.jobs.len());
+        for j in &self.jobs {
+            let target = j.target.clone().over(defaults);
+            target.check().map_err(|e| format!("job {}: {e}", j.name))?;
+            let mut params = Vec::new();
+            let mut upstream = Vec::new();
+            for (i, (name, v)) in j.params.iter().enumerate() {
+                let value = match v {
+                    ParamValue::Value(v) => v.clone(),
+                    ParamValue::RunTime(name) => {
+                        return Err(format!(
+                            "job {}: run-time parameter {name} has no value",
+                            j.name
+                        ))
+                    }
+                    ParamValue::Upstream { job, column } => {
+                        let from = *index
+                            .get(job.as_str())
+                            .ok_or_else(|| format!("job {}: unknown upstream {job}", j.name))?;
+                        upstream.push((i, from, column.clone()));
+                        String::new()
+                    }
+                };
+                params.push(crate::domain::Param {
+                    name: name.clone(),
+                    value,
+                    from: None,
+                });
+            }
+            out.push(crate::ledger::RunJob {
+                job: crate::ledger::NewJob {
+                    name: j.name.clone(),
+                    sqls: j.sqls.clone(),
+                    params,
+                    target,
+                    depends_on: Vec::new(),
+                    max_attempts: j.max_attempts,
+                    retry: serde_json::to_value(j.retry).ok(),
+                    timeout_secs: j.timeout_secs.map(|t| t as i64),
+                    run_id: None,
+                },
+                deps: j
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| index.get(d.as_str()).copied())
+                    .collect(),
+                upstream,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A pipeline file read for storing as a schedule: its text, and every SQL
+/// file it names (as written), so that any worker can rebuild it without
+/// the files.
+pub fn load_for_schedule(
+    path: &Path,
+) -> Result<(Pipeline, String, BTreeMap<String, String>), Invalid> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
+        problems: vec![format!("{shown}: cannot read: {e}")],
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("pipeline")
+        .to_string();
+    let files = std::cell::RefCell::new(BTreeMap::new());
+    let p = parse(&text, &shown, &stem, |p| {
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
+        let sql = std::fs::read_to_string(&full)
+            .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        files
+            .borrow_mut()
+            .insert(p.display().to_string(), sql.clone());
+        Ok(sql)
+    })?;
+    Ok((p, text, files.into_inner()))
+}
+
+/// A stored schedule's pipeline, rebuilt from its text and SQL files.
+pub fn parse_stored(
+    name: &str,
+    text: &str,
+    sql_files: &BTreeMap<String, String>,
+) -> Result<Pipeline, Invalid> {
+    parse(text, &format!("schedule {name}"), name, |p| {
+        sql_files
+            .get(&p.display().to_string())
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "{} was not stored with the schedule: add it again",
+                    p.display()
+                )
+            })
+    })
 }
 
 #[cfg(test)]
@@ -794,6 +1033,38 @@ mod tests {
         );
     }
 
+    /// The nodes (id -> label) and edges (label -> label) of a rendered
+    /// graph, read back the way Mermaid and Graphviz read them.
+    fn read_graph(text: &str) -> (HashMap<String, String>, Vec<(String, String)>) {
+        let mut nodes = HashMap::new();
+        let mut edges = Vec::new();
+        for line in text.lines().map(str::trim) {
+            let line = line.trim_end_matches(';');
+            if let Some((a, b)) = line.split_once(" --> ").or(line.split_once(" -> ")) {
+                edges.push((a.to_string(), b.to_string()));
+            } else if let Some((id, rest)) =
+                line.split_once("[\"").or(line.split_once(" [label=\""))
+            {
+                let label = rest.trim_end_matches(']').trim_end_matches('"');
+                let old = nodes.insert(id.to_string(), label.to_string());
+                assert!(old.is_none(), "node id {id} used twice:\n{text}");
+            }
+        }
+        let edges = edges
+            .into_iter()
+            .map(|(a, b)| {
+                let name = |id: &str| {
+                    nodes
+                        .get(id)
+                        .unwrap_or_else(|| panic!("edge to an undeclared node {id}:\n{text}"))
+                        .clone()
+                };
+                (name(&a), name(&b))
+            })
+            .collect();
+        (nodes, edges)
+    }
+
     #[test]
     fn graphs() {
         let p = check(
@@ -802,10 +1073,194 @@ mod tests {
         .unwrap();
         let m = p.graph(GraphFormat::Mermaid, &HashMap::new());
         assert!(m.starts_with("flowchart TD\n"));
-        assert!(m.contains("j_a --> j_b"));
+        assert_eq!(
+            m,
+            "flowchart TD\n    n0[\"a\"]\n    n1[\"b\"]\n    n0 --> n1\n"
+        );
         let states = HashMap::from([("a".to_string(), "FINISHED".to_string())]);
         let d = p.graph(GraphFormat::Dot, &states);
-        assert!(d.contains("\"a\" -> \"b\";"));
-        assert!(d.contains("a\\nFINISHED"));
+        assert!(d.contains("    n0 [label=\"a\\nFINISHED\"];\n"), "{d}");
+        assert!(d.contains("    n1 [label=\"b\"];\n"), "{d}");
+        assert!(d.contains("    n0 -> n1;\n"), "{d}");
+        let m = p.graph(GraphFormat::Mermaid, &states);
+        assert!(m.contains("    n0[\"a<br/>FINISHED\"]\n"), "{m}");
+        assert!(m.contains("    class n0 finished\n"), "{m}");
+    }
+
+    #[test]
+    fn names_that_differ_only_in_punctuation_are_distinct_nodes() {
+        // a-b and a_b are both valid names; a-b feeds x, a_b feeds y.
+        let p = check(
+            "[jobs.a-b]\nsql = \"SELECT 1\"\n[jobs.a_b]\nsql = \"SELECT 2\"\n\
+             [jobs.x]\nsql = \"SELECT 3\"\ndepends_on = [\"a-b\"]\n\
+             [jobs.y]\nsql = \"SELECT 4\"\ndepends_on = [\"a_b\"]\n",
+        )
+        .unwrap();
+        for format in [GraphFormat::Mermaid, GraphFormat::Dot] {
+            let text = p.graph(format, &HashMap::new());
+            let (nodes, mut edges) = read_graph(&text);
+            let mut labels: Vec<&str> = nodes.values().map(String::as_str).collect();
+            labels.sort_unstable();
+            assert_eq!(labels, ["a-b", "a_b", "x", "y"], "{format:?}:\n{text}");
+            edges.sort();
+            let want = [("a-b", "x"), ("a_b", "y")].map(|(a, b)| (a.to_string(), b.to_string()));
+            assert_eq!(edges, want, "{format:?}:\n{text}");
+            // Stable: the same pipeline gives the same text.
+            assert_eq!(text, p.graph(format, &HashMap::new()));
+        }
+    }
+
+    #[test]
+    fn graph_labels_are_escaped() {
+        let names = ["q\"uo\\te", "<b>#1&"];
+        let edges = [(names[0], names[1])];
+        let states = HashMap::from([(names[0].to_string(), "FAILED".to_string())]);
+        let d = graph(GraphFormat::Dot, &names, &edges, &states);
+        assert!(
+            d.contains("    n0 [label=\"q\\\"uo\\\\te\\nFAILED\"];\n"),
+            "{d}"
+        );
+        assert!(d.contains("    n1 [label=\"<b>#1&\"];\n"), "{d}");
+        let m = graph(GraphFormat::Mermaid, &names, &edges, &states);
+        assert!(m.contains("    n0[\"q#quot;uo\\te<br/>FAILED\"]\n"), "{m}");
+        assert!(m.contains("    n1[\"#lt;b#gt;#35;1#amp;\"]\n"), "{m}");
+        assert!(m.contains("    n0 --> n1\n"), "{m}");
+        // An edge to a job that is not drawn is left out.
+        let m = graph(GraphFormat::Mermaid, &names[..1], &edges, &HashMap::new());
+        assert_eq!(m, "flowchart TD\n    n0[\"q#quot;uo\\te\"]\n");
+    }
+
+    const SCHEDULED: &str = r#"
+        name = "nightly"
+        [schedule]
+        cron = "30 2 * * *"
+        timezone = "America/New_York"
+        catch_up = "all"
+        max_catch_up = 10
+        overlap = "allow"
+        [params]
+        region = "eu"
+        [jobs.load]
+        sql = "CALL load(:at, :region)"
+        params = { at = { param = "scheduled_time" }, region = { param = "region" } }
+        "#;
+
+    #[test]
+    fn a_schedule_and_the_built_in_scheduled_time() {
+        use crate::schedule::{CatchUp, Overlap};
+        let p = check(SCHEDULED).unwrap();
+        let s = p.schedule.clone().unwrap();
+        assert_eq!(s.cron(), "30 2 * * *");
+        assert_eq!(s.timezone(), "America/New_York");
+        assert_eq!(s.catch_up(), CatchUp::All { max: 10 });
+        assert_eq!(s.overlap(), Overlap::Allow);
+        assert!(!p.run_params.contains_key(SCHEDULED_TIME));
+        // Fired by the schedule: the fire time.
+        let fired = p
+            .clone()
+            .with_run_params_at(&[], "2026-11-28T07:30:00Z".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            fired.jobs[0].params,
+            vec![
+                (
+                    "at".to_string(),
+                    ParamValue::Value("2026-11-28T07:30:00Z".into())
+                ),
+                ("region".to_string(), ParamValue::Value("eu".into())),
+            ]
+        );
+        // By hand, a time given (with an offset) wins, in UTC.
+        let by_hand = p
+            .clone()
+            .with_run_params_at(
+                &[(SCHEDULED_TIME.into(), "2026-11-25T03:30:00+01:00".into())],
+                "2026-11-28T07:30:00Z".parse().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            by_hand.jobs[0].params[0].1,
+            ParamValue::Value("2026-11-25T02:30:00Z".into())
+        );
+        let e = p
+            .clone()
+            .with_run_params(&[(SCHEDULED_TIME.into(), "tomorrow".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--param scheduled_time: \"tomorrow\" is not an RFC 3339 time"),
+            "{e}"
+        );
+        // By hand without a time: now, whole seconds in UTC.
+        let now = p.with_run_params(&[]).unwrap();
+        let ParamValue::Value(v) = &now.jobs[0].params[0].1 else {
+            panic!("{:?}", now.jobs[0].params)
+        };
+        let t: jiff::Timestamp = v.parse().unwrap();
+        assert!(v.ends_with('Z') && !v.contains('.'), "{v}");
+        assert!(
+            jiff::Timestamp::now().duration_since(t).as_secs() < 60,
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn scheduled_time_without_a_schedule() {
+        let p = check(
+            "[jobs.a]\nsql = \"SELECT :t\"\nparams = { t = { param = \"scheduled_time\" } }\n",
+        )
+        .unwrap();
+        assert!(p.schedule.is_none());
+        let p = p
+            .with_run_params_at(&[], "2026-11-28T02:00:00Z".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            p.jobs[0].params[0].1,
+            ParamValue::Value("2026-11-28T02:00:00Z".into())
+        );
+    }
+
+    #[test]
+    fn schedule_problems_are_listed_with_the_others() {
+        let e = errors(
+            "[schedule]\ncron = \"0 25 * * *\"\ntimezone = \"Europe/Pariss\"\n[jobs.a]\nsql = \"\"\n",
+        );
+        assert!(
+            e.contains("p.toml: [schedule] cron \"0 25 * * *\": "),
+            "{e}"
+        );
+        assert!(
+            e.contains("p.toml: [schedule] timezone \"Europe/Pariss\": not an IANA time zone name"),
+            "{e}"
+        );
+        assert!(e.contains("p.toml: job a: the SQL is empty"), "{e}");
+        let e = errors(
+            "[schedule]\ncron = \"0 2 * * *\"\ncatchup = \"all\"\n[jobs.a]\nsql = \"SELECT 1\"\n",
+        );
+        assert!(
+            e.contains("p.toml: [schedule]: unknown field `catchup`"),
+            "{e}"
+        );
+        let e = errors("[schedule]\ntimezone = \"UTC\"\n[jobs.a]\nsql = \"SELECT 1\"\n");
+        assert!(
+            e.contains("p.toml: [schedule]: missing field `cron`"),
+            "{e}"
+        );
+        let e = errors(
+            "[schedule]\ncron = \"0 2 * * *\"\n[params]\nday = \"\"\n[jobs.a]\nsql = \"SELECT 1\"\n",
+        );
+        assert!(
+            e.contains(
+                "p.toml: [params] day is required (\"\"), but a scheduled run cannot be given it"
+            ),
+            "{e}"
+        );
+        let e = errors("[params]\nscheduled_time = \"x\"\n[jobs.a]\nsql = \"SELECT 1\"\n");
+        assert!(
+            e.contains("p.toml: [params] scheduled_time: built in"),
+            "{e}"
+        );
+        // Without [schedule], a required parameter is still fine.
+        assert!(check("[params]\nday = \"\"\n[jobs.a]\nsql = \"SELECT 1\"\n").is_ok());
     }
 }

@@ -2,17 +2,21 @@
 //! under the account's quotas instead of discovering them by throttling.
 //! Defaults follow AWS's published Redshift Data API quotas (requests per
 //! second per account and region); `api_rate_scale` in the configuration
-//! scales them all, e.g. 0.5 when other tools share the quota.
+//! scales them all, e.g. 0.5 when other tools share the quota. Several
+//! workers on one ledger share the quota: each takes 1/N of every rate
+//! ([`Limits::set_share`]), N being the live workers the ledger lists.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A token bucket: `rate` tokens per second, bursts up to `burst`.
+/// A token bucket: `rate` tokens per second, bursts up to `burst`. The rate
+/// and burst can be divided among workers ([`Bucket::set_divisor`]).
 #[derive(Debug)]
 pub struct Bucket {
-    rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
+    full_rate: f64,
+    full_burst: f64,
+    /// (tokens, last refill, rate, burst)
+    state: Mutex<(f64, Instant, f64, f64)>,
 }
 
 impl Bucket {
@@ -20,27 +24,45 @@ impl Bucket {
         let rate = rate.max(0.01);
         let burst = burst.max(1.0);
         Self {
-            rate,
-            burst,
-            state: Mutex::new((burst, Instant::now())),
+            full_rate: rate,
+            full_burst: burst,
+            state: Mutex::new((burst, Instant::now(), rate, burst)),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (f64, Instant, f64, f64)> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// This process's share: the full rate and burst divided by `n`.
+    pub fn set_divisor(&self, n: usize) {
+        let n = n.max(1) as f64;
+        let mut g = self.lock();
+        g.2 = (self.full_rate / n).max(0.01);
+        g.3 = (self.full_burst / n).max(1.0);
+        g.0 = g.0.min(g.3);
+    }
+
+    /// The current rate (tokens per second).
+    pub fn rate(&self) -> f64 {
+        self.lock().2
     }
 
     /// Takes a token, or says how long to wait for one.
     fn try_take(&self, now: Instant) -> Result<(), Duration> {
-        let mut guard = match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let (tokens, last) = *guard;
-        let refilled = (tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate)
-            .min(self.burst);
+        let mut guard = self.lock();
+        let (tokens, last, rate, burst) = *guard;
+        let refilled =
+            (tokens + now.saturating_duration_since(last).as_secs_f64() * rate).min(burst);
         if refilled >= 1.0 {
-            *guard = (refilled - 1.0, now);
+            *guard = (refilled - 1.0, now, rate, burst);
             Ok(())
         } else {
-            *guard = (refilled, now);
-            Err(Duration::from_secs_f64((1.0 - refilled) / self.rate))
+            *guard = (refilled, now, rate, burst);
+            Err(Duration::from_secs_f64((1.0 - refilled) / rate))
         }
     }
 
@@ -66,6 +88,19 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Takes this process's share when `workers` share the account's quota.
+    pub fn set_share(&self, workers: usize) {
+        for b in [
+            &self.execute,
+            &self.batch_execute,
+            &self.describe,
+            &self.get_result,
+            &self.cancel,
+        ] {
+            b.set_divisor(workers);
+        }
+    }
+
     /// AWS's default quotas (per second): ExecuteStatement 30,
     /// BatchExecuteStatement 20, DescribeStatement 100, GetStatementResult
     /// 20, CancelStatement 10; each scaled by `scale`.
@@ -105,5 +140,19 @@ mod tests {
             assert!(b.try_take(later).is_ok());
         }
         assert!(b.try_take(later).is_err());
+    }
+
+    #[test]
+    fn a_share_divides_rate_and_burst() {
+        let b = Bucket::new(30.0, 30.0);
+        b.set_divisor(3);
+        assert!((b.rate() - 10.0).abs() < 1e-9);
+        let t0 = Instant::now() + Duration::from_secs(10);
+        for _ in 0..10 {
+            assert!(b.try_take(t0).is_ok());
+        }
+        assert!(b.try_take(t0).is_err(), "burst is a third too");
+        b.set_divisor(1);
+        assert!((b.rate() - 30.0).abs() < 1e-9);
     }
 }

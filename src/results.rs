@@ -2,7 +2,8 @@
 //! CSV (with a header row) and JSON Lines (one object per row). A batch's
 //! results are fetched per sub-statement (`<id>:N`), never by the parent id.
 //! Files are written under a temporary name and renamed when complete, so a
-//! crash never leaves a partial result under the final name.
+//! crash never leaves a partial result under the final name. Result files
+//! and their folders are readable by their owner only, as the ledger is.
 
 use crate::dataapi::{ApiError, DataApi};
 use crate::ledger::{Job, ResultFile};
@@ -12,10 +13,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The results are gone (older than 24 h): recorded, not retried.
-    #[error("results expired: {0}")]
-    Expired(String),
-    /// The Data API refused for good: recorded, not retried.
+    /// The Data API refused for good: recorded, not retried. Whether the
+    /// results had expired is decided by the caller from the statement's
+    /// expiry time, never from the message's wording.
     #[error("{0}")]
     Rejected(String),
     /// Try again later.
@@ -31,9 +31,6 @@ pub enum FetchError {
 impl From<ApiError> for FetchError {
     fn from(e: ApiError) -> Self {
         match e {
-            ApiError::Rejected(m) if m.to_ascii_lowercase().contains("expire") => {
-                FetchError::Expired(m)
-            }
             ApiError::Rejected(m) => FetchError::Rejected(m),
             ApiError::Throttled(m) | ApiError::Transient(m) => FetchError::Transient(m),
         }
@@ -45,13 +42,21 @@ pub fn job_dir(results_dir: &Path, job_id: i64) -> PathBuf {
     results_dir.join(format!("job-{job_id}"))
 }
 
+/// What [`fetch_job`] wrote: a file per result set, and the first row of
+/// the last one (for upstream parameters).
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub files: Vec<ResultFile>,
+    pub first_row: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 /// Fetches every result set of a FINISHED job into `job_dir`. Returns the
-/// files written (empty when the statement has no result set).
+/// files written (none when the statement has no result set).
 pub async fn fetch_job(
     api: &DataApi,
     job: &Job,
     results_dir: &Path,
-) -> Result<Vec<ResultFile>, FetchError> {
+) -> Result<Fetched, FetchError> {
     let Some(sid) = job.statement_id.as_deref() else {
         return Err(FetchError::Rejected(format!(
             "job {} has no statement id",
@@ -77,17 +82,40 @@ pub async fn fetch_job(
         }
     }
     let dir = job_dir(results_dir, job.id);
-    let mut files = Vec::new();
+    let mut out = Fetched::default();
     for (sub, id) in wanted {
         let stem = if sub == 0 {
             "result".to_string()
         } else {
             format!("statement-{sub}")
         };
-        files.push(fetch_statement(api, &id, sub, &dir, &stem).await?);
+        let (file, first_row) = fetch_statement(api, &id, sub, &dir, &stem).await?;
+        out.files.push(file);
+        out.first_row = first_row;
     }
-    Ok(files)
+    Ok(out)
 }
+
+/// Creates a folder (and its parents) readable by its owner only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates (truncating) a file readable by its owner only, whatever the
+/// umask.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
+type Row = serde_json::Map<String, serde_json::Value>;
 
 async fn fetch_statement(
     api: &DataApi,
@@ -95,33 +123,42 @@ async fn fetch_statement(
     sub: i64,
     dir: &Path,
     stem: &str,
-) -> Result<ResultFile, FetchError> {
+) -> Result<(ResultFile, Option<Row>), FetchError> {
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| FetchError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let csv_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |e: csv::Error| FetchError::Io {
+            path,
+            source: std::io::Error::other(e),
+        }
+    };
+    create_private_dir(dir).map_err(io(dir))?;
     let csv_path = dir.join(format!("{stem}.csv"));
     let jsonl_path = dir.join(format!("{stem}.jsonl"));
     let csv_tmp = dir.join(format!(".{stem}.csv.part"));
     let jsonl_tmp = dir.join(format!(".{stem}.jsonl.part"));
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_tmp).map_err(io(&csv_tmp))?);
+    let mut csv = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(create_private_file(&csv_tmp).map_err(io(&csv_tmp))?);
     let mut jsonl =
-        std::io::BufWriter::new(std::fs::File::create(&jsonl_tmp).map_err(io(&jsonl_tmp))?);
+        std::io::BufWriter::new(create_private_file(&jsonl_tmp).map_err(io(&jsonl_tmp))?);
     let mut token = None;
     let mut rows = 0i64;
     let mut columns: Option<Vec<String>> = None;
+    let mut first_row = None;
     loop {
         let page = api.result_page(id, token.take()).await?;
         if columns.is_none() {
-            let header: Vec<String> = page.columns.iter().map(|c| csv_field(c)).collect();
-            writeln!(csv, "{}", header.join(",")).map_err(io(&csv_tmp))?;
+            csv.write_record(&page.columns).map_err(csv_err(&csv_tmp))?;
             columns = Some(page.columns.clone());
         }
         let cols = columns.as_deref().unwrap_or_default();
         for record in &page.records {
-            let line: Vec<String> = record.iter().map(|f| csv_field(&field_text(f))).collect();
-            writeln!(csv, "{}", line.join(",")).map_err(io(&csv_tmp))?;
+            csv.write_record(record.iter().map(field_text))
+                .map_err(csv_err(&csv_tmp))?;
             let mut obj = serde_json::Map::with_capacity(record.len());
             for (i, f) in record.iter().enumerate() {
                 let key = cols
@@ -135,6 +172,9 @@ async fn fetch_statement(
                 source: e.into(),
             })?;
             jsonl.write_all(b"\n").map_err(io(&jsonl_tmp))?;
+            if first_row.is_none() {
+                first_row = Some(obj);
+            }
             rows += 1;
         }
         match page.next_token {
@@ -142,22 +182,28 @@ async fn fetch_statement(
             None => break,
         }
     }
-    for (mut w, tmp, path) in [(csv, &csv_tmp, &csv_path), (jsonl, &jsonl_tmp, &jsonl_path)] {
-        w.flush().map_err(io(tmp))?;
-        let file = w.into_inner().map_err(|e| FetchError::Io {
-            path: tmp.display().to_string(),
-            source: e.into_error(),
-        })?;
+    let csv = csv.into_inner().map_err(|e| FetchError::Io {
+        path: csv_tmp.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let jsonl = jsonl.into_inner().map_err(|e| FetchError::Io {
+        path: jsonl_tmp.display().to_string(),
+        source: e.into_error(),
+    })?;
+    for (file, tmp, path) in [(csv, &csv_tmp, &csv_path), (jsonl, &jsonl_tmp, &jsonl_path)] {
         file.sync_all().map_err(io(tmp))?;
         std::fs::rename(tmp, path).map_err(io(path))?;
     }
-    Ok(ResultFile {
+    let file = ResultFile {
         sub,
         statement_id: id.to_string(),
         rows,
         csv_path: csv_path.display().to_string(),
         jsonl_path: jsonl_path.display().to_string(),
-    })
+    };
+    // The first row of the last result set is what upstream parameters
+    // read; `None` when this set is empty.
+    Ok((file, first_row))
 }
 
 /// A field as text, for CSV: NULL is empty.
@@ -189,26 +235,24 @@ pub fn field_json(f: &Field) -> serde_json::Value {
     }
 }
 
-/// RFC 4180 quoting: fields with a comma, quote or line break are quoted,
-/// quotes doubled.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn csv_quoting() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    fn private_files_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        create_private_dir(&sub).unwrap();
+        let f = sub.join("r.csv");
+        std::fs::write(&f, "old").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        drop(create_private_file(&f).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(mode(&sub), 0o700);
     }
 
     #[test]

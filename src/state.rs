@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobState {
     Pending,
     Ready,
@@ -75,7 +76,9 @@ impl JobState {
     }
 
     /// Whether `self -> to` is an automatic transition of the state
-    /// machine (submitter, events, reconciler, operator cancel).
+    /// machine (submitter, events, reconciler, operator cancel). The ledger
+    /// builds its guards from this table ([`JobState::sources_of`]) and
+    /// refuses a transition that is not in it.
     pub fn can_move_to(self, to: JobState) -> bool {
         use JobState::*;
         matches!(
@@ -85,6 +88,7 @@ impl JobState {
                 | (Pending, Cancelled)
                 | (Ready, Submitted)
                 | (Ready, Failed)
+                | (Ready, Skipped)
                 | (Ready, Cancelled)
                 | (Submitted, Finished)
                 | (Submitted, Failed)
@@ -92,8 +96,27 @@ impl JobState {
                 | (Submitted, RetryWait)
                 | (Submitted, Cancelled)
                 | (RetryWait, Ready)
+                | (RetryWait, Skipped)
                 | (RetryWait, Cancelled)
         )
+    }
+
+    /// Every state that may move to `to` ([`JobState::can_move_to`]).
+    pub fn sources_of(to: JobState) -> Vec<JobState> {
+        JobState::ALL
+            .into_iter()
+            .filter(|s| s.can_move_to(to))
+            .collect()
+    }
+
+    /// `'A', 'B'`: states for an SQL `IN (...)` list. Only this module's
+    /// fixed names go into SQL text this way, never input.
+    pub fn sql_list(states: &[JobState]) -> String {
+        states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -141,6 +164,120 @@ impl Outcome {
             Outcome::Finished { .. } => "FINISHED",
             Outcome::Failed { .. } => "FAILED",
             Outcome::Aborted { .. } => "ABORTED",
+        }
+    }
+}
+
+/// A pipeline run's state: RUNNING until none of its jobs can move, then
+/// FINISHED (all finished) or FAILED; CANCELLED by an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunState {
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl RunState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "RUNNING",
+            RunState::Finished => "FINISHED",
+            RunState::Failed => "FAILED",
+            RunState::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One submission attempt of a job.
+/// - `Submitting`: its ClientToken is chosen and the Data API call may have
+///   been made (a crash here resubmits with the same token).
+/// - `Submitted`: the Data API accepted it; the statement runs.
+/// - `Finished`, `Failed`, `Aborted`: how its statement truly ended.
+/// - `Cancelled`: closed before any statement id was known (the job was
+///   cancelled, or failed, while this attempt was being submitted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AttemptState {
+    Submitting,
+    Submitted,
+    Finished,
+    Failed,
+    Aborted,
+    Cancelled,
+}
+
+impl AttemptState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Submitting => "SUBMITTING",
+            AttemptState::Submitted => "SUBMITTED",
+            AttemptState::Finished => "FINISHED",
+            AttemptState::Failed => "FAILED",
+            AttemptState::Aborted => "ABORTED",
+            AttemptState::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The attempt is closed: no statement of it can change the job.
+    pub const fn is_ended(self) -> bool {
+        !matches!(self, AttemptState::Submitting | AttemptState::Submitted)
+    }
+}
+
+impl fmt::Display for AttemptState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Result fetching of a FINISHED job: `None` (no result set), `Pending`,
+/// `Fetched`, `Expired` (past the Data API's 24 h), `Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResultState {
+    None,
+    Pending,
+    Fetched,
+    Expired,
+    Error,
+}
+
+impl ResultState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResultState::None => "NONE",
+            ResultState::Pending => "PENDING",
+            ResultState::Fetched => "FETCHED",
+            ResultState::Expired => "EXPIRED",
+            ResultState::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for ResultState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Outcome {
+    /// The attempt state this outcome closes an attempt with.
+    pub fn attempt_state(&self) -> AttemptState {
+        match self {
+            Outcome::Finished { .. } => AttemptState::Finished,
+            Outcome::Failed { .. } => AttemptState::Failed,
+            Outcome::Aborted { .. } => AttemptState::Aborted,
         }
     }
 }

@@ -53,7 +53,8 @@ async fn reaction_latency_of_a_chain() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let stack = Stack::start("bench");
-    let worker = stack.spawn_worker(&[]);
+    // Consuming before the chain starts: every step is reacted to by events.
+    let worker = stack.spawn_worker_ready(&[]);
     let mut text = String::from("[jobs.j0]\nsql = \"CREATE TABLE chain (i INTEGER)\"\n");
     for i in 1..n {
         text.push_str(&format!(
@@ -68,16 +69,8 @@ async fn reaction_latency_of_a_chain() {
         .ok(&["pipeline", "run", &file.display().to_string()])
         .trim()
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let shown = stack.json(&["runs", "show", &run]);
-        if shown["run"]["state"] != "RUNNING" {
-            assert_eq!(shown["run"]["state"], "FINISHED");
-            break;
-        }
-        assert!(Instant::now() < deadline, "chain did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let shown = stack.wait_run(&run, Duration::from_secs(300));
+    assert_eq!(shown["run"]["state"], "FINISHED");
     let wall = started.elapsed();
     let peak = rss_kib(worker.pid(), "VmHWM:");
 
@@ -99,7 +92,10 @@ async fn reaction_latency_of_a_chain() {
         end_to_end.push(cs["created_ms"].as_i64().unwrap() - ended);
         if let Some(applied) = events
             .iter()
-            .filter(|e| e.job_id == Some(parent.id) && e.disposition == "applied")
+            .filter(|e| {
+                e.job_id == Some(parent.id)
+                    && e.disposition == redrelay::ledger::Disposition::Applied
+            })
             .map(|e| e.received_at)
             .min()
         {

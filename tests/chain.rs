@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::{warehouse_query, Stack, StackOptions};
-use redrelay::ledger::Ledger;
+use common::{seen, warehouse_query, Stack, StackOptions, PROBE};
+use redrelay::ledger::{Disposition, Ledger};
 use redrelay::state::JobState;
+use serde_json::Value;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -17,7 +18,7 @@ async fn finished_event_at(ledger: &Ledger, job: i64) -> i64 {
     let events = ledger.events(10_000).await.unwrap();
     events
         .iter()
-        .filter(|e| e.job_id == Some(job) && e.disposition == "applied")
+        .filter(|e| e.job_id == Some(job) && e.disposition == Disposition::Applied)
         .filter(|e| e.state.as_deref() == Some("FINISHED"))
         .map(|e| e.received_at)
         .min()
@@ -27,7 +28,7 @@ async fn finished_event_at(ledger: &Ledger, job: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn chain_of_three_finishes_in_order() {
     let stack = Stack::start("chain3");
-    let _worker = stack.spawn_worker(&[]);
+    let _worker = stack.spawn_worker_ready(&[]);
     let a = stack.submit(&[
         "--name",
         "load_staging",
@@ -58,14 +59,8 @@ async fn chain_of_three_finishes_in_order() {
     assert!(pending["statement_id"].is_null());
 
     stack.wait_state(c, "FINISHED", WAIT);
+    stack.wait_fetched(c, WAIT);
     let ledger = stack.ledger().await;
-    // Wait for C's results to be fetched.
-    for _ in 0..100 {
-        if ledger.job(c).await.unwrap().result_state.as_deref() == Some("FETCHED") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     for id in [a, b, c] {
         let job = ledger.job(id).await.unwrap();
         assert_eq!(job.state, JobState::Finished, "job {id}");
@@ -123,7 +118,7 @@ async fn chain_of_three_finishes_in_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_sql_fails_the_job_and_its_dependents_never_run() {
     let stack = Stack::start("fail");
-    let _worker = stack.spawn_worker(&[]);
+    let mut worker = stack.spawn_worker_ready(&[]);
     let a = stack.submit(&[
         "--name",
         "bad_load",
@@ -146,30 +141,73 @@ async fn failing_sql_fails_the_job_and_its_dependents_never_run() {
         "--sql",
         "SELECT 2",
     ]);
-    let failed = stack.wait_state(a, "FAILED", WAIT);
+    // Every job ends (whatever the state: a dependent run by mistake ends
+    // too, and fails the test below rather than timing out).
+    let ended = |j: &Value| {
+        !["PENDING", "READY", "SUBMITTED", "RETRY_WAIT"]
+            .contains(&j["state"].as_str().unwrap_or(""))
+    };
+    let failed = stack.wait_job(a, "to end", WAIT, ended);
+    for id in [b, c] {
+        stack.wait_job(id, "to end", WAIT, ended);
+    }
+    // Then the worker stops: once it has exited no process is left that
+    // could submit anything, so what the emulator ran is final.
+    worker.signal("TERM");
+    let status = worker.wait_exit(WAIT);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert_eq!(failed["state"], "FAILED", "{failed:#}");
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("no such table: no_such_table"),
         "the job's error should be the database's: {error:?}"
     );
-    stack.wait_state(b, "SKIPPED", WAIT);
-    stack.wait_state(c, "SKIPPED", WAIT);
-    // Give the worker a moment: nothing more may be submitted.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let ledger = stack.ledger().await;
     for id in [b, c] {
+        let job = ledger.job(id).await.unwrap();
+        assert_eq!(job.state, JobState::Skipped, "job {id}: {job:?}");
+    }
+    // The parent's FAILED event was applied, and its descendants were
+    // skipped then, not before.
+    let failed_at = ledger
+        .events(100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.job_id == Some(a) && e.disposition == Disposition::Applied)
+        .filter(|e| e.state.as_deref() == Some("FAILED"))
+        .map(|e| e.received_at)
+        .min()
+        .unwrap_or_else(|| panic!("job {a}'s FAILED event was not applied"));
+    for id in [b, c] {
+        let job = ledger.job(id).await.unwrap();
+        assert!(
+            job.finished_at.unwrap() >= failed_at,
+            "job {id} was skipped at {:?}, before its parent's FAILED event ({failed_at})",
+            job.finished_at
+        );
+        assert_eq!(job.attempt, 0, "job {id} began an attempt: {job:?}");
         assert!(
             ledger.attempts(id).await.unwrap().is_empty(),
             "job {id} was submitted"
         );
-        assert!(ledger.job(id).await.unwrap().statement_id.is_none());
+        assert!(job.statement_id.is_none());
     }
+    // The emulator ran only the failing statement: nothing with the
+    // ClientToken of a skipped job.
     let record = stack.record();
+    let token = &ledger.attempts(a).await.unwrap()[0].client_token;
     assert_eq!(
         record.len(),
         1,
         "only the failing statement ran: {record:#?}"
     );
+    assert_eq!(record[0]["client_token"], token.as_str(), "{record:#?}");
+    assert_eq!(record[0]["state"], "FAILED", "{record:#?}");
+    // And the ledger agrees (it flags an attempt of a job skipped below a
+    // failed parent).
+    let check = stack.ok(&["ledger", "check"]);
+    assert!(check.contains("ledger ok: 3 jobs checked"), "{check}");
     // A job submitted after a failed one is skipped at once.
     let d = stack.submit(&[
         "--name",
@@ -201,15 +239,9 @@ async fn batch_results_are_fetched_per_sub_statement() {
         "SELECT COUNT(*) AS n FROM t",
     ]);
     stack.wait_state(id, "FINISHED", WAIT);
+    stack.wait_fetched(id, WAIT);
     let ledger = stack.ledger().await;
-    let mut files = Vec::new();
-    for _ in 0..100 {
-        files = ledger.results(id).await.unwrap();
-        if !files.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let files = ledger.results(id).await.unwrap();
     let job = ledger.job(id).await.unwrap();
     let parent = job.statement_id.unwrap();
     assert_eq!(files.len(), 2, "{files:#?}");
@@ -268,15 +300,9 @@ async fn a_result_of_many_pages_is_complete() {
         "SELECT id, name, score FROM src ORDER BY id",
     ]);
     stack.wait_state(b, "FINISHED", WAIT);
+    stack.wait_fetched(b, WAIT);
     let ledger = stack.ledger().await;
-    let mut files = Vec::new();
-    for _ in 0..100 {
-        files = ledger.results(b).await.unwrap();
-        if !files.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let files = ledger.results(b).await.unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].rows, 103);
     let source = warehouse_query(
@@ -303,7 +329,7 @@ async fn a_result_of_many_pages_is_complete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_foreign_messages_are_recorded_and_the_worker_goes_on() {
     let stack = Stack::start("poison");
-    let _worker = stack.spawn_worker(&[]);
+    let _worker = stack.spawn_worker_ready(&[]);
     stack.send_raw("this is not json {");
     let forged = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -315,54 +341,45 @@ async fn malformed_and_foreign_messages_are_recorded_and_the_worker_goes_on() {
     stack.send_raw(&forged);
     let id = stack.submit(&["--name", "after_poison", "--sql", "SELECT 42 AS answer"]);
     stack.wait_state(id, "FINISHED", WAIT);
-    let ledger = stack.ledger().await;
-    let mut events = Vec::new();
-    for _ in 0..100 {
-        events = ledger.events(100).await.unwrap();
-        if events.iter().filter(|e| e.disposition != "applied").count() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The three bodies sent first are in the inbox, whatever became of them.
+    let events = stack.wait_for(WAIT, "three events besides the applied one", || {
+        let inbox: Vec<Value> = stack
+            .inbox()
+            .into_iter()
+            .filter(|e| !e["body"].as_str().unwrap_or("").starts_with(PROBE))
+            .collect();
+        let n = inbox
+            .iter()
+            .filter(|e| e["disposition"] != "applied")
+            .count();
+        seen(n >= 3, inbox)
+    });
     let by = |d: &str| {
         events
             .iter()
-            .filter(|e| e.disposition == d)
+            .filter(|e| e["disposition"] == d)
             .cloned()
             .collect::<Vec<_>>()
     };
     let quarantined = by("quarantined");
     assert_eq!(quarantined.len(), 2, "{events:#?}");
-    assert!(quarantined.iter().any(|e| e.body == "this is not json {"
-        && e.reason
-            .as_deref()
-            .unwrap_or("")
-            .starts_with("body is not JSON")));
+    let reason = |e: &Value| e["reason"].as_str().unwrap_or("").to_string();
     assert!(quarantined
         .iter()
-        .any(|e| e.reason.as_deref().unwrap_or("").contains("evil.forger")));
+        .any(|e| e["body"] == "this is not json {" && reason(e).starts_with("body is not JSON")));
+    assert!(quarantined
+        .iter()
+        .any(|e| reason(e).contains("evil.forger")));
     let foreign = by("foreign");
     assert_eq!(foreign.len(), 1, "{events:#?}");
     assert_eq!(
-        foreign[0].statement_id.as_deref(),
-        Some("dd2e1ec9-2ee3-49a0-819f-905fa7d75a4a")
+        foreign[0]["statement_id"],
+        "dd2e1ec9-2ee3-49a0-819f-905fa7d75a4a"
     );
-    assert!(foreign[0]
-        .reason
-        .as_deref()
-        .unwrap()
-        .contains("not a job of this ledger"));
+    assert!(reason(&foreign[0]).contains("not a job of this ledger"));
     assert_eq!(by("applied").len(), 1);
     // Everything was acknowledged (on_invalid = on_foreign = ack).
-    let mut depth = -1;
-    for _ in 0..50 {
-        depth = stack.queue_depth();
-        if depth == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(depth, 0);
+    stack.wait_queue_empty(WAIT);
     let inbox = stack.ok(&["events"]);
     assert!(
         inbox.contains("quarantined") && inbox.contains("foreign"),
@@ -374,25 +391,20 @@ async fn malformed_and_foreign_messages_are_recorded_and_the_worker_goes_on() {
 async fn sigterm_stops_the_worker_cleanly() {
     let stack = Stack::start("sigterm");
     let mut worker = stack.spawn_worker(&[]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &worker.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = worker.child.try_wait().unwrap() {
-            assert!(status.success(), "worker exited {status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker ignored SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The worker is at work: it consumed the event of a job and fetched its
+    // results. Its next receive is a long poll (20 s by default).
+    let id = stack.submit(&["--name", "one", "--sql", "SELECT 1 AS one"]);
+    stack.wait_fetched(id, WAIT);
+    worker.signal("TERM");
+    // Well within the long poll: the stop does not wait for it to end.
+    let status = worker.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the worker did not exit 0 on SIGTERM within 10 s: {status:?}\n{}",
+        stack.log("worker.log")
+    );
     assert!(stack.log("worker.log").contains("Worker stopped."));
+    stack.ok(&["ledger", "check"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

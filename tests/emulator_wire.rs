@@ -4,37 +4,14 @@
 //! (`redrelay emulator --listen 127.0.0.1:0`) on its own warehouse file and
 //! kills it by PID when done.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::{BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{emulator_address, start_moto, venv_bin, wait_until, Proc};
 use serde_json::{json, Value};
-
-fn venv_bin(name: &str) -> PathBuf {
-    let venv = match std::env::var_os("REDRELAY_VENV") {
-        Some(v) => PathBuf::from(v),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-    };
-    let path = venv.join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `make venv` (or `make test`) first",
-        path.display()
-    );
-    path
-}
-
-/// A child process killed by its PID when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Emulator {
     proc: Proc,
@@ -73,20 +50,17 @@ impl Emulator {
         }
         let mut child = cmd.spawn().expect("start redrelay emulator");
         let stdout = child.stdout.take().expect("stdout");
-        let proc = Proc(child);
+        let proc = Proc {
+            child,
+            name: "emulator".into(),
+        };
         let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read stdout");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {line:?}; log: {}",
-                    std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default()
-                )
-            })
-            .to_string();
+        let addr = emulator_address(&mut reader).unwrap_or_else(|e| {
+            panic!(
+                "{e}; log: {}",
+                std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default()
+            )
+        });
         // Keep draining stdout so the child never blocks on it.
         std::thread::spawn(move || {
             let mut sink = Vec::new();
@@ -99,24 +73,16 @@ impl Emulator {
         }
     }
 
-    fn pid(&self) -> u32 {
-        self.proc.0.id()
-    }
-
-    /// SIGTERM, then wait for a clean exit (the record gets its counters).
+    /// SIGTERM, then wait for a clean exit: the emulator sends the events
+    /// it still holds back, and the record gets its counters.
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.proc.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("emulator did not stop on SIGTERM");
+        self.proc.signal("TERM");
+        let status = self.proc.wait_exit(Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the emulator did not stop cleanly on SIGTERM: {status:?}\n{}",
+            self.log()
+        );
     }
 
     fn log(&self) -> String {
@@ -189,6 +155,15 @@ def wait(i, timeout=20):
             return d
         time.sleep(0.02)
     raise SystemExit("statement %s did not end" % i)
+def settle(i, timeout=20):
+    # The status once the statement has left the queue (not SUBMITTED or PICKED).
+    end = time.time() + timeout
+    while time.time() < end:
+        s = rsd.describe_statement(Id=i)["Status"]
+        if s not in ("SUBMITTED", "PICKED"):
+            return s
+        time.sleep(0.02)
+    raise SystemExit("statement %s did not start" % i)
 def err(f, **kw):
     try:
         f(**kw)
@@ -217,16 +192,19 @@ def err(f, **kw):
 
     /// Polls DescribeStatement with the aws CLI until the statement ends.
     fn wait(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let d = self.aws_ok(&["describe-statement", "--id", id]);
-            let s = d["Status"].as_str().unwrap_or("");
-            if matches!(s, "FINISHED" | "FAILED" | "ABORTED") {
-                return d;
-            }
-            assert!(Instant::now() < deadline, "statement {id} did not end: {d}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(20),
+            &format!("statement {id} to end"),
+            || {
+                let d = self.aws_ok(&["describe-statement", "--id", id]);
+                let s = d["Status"].as_str().unwrap_or("");
+                if matches!(s, "FINISHED" | "FAILED" | "ABORTED") {
+                    Ok(d)
+                } else {
+                    Err(d.to_string())
+                }
+            },
+        )
     }
 }
 
@@ -630,27 +608,22 @@ async fn rust_sdk_parses_typed_fields_and_timestamps() {
         "CreatedAt {created} vs {before}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let d = loop {
+    // Until it ends; it must end FINISHED.
+    let d = common::poll_async(Duration::from_secs(20), || async {
         let d = client
             .describe_statement()
             .id(&id)
             .send()
             .await
             .expect("describe");
-        if d.status() == Some(&StatusString::Finished) {
-            break d;
+        match d.status() {
+            Some(StatusString::Finished | StatusString::Failed | StatusString::Aborted) => Ok(d),
+            _ => Err(format!("{d:?}")),
         }
-        assert!(
-            !matches!(
-                d.status(),
-                Some(StatusString::Failed) | Some(StatusString::Aborted)
-            ),
-            "{d:?}"
-        );
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|d| panic!("statement {id} did not end in 20 s: {d}"));
+    assert_eq!(d.status(), Some(&StatusString::Finished), "{d:?}");
     assert_eq!(d.result_rows(), 1);
     assert_eq!(d.has_result_set(), Some(true));
     assert!(d.duration() >= 0);
@@ -695,8 +668,7 @@ fn cancel_ends_a_held_statement_as_aborted() {
 t = dict(WorkgroupName="wg-test", Database="dev")
 rsd.batch_execute_statement(Sqls=["create table x (a integer)"], **t)
 r = rsd.execute_statement(Sql="insert into x values (1)", StatementName="slow_job", **t)
-time.sleep(0.2)
-during = rsd.describe_statement(Id=r["Id"])["Status"]
+during = settle(r["Id"])
 c = rsd.cancel_statement(Id=r["Id"])
 d = wait(r["Id"])
 q = rsd.execute_statement(Sql="select count(*) from x", **t)
@@ -717,26 +689,8 @@ print(json.dumps({"during": during, "cancel": c["Status"], "after": d["Status"],
 /// the documented envelope and detail.
 #[test]
 fn with_event_publishes_the_status_change_to_eventbridge() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let moto_log = tempfile::NamedTempFile::new().expect("log");
-    let _moto = Proc(
-        Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(moto_log.reopen().expect("log"))
-            .spawn()
-            .expect("start moto_server"),
-    );
-    let moto = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let emu = Emulator::start_with_env(
+    let (_moto, moto) = start_moto(Stdio::null());
+    let mut emu = Emulator::start_with_env(
         &[],
         &[
             ("AWS_ENDPOINT_URL", &moto),
@@ -769,15 +723,27 @@ while len(got) < 2 and time.time() < end:
     for m in r.get("Messages", []):
         got.append(json.loads(m["Body"]))
         sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-time.sleep(0.5)
-extra = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-print(json.dumps({{"ok": ok["Id"], "bad": bad["Id"], "events": got, "extra": len(extra)}}))
+print(json.dumps({{"ok": ok["Id"], "bad": bad["Id"], "quiet": quiet["Id"], "events": got}}))
 "#
     );
     let out = emu.python(&script);
     let events = out["events"].as_array().expect("events");
     assert_eq!(events.len(), 2, "{out}\n{}", emu.log());
-    assert_eq!(out["extra"], 0, "no event without WithEvent");
+    // No event without WithEvent: once the emulator has stopped (it sends
+    // what it still holds first), its record names only the two statements
+    // and the queue holds nothing more.
+    emu.stop();
+    let sent: Vec<Value> = emu
+        .records()
+        .into_iter()
+        .filter(|l| l["kind"] == "event")
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(
+        sent.iter().all(|l| l["statement_id"] != out["quiet"]),
+        "{sent:#?}"
+    );
+    assert_eq!(queue_counts(&emu, &moto, "rr-events"), (0, 0));
     let by_id = |id: &Value| {
         events
             .iter()
@@ -884,9 +850,8 @@ fn statement_faults_fail_abort_hold_and_limit_active() {
 t = dict(WorkgroupName="wg-test", Database="dev")
 wait(rsd.execute_statement(Sql="create table f (a integer)", **t)["Id"])
 held = rsd.execute_statement(Sql="insert into f values (1)", StatementName="hold_me", **t)
-time.sleep(0.2)
+held_state = settle(held["Id"])
 limited = err(rsd.execute_statement, Sql="select 1", **t)
-held_state = rsd.describe_statement(Id=held["Id"])["Status"]
 wait(held["Id"])
 flaky = []
 for attempt in range(3):
@@ -952,8 +917,7 @@ fn cancel_interrupts_a_long_running_query() {
         r#"
 t = dict(WorkgroupName="wg-test", Database="dev")
 r = rsd.execute_statement(Sql="with recursive c(x) as (select 1 union all select x+1 from c where x < 2000000000) select count(*) from c", **t)
-time.sleep(0.3)
-during = rsd.describe_statement(Id=r["Id"])["Status"]
+during = settle(r["Id"])
 t0 = time.time()
 rsd.cancel_statement(Id=r["Id"])
 d = wait(r["Id"])
@@ -968,25 +932,17 @@ print(json.dumps({"during": during, "status": d["Status"], "secs": after, "next"
     assert_eq!(out["next"], "FINISHED", "the warehouse still works");
 }
 
-fn start_moto() -> (Proc, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let proc = Proc(
-        Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (proc, format!("http://127.0.0.1:{port}"))
+/// (visible, in flight) messages of an SQS queue of moto, read with boto3.
+fn queue_counts(emu: &Emulator, moto: &str, queue: &str) -> (i64, i64) {
+    let out = emu.python(&format!(
+        r#"
+sqs = boto3.client("sqs", endpoint_url="{moto}")
+url = sqs.get_queue_url(QueueName="{queue}")["QueueUrl"]
+a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+print(json.dumps([int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])]))
+"#
+    ));
+    (out[0].as_i64().unwrap(), out[1].as_i64().unwrap())
 }
 
 /// Runs 12 statements with events through moto; returns the statement ids
@@ -1016,19 +972,40 @@ for i in range(12):
                               WorkgroupName="wg-test", Database="dev")
     wait(r["Id"])
     ids.append(r["Id"])
-got, quiet = [], 0
-while quiet < 3:
-    r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    msgs = r.get("Messages", [])
-    quiet = 0 if msgs else quiet + 1
-    for m in msgs:
-        got.append(json.loads(m["Body"])["detail"]["statementId"])
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-print(json.dumps({{"ids": ids, "got": got}}))
+print(json.dumps({{"ids": ids}}))
 "#
     );
     let out = emu.python(&script);
+    // Stopped, the emulator has sent every event it holds back: its record
+    // says how many messages are on the queue.
     emu.stop();
+    let records = emu.records();
+    let expected = records
+        .iter()
+        .filter(|l| l["kind"] == "event")
+        .filter(|l| {
+            ["sent", "sent_late", "duplicate_sent"].contains(&l["action"].as_str().unwrap_or(""))
+        })
+        .count();
+    let got = emu.python(&format!(
+        r#"
+sqs = boto3.client("sqs", endpoint_url="{moto}")
+url = sqs.get_queue_url(QueueName="rr-faults")["QueueUrl"]
+got, end = [], time.time() + 20
+while len(got) < {expected} and time.time() < end:
+    r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    for m in r.get("Messages", []):
+        got.append(json.loads(m["Body"])["detail"]["statementId"])
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+print(json.dumps(got))
+"#
+    ));
+    assert_eq!(
+        got.as_array().map(Vec::len),
+        Some(expected),
+        "messages received vs sent by the record: {got}"
+    );
+    assert_eq!(queue_counts(&emu, moto, "rr-faults"), (0, 0));
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .unwrap()
@@ -1036,12 +1013,12 @@ print(json.dumps({{"ids": ids, "got": got}}))
             .map(|s| s.as_str().unwrap().to_string())
             .collect()
     };
-    (strings(&out["ids"]), strings(&out["got"]), emu.records())
+    (strings(&out["ids"]), strings(&got), records)
 }
 
 #[test]
 fn event_faults_are_seeded_counted_and_recorded() {
-    let (_moto, moto) = start_moto();
+    let (_moto, moto) = start_moto(Stdio::null());
     let flags = [
         "--seed",
         "11",

@@ -1,10 +1,13 @@
 //! The ledger's transitions on a real SQLite file: events applied once,
 //! early events deferred, stale attempts kept apart, failures propagated,
-//! retries promoted by an injected clock.
+//! retries promoted by an injected clock. Every test runs on both backends
+//! (SQLite and a real PostgreSQL): one conformance suite.
+
+mod common;
 
 use redrelay::event::{parse, Origin, StatusEvent};
-use redrelay::ledger::{statement_name, Disposition, Ledger, LedgerError, NewJob, Target};
-use redrelay::state::JobState;
+use redrelay::ledger::{statement_name, Disposition, Fired, Ledger, LedgerError, NewJob, Target};
+use redrelay::state::{AttemptState, JobState, ResultState, RunState};
 
 fn new_job(name: &str, deps: Vec<i64>) -> NewJob {
     NewJob {
@@ -37,9 +40,23 @@ fn event(id: &str, statement: &str, name: &str, state: &str) -> (StatusEvent, St
     (parse(&body, &Origin::default()).unwrap(), body)
 }
 
-async fn ledger() -> (tempfile::TempDir, Ledger) {
+/// The backends every test here runs on (the conformance suite).
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn ledger(b: Backend) -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
-    let l = Ledger::open(&dir.path().join("l.db")).await.unwrap();
+    let l = match b {
+        Backend::Sqlite => Ledger::open(&dir.path().join("l.db")).await.unwrap(),
+        Backend::Postgres => {
+            let pg = common::pg::postgres().await;
+            let location = redrelay::ledger::location::parse(&pg.url, None, |_| None).unwrap();
+            Ledger::connect(&location, 5).await.unwrap()
+        }
+    };
     (dir, l)
 }
 
@@ -49,9 +66,8 @@ async fn submitted(l: &Ledger, job: i64, sid: &str, now: i64) -> String {
     t.statement_name
 }
 
-#[tokio::test]
-async fn finished_event_releases_dependents_once() {
-    let (_d, l) = ledger().await;
+async fn finished_event_releases_dependents_once(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("a", vec![]), 1).await.unwrap();
     let b = l.insert_job(&new_job("b", vec![a.id]), 1).await.unwrap();
     assert_eq!(a.state, JobState::Ready);
@@ -67,7 +83,7 @@ async fn finished_event_releases_dependents_once() {
     assert_eq!(a2.state, JobState::Finished);
     assert_eq!(a2.rows, Some(2));
     assert_eq!(a2.finished_at, Some(3));
-    assert_eq!(a2.result_state.as_deref(), Some("PENDING"));
+    assert_eq!(a2.result_state, Some(ResultState::Pending));
     assert_eq!(l.job(b.id).await.unwrap().state, JobState::Ready);
     // The same event again, and another event with the same (statement, state).
     assert_eq!(
@@ -94,9 +110,8 @@ async fn finished_event_releases_dependents_once() {
     assert_eq!(l.job(a.id).await.unwrap().state, JobState::Finished);
 }
 
-#[tokio::test]
-async fn an_event_before_its_statement_id_is_deferred_then_applied() {
-    let (_d, l) = ledger().await;
+async fn an_event_before_its_statement_id_is_deferred_then_applied(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("early", vec![]), 1).await.unwrap();
     let t = l.begin_attempt(a.id, 2).await.unwrap().unwrap();
     assert_eq!(t.statement_name, statement_name("early", &a.uid));
@@ -112,12 +127,11 @@ async fn an_event_before_its_statement_id_is_deferred_then_applied() {
     assert_eq!(applied, vec![Disposition::Applied]);
     assert_eq!(l.job(a.id).await.unwrap().state, JobState::Finished);
     let events = l.events(10).await.unwrap();
-    assert_eq!(events[0].disposition, "applied");
+    assert_eq!(events[0].disposition, Disposition::Applied);
 }
 
-#[tokio::test]
-async fn unknown_statements_are_foreign() {
-    let (_d, l) = ledger().await;
+async fn unknown_statements_are_foreign(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let (ev, body) = event("e1", "not-ours", "someone/else", "FINISHED");
     let (d, job) = l.apply_event(&ev, None, None, &body, 1).await.unwrap();
     assert_eq!((d, job), (Disposition::Foreign, None));
@@ -137,9 +151,8 @@ async fn unknown_statements_are_foreign() {
     );
 }
 
-#[tokio::test]
-async fn failure_skips_everything_downstream_but_not_other_branches() {
-    let (_d, l) = ledger().await;
+async fn failure_skips_everything_downstream_but_not_other_branches(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("a", vec![]), 1).await.unwrap();
     let other = l.insert_job(&new_job("other", vec![]), 1).await.unwrap();
     let b = l.insert_job(&new_job("b", vec![a.id]), 1).await.unwrap();
@@ -159,12 +172,11 @@ async fn failure_skips_everything_downstream_but_not_other_branches() {
     assert_eq!(l.job(c.id).await.unwrap().state, JobState::Skipped);
     assert_eq!(l.job(other.id).await.unwrap().state, JobState::Ready);
     let attempts = l.attempts(a.id).await.unwrap();
-    assert_eq!(attempts[0].state, "FAILED");
+    assert_eq!(attempts[0].state, AttemptState::Failed);
 }
 
-#[tokio::test]
-async fn retries_wait_then_use_a_new_token_and_old_events_are_stale() {
-    let (_d, l) = ledger().await;
+async fn retries_wait_then_use_a_new_token_and_old_events_are_stale(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let mut spec = new_job("flaky", vec![]);
     spec.max_attempts = 3;
     spec.retry = Some(
@@ -208,12 +220,11 @@ async fn retries_wait_then_use_a_new_token_and_old_events_are_stale() {
     let attempts = l.attempts(a.id).await.unwrap();
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0].error.as_deref(), Some("first failure"));
-    assert_eq!(attempts[1].state, "FINISHED");
+    assert_eq!(attempts[1].state, AttemptState::Finished);
 }
 
-#[tokio::test]
-async fn a_crashed_submission_resumes_with_the_same_token() {
-    let (_d, l) = ledger().await;
+async fn a_crashed_submission_resumes_with_the_same_token(b: Backend) {
+    let (_d, l) = ledger(b).await;
     let a = l.insert_job(&new_job("crash", vec![]), 0).await.unwrap();
     let t1 = l.begin_attempt(a.id, 0).await.unwrap().unwrap();
     // Crash here: the Data API may have run it, the ledger does not know.
@@ -252,3 +263,360 @@ async fn the_ledger_file_is_private_and_reopens() {
         Err(LedgerError::NoSuchJob(99))
     ));
 }
+
+/// Issue 7.3: a cancel while an attempt is being submitted (say, after a
+/// throttled call) closes it; `ledger check` passes; a retry gets a new
+/// ClientToken, so the Data API never replays the cancelled statement.
+async fn a_cancel_during_a_throttled_submission_closes_the_attempt(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let a = l
+        .insert_job(&new_job("throttled", vec![]), 0)
+        .await
+        .unwrap();
+    let t1 = l.begin_attempt(a.id, 0).await.unwrap().unwrap();
+    // The call was throttled: the job stays READY with attempt 1 SUBMITTING.
+    let (changed, statement) = l.cancel_job(a.id, 5).await.unwrap();
+    assert!(changed);
+    assert_eq!(statement, None);
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Cancelled, "{attempts:?}");
+    assert_eq!(attempts[0].finished_at, Some(5));
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(l.retry_job(a.id, 10).await.unwrap(), JobState::Ready);
+    let t2 = l.begin_attempt(a.id, 11).await.unwrap().unwrap();
+    assert_eq!(t2.attempt, 2);
+    assert_ne!(t1.client_token, t2.client_token);
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// Issue 7.3: a READY job that fails before its call (an upstream parameter
+/// is missing) closes the attempt a throttled call left open.
+async fn failing_a_ready_job_closes_its_open_attempt(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let a = l.insert_job(&new_job("p", vec![]), 0).await.unwrap();
+    l.begin_attempt(a.id, 0).await.unwrap().unwrap();
+    l.fail_ready(a.id, "no value", 3).await.unwrap();
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Cancelled);
+    assert_eq!(attempts[0].error.as_deref(), Some("no value"));
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+fn run_job(name: &str, deps: Vec<usize>) -> redrelay::ledger::RunJob {
+    redrelay::ledger::RunJob {
+        job: new_job(name, vec![]),
+        deps,
+        upstream: vec![],
+    }
+}
+
+/// Issue 7.4: a run is cancelled in one transaction guarded on RUNNING: it
+/// never passes through FAILED, a second cancel is refused, and a retry
+/// cannot move a CANCELLED run back to RUNNING.
+async fn run_changes_are_guarded_on_the_old_state(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let (run, ids) = l
+        .create_run("p", &[run_job("a", vec![]), run_job("b", vec![0])], 0)
+        .await
+        .unwrap();
+    let name = submitted(&l, ids[0], "s-a", 1).await;
+    let (n, statements) = l.cancel_run(&run, 2).await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(statements, vec![(ids[0], "s-a".to_string())]);
+    let r = l.run(&run).await.unwrap().unwrap();
+    assert_eq!(r.state, RunState::Cancelled);
+    for id in &ids {
+        assert_eq!(l.job(*id).await.unwrap().state, JobState::Cancelled);
+    }
+    let again = l.cancel_run(&run, 3).await.unwrap_err();
+    assert!(
+        matches!(
+            again,
+            LedgerError::RunConflict {
+                found: RunState::Cancelled,
+                ..
+            }
+        ),
+        "{again}"
+    );
+    // The cancelled statement's end is recorded in its attempt's history;
+    // the run stays CANCELLED.
+    let (ev, body) = event("e-a", "s-a", &name, "ABORTED");
+    let (d, _) = l
+        .apply_event(&ev, Some("cancelled"), None, &body, 4)
+        .await
+        .unwrap();
+    assert_eq!(d, Disposition::Stale);
+    let refused = l.retry_job(ids[0], 5).await.unwrap_err().to_string();
+    assert!(refused.contains("CANCELLED"), "{refused}");
+    assert_eq!(
+        l.run(&run).await.unwrap().unwrap().state,
+        RunState::Cancelled
+    );
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// Issue 7.2/7.3: no new attempt while the previous statement may still
+/// commit: a retry is refused until that statement's end is recorded.
+async fn a_retry_waits_for_the_previous_statement_to_end(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let a = l.insert_job(&new_job("slow", vec![]), 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-1", 1).await;
+    l.cancel_job(a.id, 2).await.unwrap();
+    let refused = l.retry_job(a.id, 3).await.unwrap_err().to_string();
+    assert!(refused.contains("has not ended yet"), "{refused}");
+    let (ev, body) = event("e-1", "s-1", &name, "FINISHED");
+    l.apply_event(&ev, None, None, &body, 4).await.unwrap();
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Finished, "its true end");
+    assert_eq!(l.retry_job(a.id, 5).await.unwrap(), JobState::Ready);
+}
+
+/// Issue 7.2: a timeout marks the attempt; its real end closes it, and a
+/// failure then says it timed out.
+async fn a_timed_out_attempt_ends_with_its_statement(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let mut spec = new_job("t", vec![]);
+    spec.timeout_secs = Some(1);
+    let a = l.insert_job(&spec, 0).await.unwrap();
+    submitted(&l, a.id, "s-t", 0).await;
+    assert!(l.timed_out(999).await.unwrap().is_empty());
+    assert_eq!(l.timed_out(1_000).await.unwrap().len(), 1);
+    assert!(l.mark_timed_out(a.id, 1, 1_000).await.unwrap());
+    assert!(!l.mark_timed_out(a.id, 1, 1_001).await.unwrap());
+    // Asked once: not listed again while the statement ends.
+    assert!(l.timed_out(2_000).await.unwrap().is_empty());
+    assert_eq!(l.job(a.id).await.unwrap().state, JobState::Submitted);
+    let outcome = redrelay::state::Outcome::Aborted {
+        error: "Query cancelled on user's request".into(),
+    };
+    let d = l
+        .apply_reconciled(a.id, "s-t", &outcome, 2_500)
+        .await
+        .unwrap();
+    assert_eq!(d, Disposition::Applied);
+    let j = l.job(a.id).await.unwrap();
+    // The job failed (its timeout); the attempt keeps the statement's end.
+    assert_eq!(j.state, JobState::Failed);
+    let error = j.error.unwrap();
+    assert!(error.starts_with("timed out after 1 s"), "{error}");
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Aborted);
+    // Applying it again is a duplicate, never a second transition.
+    let d = l
+        .apply_reconciled(a.id, "s-t", &outcome, 2_600)
+        .await
+        .unwrap();
+    assert_eq!(d, Disposition::Duplicate);
+}
+
+/// Issue 7.11: a retry policy that cannot be read fails loudly instead of
+/// silently becoming the default.
+async fn an_unreadable_retry_policy_is_an_error(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let mut spec = new_job("r", vec![]);
+    spec.max_attempts = 2;
+    spec.retry = Some(serde_json::json!({"initial_secs": "soon"}));
+    let a = l.insert_job(&spec, 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-r", 0).await;
+    let (ev, body) = event("e-r", "s-r", &name, "FAILED");
+    let err = l
+        .apply_event(&ev, Some("x"), None, &body, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("retry policy"), "{err}");
+    // Nothing was half-applied.
+    assert_eq!(l.job(a.id).await.unwrap().state, JobState::Submitted);
+}
+
+/// Issue 7.12: the first result row is kept in the ledger for upstream
+/// parameters; issue 7.8: retention prunes old inbox rows and result files
+/// of ended jobs, never of a job that has not ended.
+async fn first_rows_are_kept_and_retention_prunes_only_what_ended(b: Backend) {
+    let (dir, l) = ledger(b).await;
+    let a = l.insert_job(&new_job("a", vec![]), 0).await.unwrap();
+    let b = l.insert_job(&new_job("b", vec![]), 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-a", 0).await;
+    submitted(&l, b.id, "s-b", 0).await;
+    let (ev, body) = event("e-a", "s-a", &name, "FINISHED");
+    l.apply_event(&ev, None, None, &body, 100).await.unwrap();
+    let job_dir = dir.path().join("results/job-a");
+    std::fs::create_dir_all(&job_dir).unwrap();
+    let csv = job_dir.join("result.csv");
+    let jsonl = job_dir.join("result.jsonl");
+    std::fs::write(&csv, "n\n7\n").unwrap();
+    std::fs::write(&jsonl, "{\"n\":7}\n").unwrap();
+    let file = redrelay::ledger::ResultFile {
+        sub: 0,
+        statement_id: "s-a".into(),
+        rows: 1,
+        csv_path: csv.display().to_string(),
+        jsonl_path: jsonl.display().to_string(),
+    };
+    let row: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str("{\"n\":7}").unwrap();
+    l.record_results(
+        a.id,
+        &[file],
+        Some(&job_dir.display().to_string()),
+        Some(&row),
+        200,
+    )
+    .await
+    .unwrap();
+    assert_eq!(l.first_row(a.id).await.unwrap(), Some(row));
+    assert_eq!(l.first_row(b.id).await.unwrap(), None);
+    // Nothing is older than the cutoff yet.
+    let none = l.prune(50, 1_000).await.unwrap();
+    assert_eq!((none.events, none.jobs), (0, 0));
+    let pruned = redrelay::worker::prune(&l, std::time::Duration::from_millis(100), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (pruned.events, pruned.jobs, pruned.files_deleted),
+        (1, 1, 3)
+    );
+    assert!(!csv.exists() && !jsonl.exists() && !job_dir.exists());
+    assert!(l.results(a.id).await.unwrap().is_empty());
+    assert!(l.events(10).await.unwrap().is_empty());
+    let a = l.job(a.id).await.unwrap();
+    assert_eq!(a.results_pruned_at, Some(1_000));
+    // b has not ended: untouched.
+    assert_eq!(l.job(b.id).await.unwrap().state, JobState::Submitted);
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// Issue 7.10: the transitions the ledger makes are those of the state
+/// table: READY and RETRY_WAIT jobs below a failed job are SKIPPED, and the
+/// table says so.
+async fn skips_follow_the_transition_table(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let a = l.insert_job(&new_job("a", vec![]), 0).await.unwrap();
+    let b = l.insert_job(&new_job("b", vec![a.id]), 0).await.unwrap();
+    let name = submitted(&l, a.id, "s-a", 0).await;
+    let (ev, body) = event("e-a", "s-a", &name, "FAILED");
+    l.apply_event(&ev, Some("boom"), None, &body, 1)
+        .await
+        .unwrap();
+    let b = l.job(b.id).await.unwrap();
+    assert_eq!(b.state, JobState::Skipped);
+    for from in JobState::sources_of(JobState::Skipped) {
+        assert!(from.can_move_to(JobState::Skipped));
+    }
+    assert!(JobState::Ready.can_move_to(JobState::Skipped));
+    assert!(JobState::RetryWait.can_move_to(JobState::Skipped));
+    assert!(!JobState::Submitted.can_move_to(JobState::Skipped));
+}
+
+/// Issue 9.5: each fire time of a schedule fires once, whoever fires it
+/// (two leaders racing on one ledger), and `overlap = skip` records a skip
+/// while the schedule's previous run is RUNNING.
+async fn a_schedule_fires_each_time_once_and_skips_overlaps(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    l.put_schedule("nightly", "name = \"nightly\"", "{}", 1_000)
+        .await
+        .unwrap();
+    let jobs = vec![run_job("load", vec![])];
+    let (x, y) = tokio::join!(
+        l.fire_schedule("nightly", 60_000, "nightly", &jobs, true, 60_001),
+        l.fire_schedule("nightly", 60_000, "nightly", &jobs, true, 60_002),
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let runs: Vec<&Fired> = [&x, &y]
+        .into_iter()
+        .filter(|f| matches!(f, Fired::Run(_)))
+        .collect();
+    assert_eq!(runs.len(), 1, "{x:?} {y:?}");
+    assert!(
+        matches!(x, Fired::Already) || matches!(y, Fired::Already),
+        "{x:?} {y:?}"
+    );
+    assert_eq!(l.runs().await.unwrap().len(), 1);
+    // The next time, while that run is RUNNING: skipped, and recorded.
+    let skipped = l
+        .fire_schedule("nightly", 120_000, "nightly", &jobs, true, 120_001)
+        .await
+        .unwrap();
+    assert!(matches!(skipped, Fired::Skipped(_)), "{skipped:?}");
+    assert_eq!(l.runs().await.unwrap().len(), 1);
+    // Firing that time again is nothing; `allow` runs alongside.
+    let again = l
+        .fire_schedule("nightly", 120_000, "nightly", &jobs, false, 120_002)
+        .await
+        .unwrap();
+    assert_eq!(again, Fired::Already);
+    let allowed = l
+        .fire_schedule("nightly", 180_000, "nightly", &jobs, false, 180_001)
+        .await
+        .unwrap();
+    assert!(matches!(allowed, Fired::Run(_)), "{allowed:?}");
+    assert_eq!(l.runs().await.unwrap().len(), 2);
+    let fires = l.schedule_fires("nightly", 10).await.unwrap();
+    assert_eq!(fires.len(), 3);
+    assert!(
+        fires[1].2.as_deref().unwrap_or("").starts_with("skipped"),
+        "{fires:?}"
+    );
+    let s = &l.schedules().await.unwrap()[0];
+    assert_eq!(s.last_fired_at, Some(180_000));
+    // Pause keeps its start; resume counts from then.
+    assert!(l
+        .set_schedule_paused("nightly", true, 200_000)
+        .await
+        .unwrap());
+    assert!(l
+        .set_schedule_paused("nightly", false, 300_000)
+        .await
+        .unwrap());
+    let s = &l.schedules().await.unwrap()[0];
+    assert_eq!((s.paused, s.effective_since), (false, 300_000));
+    assert!(!l.set_schedule_paused("nope", true, 1).await.unwrap());
+    assert!(l.remove_schedule("nightly").await.unwrap());
+    assert!(l.schedules().await.unwrap().is_empty());
+}
+
+/// Each test of the suite, once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_schedule_fires_each_time_once_and_skips_overlaps,
+    finished_event_releases_dependents_once,
+    an_event_before_its_statement_id_is_deferred_then_applied,
+    unknown_statements_are_foreign,
+    failure_skips_everything_downstream_but_not_other_branches,
+    retries_wait_then_use_a_new_token_and_old_events_are_stale,
+    a_crashed_submission_resumes_with_the_same_token,
+    a_cancel_during_a_throttled_submission_closes_the_attempt,
+    failing_a_ready_job_closes_its_open_attempt,
+    run_changes_are_guarded_on_the_old_state,
+    a_retry_waits_for_the_previous_statement_to_end,
+    a_timed_out_attempt_ends_with_its_statement,
+    an_unreadable_retry_policy_is_an_error,
+    first_rows_are_kept_and_retention_prunes_only_what_ended,
+    skips_follow_the_transition_table,
+);

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{warehouse_query, Stack, StackOptions};
-use redrelay::state::JobState;
+use common::{seen, warehouse_query, Stack, StackOptions};
+use redrelay::state::{AttemptState, JobState};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -16,23 +16,6 @@ fn write(stack: &Stack, name: &str, text: &str) -> String {
     let path = stack.dir.path().join(name);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
-}
-
-/// Waits until the run is no longer RUNNING; returns `runs show --json`.
-fn wait_run(stack: &Stack, run: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let shown = stack.json(&["runs", "show", run]);
-        if shown["run"]["state"] != "RUNNING" {
-            return shown;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {run} still RUNNING after {timeout:?}: {shown:#}\nworker log:\n{}",
-            stack.log("worker.log")
-        );
-        std::thread::sleep(Duration::from_millis(150));
-    }
 }
 
 fn by_name(shown: &Value) -> HashMap<String, Value> {
@@ -73,7 +56,7 @@ async fn a_diamond_waits_for_both_branches() {
     );
     let run = run_pipeline(&stack, &file, &[]);
     let _worker = stack.spawn_worker(&[]);
-    let shown = wait_run(&stack, &run, WAIT);
+    let shown = stack.wait_run(&run, WAIT);
     assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
     let jobs = by_name(&shown);
     for name in ["a", "b", "c", "d"] {
@@ -96,11 +79,20 @@ async fn a_diamond_waits_for_both_branches() {
     for parent in ["b", "c"] {
         assert!(stmt("d")["created_ms"].as_i64() >= stmt(parent)["ended_ms"].as_i64());
     }
+    // The run's graph: nodes are ids labelled with the job and its state.
     let graph = stack.ok(&["pipeline", "graph", &run, "--format", "dot"]);
-    assert!(
-        graph.contains("\"b\" -> \"d\"") && graph.contains("FINISHED"),
-        "{graph}"
-    );
+    let node = |job: &str| {
+        let label = format!(" [label=\"{job}\\nFINISHED\"];");
+        graph
+            .lines()
+            .find_map(|l| l.trim().strip_suffix(label.as_str()))
+            .unwrap_or_else(|| panic!("no FINISHED node for {job}: {graph}"))
+            .to_string()
+    };
+    for parent in ["b", "c"] {
+        let edge = format!("{} -> {};", node(parent), node("d"));
+        assert!(graph.contains(&edge), "no edge {edge}: {graph}");
+    }
     let total = stack.ok(&["results", &jobs["d"]["id"].to_string()]);
     assert_eq!(total, "total\n330\n");
 }
@@ -124,7 +116,7 @@ async fn a_fan_out_of_fifty_respects_the_limit_of_five() {
     let file = write(&stack, "fanout.toml", &text);
     let run = run_pipeline(&stack, &file, &[]);
     let _worker = stack.spawn_worker(&[]);
-    let shown = wait_run(&stack, &run, WAIT);
+    let shown = stack.wait_run(&run, WAIT);
     assert_eq!(shown["run"]["state"], "FINISHED");
     assert_eq!(shown["jobs"].as_array().unwrap().len(), 51);
     // From the emulator's own record: never more than 5 statements alive.
@@ -179,31 +171,23 @@ async fn a_job_that_fails_twice_finishes_on_its_third_attempt() {
         .into_iter()
         .find(|j| j.name == "flaky")
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let attempts = ledger.attempts(flaky.id).await.unwrap();
-        if attempts.iter().filter(|a| a.state == "FAILED").count() == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no second failure: {attempts:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stack.wait_job(flaky.id, "two failed attempts", WAIT, |j| {
+        let attempts = j["attempts"].as_array().unwrap();
+        attempts.iter().filter(|a| a["state"] == "FAILED").count() == 2
+    });
     // Now make the warehouse ready: the third attempt succeeds.
     warehouse_query(
         &stack.warehouse_path(),
         "CREATE TABLE source_ready AS SELECT 7 AS v UNION ALL SELECT 8",
     );
-    let shown = wait_run(&stack, &run, WAIT);
+    let shown = stack.wait_run(&run, WAIT);
     assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
     let job = ledger.job(flaky.id).await.unwrap();
     assert_eq!((job.state, job.attempt), (JobState::Finished, 3));
     let attempts = ledger.attempts(flaky.id).await.unwrap();
     assert_eq!(attempts.len(), 3);
     for a in &attempts[..2] {
-        assert_eq!(a.state, "FAILED");
+        assert_eq!(a.state, AttemptState::Failed);
         assert!(
             a.error
                 .as_deref()
@@ -212,7 +196,7 @@ async fn a_job_that_fails_twice_finishes_on_its_third_attempt() {
             "{a:?}"
         );
     }
-    assert_eq!(attempts[2].state, "FINISHED");
+    assert_eq!(attempts[2].state, AttemptState::Finished);
     let tokens: std::collections::HashSet<_> =
         attempts.iter().map(|a| a.client_token.clone()).collect();
     assert_eq!(tokens.len(), 3, "each attempt has its own ClientToken");
@@ -254,7 +238,7 @@ async fn a_failure_skips_its_descendants_and_a_retry_revives_them() {
     );
     let run = run_pipeline(&stack, &file, &[]);
     let _worker = stack.spawn_worker(&[]);
-    let shown = wait_run(&stack, &run, WAIT);
+    let shown = stack.wait_run(&run, WAIT);
     assert_eq!(shown["run"]["state"], "FAILED", "{shown:#}");
     let jobs = by_name(&shown);
     assert_eq!(jobs["load"]["state"], "FAILED");
@@ -281,7 +265,7 @@ async fn a_failure_skips_its_descendants_and_a_retry_revives_them() {
         "CREATE TABLE missing_table (v INTEGER)",
     );
     stack.ok(&["jobs", "retry", &jobs["load"]["id"].to_string()]);
-    let shown = wait_run(&stack, &run, WAIT);
+    let shown = stack.wait_run(&run, WAIT);
     assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
     let jobs = by_name(&shown);
     assert_eq!(jobs["load"]["attempt"], 2);
@@ -312,7 +296,7 @@ async fn a_timed_out_statement_is_cancelled_and_retried_per_policy() {
     );
     let run = run_pipeline(&stack, &file, &[]);
     let _worker = stack.spawn_worker(&[]);
-    let shown = wait_run(&stack, &run, WAIT);
+    let shown = stack.wait_run(&run, WAIT);
     let jobs = by_name(&shown);
     assert_eq!(jobs["slow"]["state"], "FAILED", "{shown:#}");
     assert!(jobs["slow"]["error"]
@@ -321,15 +305,12 @@ async fn a_timed_out_statement_is_cancelled_and_retried_per_policy() {
         .contains("timed out after 1 s"));
     assert_eq!(jobs["slow"]["attempt"], 2);
     assert_eq!(jobs["after"]["state"], "SKIPPED");
-    // Both statements were really cancelled in the emulator.
-    let mut record = Vec::new();
-    for _ in 0..50 {
-        record = stack.record();
-        if record.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Both statements were really cancelled in the emulator (it records a
+    // statement when it ends).
+    let record = stack.wait_for(WAIT, "two statements in the record", || {
+        let record = stack.record();
+        seen(record.len() >= 2, record)
+    });
     assert_eq!(record.len(), 2, "{record:#?}");
     for r in &record {
         assert_eq!(r["state"], "ABORTED", "{r:#}");
@@ -369,7 +350,7 @@ async fn a_parameter_taken_from_an_upstream_result_reaches_the_sql() {
     );
     let run = run_pipeline(&stack, &file, &["--param", "label=manual"]);
     let _worker = stack.spawn_worker(&[]);
-    let shown = wait_run(&stack, &run, WAIT);
+    let shown = stack.wait_run(&run, WAIT);
     let jobs = by_name(&shown);
     assert_eq!(jobs["load"]["state"], "FINISHED", "{shown:#}");
     let picked = warehouse_query(
@@ -482,7 +463,9 @@ async fn cancelling_a_run_leaves_no_statement_running() {
     let jobs = by_name(&shown);
     assert_eq!(jobs["long_a"]["state"], "CANCELLED");
     assert_eq!(jobs["long_b"]["state"], "CANCELLED");
-    assert_eq!(jobs["after"]["state"], "SKIPPED");
+    // Every job of the run that had not ended is CANCELLED, in one
+    // transaction (none SKIPPED on the way, the run never FAILED).
+    assert_eq!(jobs["after"]["state"], "CANCELLED");
     // The emulator runs nothing any more (asked with boto3, a client we did not write).
     let script = format!(
         "import boto3,os,json\n\
@@ -491,21 +474,58 @@ async fn cancelling_a_run_leaves_no_statement_running() {
          print(json.dumps({{x['Id']: x['Status'] for x in s}}))\n",
         url = stack.data_url
     );
-    let mut statuses: HashMap<String, String> = HashMap::new();
-    for _ in 0..50 {
-        statuses = serde_json::from_str(stack.python(&script).trim()).unwrap();
-        if statuses
+    let statuses = stack.wait_for(WAIT, "no statement running", || {
+        let statuses: HashMap<String, String> =
+            serde_json::from_str(stack.python(&script).trim()).unwrap();
+        let running = statuses
             .values()
-            .all(|s| s != "SUBMITTED" && s != "PICKED" && s != "STARTED")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .any(|s| ["SUBMITTED", "PICKED", "STARTED"].contains(&s.as_str()));
+        seen(!running, statuses)
+    });
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     assert!(statuses.values().all(|s| s == "ABORTED"), "{statuses:?}");
     // A job cancelled twice says so.
     let again = stack.run(&["jobs", "cancel", &jobs["long_a"]["id"].to_string()]);
     assert!(!again.status.success());
     assert!(common::stderr(&again).contains("already CANCELLED"));
+}
+
+/// Issue 7.2: a statement that cannot be cancelled at its timeout (it is
+/// committing) is never run a second time: the job waits for its real end,
+/// and records the attempt as it truly ended (FINISHED, one row).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_statement_that_cannot_be_cancelled_runs_once() {
+    let stack = Stack::start_with(
+        "timeout-commit",
+        StackOptions {
+            emulator_args: vec!["--commit-hold".into(), "3000:committing_load".into()],
+            ..Default::default()
+        },
+    );
+    let file = write(
+        &stack,
+        "commit.toml",
+        r#"
+        [jobs.setup]
+        sql = "CREATE TABLE IF NOT EXISTS loaded (tag TEXT)"
+        [jobs.load]
+        sql = "INSERT INTO loaded VALUES ('committing_load')"
+        depends_on = ["setup"]
+        timeout_secs = 1
+        retries = { max_attempts = 3, initial_secs = 0.1, jitter = 0.0 }
+        "#,
+    );
+    let run = run_pipeline(&stack, &file, &[]);
+    let _worker = stack.spawn_worker(&[]);
+    let shown = stack.wait_run(&run, WAIT);
+    let jobs = by_name(&shown);
+    assert_eq!(jobs["load"]["state"], "FINISHED", "{shown:#}");
+    assert_eq!(jobs["load"]["attempt"], 1, "no second attempt: {shown:#}");
+    let attempts = jobs["load"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{shown:#}");
+    assert_eq!(attempts[0]["state"], "FINISHED", "{shown:#}");
+    let rows = warehouse_query(&stack.warehouse_path(), "SELECT COUNT(*) FROM loaded");
+    assert_eq!(rows, vec![vec![Value::from(1)]], "the INSERT ran once");
+    let log = stack.log("worker.log");
+    assert!(log.contains("could not cancel its statement"), "{log}");
 }

@@ -1217,6 +1217,10 @@ impl Engine {
                     st.status.as_str()
                 )));
             }
+            if st.plan.uncancellable {
+                // Committing: too late to stop it.
+                return Ok(json!({ "Status": false }));
+            }
             st.cancel.cancel();
             st.status == Status::Submitted
         };

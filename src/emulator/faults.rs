@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 /// abort_prob = 0.0
 /// [[statements.rules]]
 /// pattern = "load_sales"   # substring of the SQL or of the StatementName
-/// action = "fail"          # fail | abort | hold
+/// action = "fail"          # fail | abort | hold | commit
 /// first_attempts = 2       # only the first 2 attempts per statement name
 /// message = "disk full"
 /// [[statements.rules]]
@@ -98,6 +98,10 @@ pub enum RuleAction {
     Abort,
     /// The statement stays STARTED for `hold_ms` before it runs.
     Hold,
+    /// Like `hold`, but the statement is committing: CancelStatement
+    /// answers `Status: false` (it could not be cancelled) and the
+    /// statement runs to its end.
+    Commit,
 }
 
 /// One statement fault rule.
@@ -170,7 +174,7 @@ impl FaultConfig {
             }
         }
         for rule in &self.statements.rules {
-            if rule.action == RuleAction::Hold && rule.hold_ms == 0 {
+            if matches!(rule.action, RuleAction::Hold | RuleAction::Commit) && rule.hold_ms == 0 {
                 anyhow::bail!("hold rule for {:?} needs hold_ms > 0", rule.pattern);
             }
         }
@@ -256,6 +260,8 @@ pub(crate) struct StatementPlan {
     pub abort: bool,
     /// Stay STARTED this long before running.
     pub hold_ms: u64,
+    /// CancelStatement cannot stop it (`Status: false`).
+    pub uncancellable: bool,
 }
 
 impl StatementPlan {
@@ -386,6 +392,10 @@ impl Faults {
                     }
                 }
                 RuleAction::Hold => plan.hold_ms = plan.hold_ms.max(rule.hold_ms),
+                RuleAction::Commit => {
+                    plan.hold_ms = plan.hold_ms.max(rule.hold_ms);
+                    plan.uncancellable = true;
+                }
             }
         }
         if cfg.fail_prob > 0.0 || cfg.abort_prob > 0.0 {

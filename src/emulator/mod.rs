@@ -138,6 +138,11 @@ pub struct FaultFlags {
     /// pattern matches all). CancelStatement ends the hold. Repeatable.
     #[arg(long, value_name = "MS:PATTERN", value_parser = parse_count_pattern)]
     pub hold: Vec<(u64, String)>,
+    /// Like --hold, but the statement is committing: CancelStatement
+    /// answers `Status: false` and it runs to its end, as `MS:PATTERN`.
+    /// Repeatable.
+    #[arg(long, value_name = "MS:PATTERN", value_parser = parse_count_pattern)]
+    pub commit_hold: Vec<(u64, String)>,
     /// Probability (0..1) that a statement fails.
     #[arg(long, value_name = "P")]
     pub fail_prob: Option<f64>,
@@ -255,10 +260,15 @@ impl EmulatorArgs {
             r.first_attempts = Some(u32::try_from(*n).unwrap_or(u32::MAX));
             cfg.statements.rules.push(r);
         }
-        for (ms, p) in &f.hold {
-            let mut r = rule(p, RuleAction::Hold);
-            r.hold_ms = *ms;
-            cfg.statements.rules.push(r);
+        for (action, list) in [
+            (RuleAction::Hold, &f.hold),
+            (RuleAction::Commit, &f.commit_hold),
+        ] {
+            for (ms, p) in list {
+                let mut r = rule(p, action);
+                r.hold_ms = *ms;
+                cfg.statements.rules.push(r);
+            }
         }
         cfg.validate()?;
         Ok(cfg)

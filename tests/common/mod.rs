@@ -8,6 +8,7 @@ pub mod pg;
 
 use redrelay::ledger::{Job, Ledger};
 use serde_json::Value;
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,84 @@ pub fn venv_bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+// ----- waiting on observable state ---------------------------------------------
+//
+// Tests never sleep a fixed time and hope: they poll something they can see
+// (a ledger row through the CLI, a port, the emulator's record, a queue's
+// counts) until it holds, and fail after a deadline saying what they waited
+// for and what they saw last.
+
+/// How long a worker may take to start consuming.
+pub const WORKER_START: Duration = Duration::from_secs(30);
+
+/// The start of the body of [`Stack::spawn_worker_ready`]'s probe message.
+pub const PROBE: &str = "redrelay test probe: not an event";
+
+/// How often a wait looks again.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` until it gives `Ok`, for at most `timeout`. `Err` carries
+/// what the probe saw; the last one is returned when time is up.
+pub fn poll<T>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(v) => return Ok(v),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// [`poll`] for probes that await (the Ledger API).
+pub async fn poll_async<T, F: Future<Output = Result<T, String>>>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> F,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return Ok(v),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// Waits until `probe` gives `Ok`; after `timeout`, fails naming `what` and
+/// what the probe saw last.
+pub fn wait_until<T>(timeout: Duration, what: &str, probe: impl FnMut() -> Result<T, String>) -> T {
+    poll(timeout, probe).unwrap_or_else(|seen| timed_out(timeout, what, &seen, None))
+}
+
+fn timed_out(timeout: Duration, what: &str, seen: &str, log: Option<&str>) -> ! {
+    match log {
+        Some(log) => panic!(
+            "timed out after {timeout:?} waiting for {what}; last seen: {seen}\nworker log (tail):\n{}",
+            tail(log, 60)
+        ),
+        None => panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}"),
+    }
+}
+
+/// `Ok(value)` when `ok`, else `Err` describing what was seen.
+pub fn seen<T: std::fmt::Debug>(ok: bool, value: T) -> Result<T, String> {
+    if ok {
+        Ok(value)
+    } else {
+        Err(format!("{value:?}"))
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 pub fn free_port() -> u16 {
@@ -65,15 +144,50 @@ impl Drop for Proc {
     }
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not start listening on 127.0.0.1:{port}");
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{what} to accept connections on 127.0.0.1:{port}"),
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+
+/// Starts moto's server (SQS, EventBridge) on a free port, its stderr to
+/// `log`; returns it once the port accepts connections, with its URL.
+pub fn start_moto(log: Stdio) -> (Proc, String) {
+    let port = free_port();
+    let moto = Command::new(venv_bin("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start moto_server");
+    let moto = Proc {
+        child: moto,
+        name: "moto".into(),
+    };
+    wait_for_port(port, "moto_server");
+    (moto, format!("http://127.0.0.1:{port}"))
+}
+
+/// Reads the emulator's first stdout line, `listening on ADDR`, and returns
+/// ADDR. That line is the emulator's documented interface for telling
+/// which port it bound (`--listen 127.0.0.1:0`), not a log message: the
+/// listener is bound before it is printed.
+pub fn emulator_address(stdout: &mut impl BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    stdout
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the emulator's stdout: {e}"))?;
+    line.trim()
+        .strip_prefix("listening on ")
+        .map(str::to_string)
+        .ok_or_else(|| format!("the emulator said {line:?}, not `listening on ADDR`"))
 }
 
 pub struct Stack {
@@ -88,6 +202,8 @@ pub struct Stack {
     /// The emulator's --warehouse when not the stack's SQLite file (e.g. a
     /// `postgres://` URL); takes effect at the next start_emulator().
     pub warehouse: Option<String>,
+    /// The ledger: the SQLite file's path, or a postgres:// URL.
+    pub ledger: String,
 }
 
 pub struct StackOptions {
@@ -96,6 +212,8 @@ pub struct StackOptions {
     pub config_extra: String,
     /// Extra emulator flags.
     pub emulator_args: Vec<String>,
+    /// A postgres:// ledger instead of the stack's SQLite file.
+    pub ledger_url: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -104,6 +222,7 @@ impl Default for StackOptions {
             page_size: 1000,
             config_extra: String::new(),
             emulator_args: Vec::new(),
+            ledger_url: None,
         }
     }
 }
@@ -115,27 +234,21 @@ impl Stack {
 
     pub fn start_with(test: &str, opts: StackOptions) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let moto = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("moto.log")).expect("moto log"))
-            .spawn()
-            .expect("start moto_server");
-        let moto = Proc {
-            child: moto,
-            name: "moto".into(),
-        };
-        wait_for_port(port, "moto_server");
-        let moto_url = format!("http://127.0.0.1:{port}");
+        let moto_log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log");
+        let (moto, moto_url) = start_moto(moto_log.into());
         let queue = format!("rr-{test}-{}", std::process::id());
         let config = dir.path().join("redrelay.toml");
+        let ledger = opts
+            .ledger_url
+            .clone()
+            .unwrap_or_else(|| dir.path().join("ledger.db").display().to_string());
         std::fs::write(
             &config,
             format!(
                 "queue_name = \"{queue}\"\nrule_name = \"{queue}-rule\"\nledger = \"{}\"\n\
+                 listen = \"127.0.0.1:0\"\n\
                  results_dir = \"{}\"\nworkgroup = \"wg-test\"\ndatabase = \"dev\"\n{}\n",
-                dir.path().join("ledger.db").display(),
+                ledger,
                 dir.path().join("results").display(),
                 opts.config_extra
             ),
@@ -158,6 +271,7 @@ impl Stack {
             config,
             emulator_args,
             warehouse: None,
+            ledger,
         };
         stack.start_emulator();
         let out = stack.run(&["setup"]);
@@ -189,15 +303,8 @@ impl Stack {
         self.aws_env(&mut cmd);
         let mut child = cmd.spawn().expect("start the emulator");
         let stdout = child.stdout.take().expect("emulator stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read emulator stdout");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("emulator said {line:?}, not `listening on ADDR`"))
-            .to_string();
+        let addr = emulator_address(&mut BufReader::new(stdout))
+            .unwrap_or_else(|e| panic!("{e}; emulator log:\n{}", self.log("emulator.log")));
         self.data_url = format!("http://{addr}");
         self.emulator = Some(Proc {
             child,
@@ -270,6 +377,9 @@ impl Stack {
     }
 
     /// Starts `redrelay worker` in the background (stderr to worker.log).
+    /// Returns at once: the worker has no readiness signal of its own, so a
+    /// test waits for what the worker does (ledger rows, the queue, the
+    /// emulator's record), never for a line of its log.
     pub fn spawn_worker(&self, extra: &[&str]) -> Proc {
         let mut args = vec!["worker"];
         args.extend_from_slice(extra);
@@ -284,61 +394,133 @@ impl Stack {
             .stderr(log)
             .spawn()
             .expect("start worker");
-        let before = self.log("worker.log").matches("Worker started.").count();
-        let proc = Proc {
+        Proc {
             child,
             name: "worker".into(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.log("worker.log").matches("Worker started.").count() == before {
-            assert!(
-                Instant::now() < deadline,
-                "the worker did not start: {}",
-                self.log("worker.log")
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        proc
+    }
+
+    /// Starts a worker and waits until its consumer runs: a probe message
+    /// sent to the queue is in the inbox (quarantined: it is not an event).
+    /// The worker has no readiness signal of its own; this one is ledger
+    /// state. Tests that need events to be applied by this worker use it:
+    /// a job submitted before the worker started is found by the
+    /// reconciler's first pass instead. The probe's body is [`PROBE`].
+    pub fn spawn_worker_ready(&self, extra: &[&str]) -> Proc {
+        let mut worker = self.spawn_worker(extra);
+        let body = format!("{PROBE} {}", worker.pid());
+        self.send_raw(&body);
+        self.wait_for(
+            WORKER_START,
+            "the worker to consume a probe message",
+            || {
+                if let Some(status) = worker.child.try_wait().expect("wait worker") {
+                    panic!(
+                        "the worker exited ({status}): {}",
+                        tail(&self.log("worker.log"), 60)
+                    );
+                }
+                let inbox = self.inbox();
+                let found = inbox.iter().any(|e| e["body"] == body.as_str());
+                seen(found, inbox.len())
+                    .map(drop)
+                    .map_err(|n| format!("{n} inbox rows, none the probe"))
+            },
+        );
+        worker
     }
 
     /// Runs `redrelay worker --until-idle`, which must exit 0 in time.
     pub fn worker_until_idle(&self, timeout: Duration) {
         let mut w = self.spawn_worker(&["--until-idle"]);
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = w.child.try_wait().expect("wait worker") {
-                assert!(
-                    status.success(),
-                    "worker exited {status}: {}",
-                    self.log("worker.log")
-                );
-                return;
+        let status = self.wait_for(timeout, "worker --until-idle to exit", || {
+            w.child
+                .try_wait()
+                .expect("wait worker")
+                .ok_or_else(|| "still running".to_string())
+        });
+        assert!(
+            status.success(),
+            "worker --until-idle exited {status}: {}",
+            tail(&self.log("worker.log"), 60)
+        );
+    }
+
+    /// [`wait_until`], with the tail of the worker's log in the failure.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        probe: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        poll(timeout, probe)
+            .unwrap_or_else(|seen| timed_out(timeout, what, &seen, Some(&self.log("worker.log"))))
+    }
+
+    /// [`Stack::wait_for`] for probes that await (the Ledger API).
+    pub async fn wait_for_async<T, F: Future<Output = Result<T, String>>>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        probe: impl FnMut() -> F,
+    ) -> T {
+        poll_async(timeout, probe)
+            .await
+            .unwrap_or_else(|seen| timed_out(timeout, what, &seen, Some(&self.log("worker.log"))))
+    }
+
+    /// Waits until `jobs show ID --json` satisfies `ok`; returns it.
+    pub fn wait_job(
+        &self,
+        id: i64,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_for(timeout, &format!("job {id}: {what}"), || {
+            let job = self.json(&["jobs", "show", &id.to_string()]);
+            if ok(&job) {
+                Ok(job)
+            } else {
+                Err(format!(
+                    "state {}, results {}, attempts {}",
+                    job["state"], job["result_state"], job["attempts"]
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "worker --until-idle still running after {timeout:?}: {}",
-                self.log("worker.log")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Waits for a job to reach a state (polling the ledger through the CLI).
     pub fn wait_state(&self, id: i64, state: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let job = self.json(&["jobs", "show", &id.to_string()]);
-            if job["state"] == state {
-                return job;
+        self.wait_job(id, &format!("state {state}"), timeout, |j| {
+            j["state"] == state
+        })
+    }
+
+    /// Waits until a job's results are fetched (`result_state` FETCHED).
+    pub fn wait_fetched(&self, id: i64, timeout: Duration) -> Value {
+        self.wait_job(id, "results FETCHED", timeout, |j| {
+            j["result_state"] == "FETCHED"
+        })
+    }
+
+    /// Waits until a run is no longer RUNNING; returns `runs show --json`.
+    pub fn wait_run(&self, run: &str, timeout: Duration) -> Value {
+        self.wait_for(timeout, &format!("run {run} to end"), || {
+            let shown = self.json(&["runs", "show", run]);
+            if shown["run"]["state"] != "RUNNING" {
+                return Ok(shown);
             }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} is {} after {timeout:?}, expected {state}; worker log: {}",
-                job["state"],
-                self.log("worker.log")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            let states: Vec<String> = shown["jobs"]
+                .as_array()
+                .map(|jobs| {
+                    jobs.iter()
+                        .map(|j| format!("{}={}", j["name"], j["state"]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Err(format!("RUNNING, jobs {}", states.join(" ")))
+        })
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -354,9 +536,9 @@ impl Stack {
     }
 
     pub async fn ledger(&self) -> Ledger {
-        Ledger::open(&self.ledger_path())
-            .await
-            .expect("open ledger")
+        let location = redrelay::ledger::location::parse(&self.ledger, None, |_| None)
+            .expect("ledger location");
+        Ledger::connect(&location, 2).await.expect("open ledger")
     }
 
     pub async fn jobs(&self) -> Vec<Job> {
@@ -375,9 +557,15 @@ impl Stack {
 
     /// The emulator's record of every statement it executed.
     pub fn record(&self) -> Vec<Value> {
-        self.record_all()
+        self.record_kind("statement")
+    }
+
+    /// The statements of the record whose `key` is `value` (`id`,
+    /// `client_token`, ...).
+    pub fn record_where(&self, key: &str, value: &str) -> Vec<Value> {
+        self.record()
             .into_iter()
-            .filter(|l| l["kind"] == "statement")
+            .filter(|l| l[key] == value)
             .collect()
     }
 
@@ -404,17 +592,39 @@ impl Stack {
         self.python(&script);
     }
 
-    /// Messages still on the queue (visible + in flight).
-    pub fn queue_depth(&self) -> i64 {
+    /// (visible, in flight) messages of a queue of this stack, read with
+    /// boto3 (a client we did not write).
+    pub fn queue_counts(&self, queue: &str) -> (i64, i64) {
         let script = format!(
             "import boto3,os\n\
              sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
-             url=sqs.get_queue_url(QueueName={q:?})['QueueUrl']\n\
+             url=sqs.get_queue_url(QueueName={queue:?})['QueueUrl']\n\
              a=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['All'])['Attributes']\n\
-             print(int(a['ApproximateNumberOfMessages'])+int(a['ApproximateNumberOfMessagesNotVisible']))\n",
-            q = self.queue
+             print(a['ApproximateNumberOfMessages'], a['ApproximateNumberOfMessagesNotVisible'])\n"
         );
-        self.python(&script).trim().parse().expect("a number")
+        let out = self.python(&script);
+        let n: Vec<i64> = out
+            .split_whitespace()
+            .map(|x| x.parse().expect("a number"))
+            .collect();
+        assert_eq!(n.len(), 2, "queue attributes: {out:?}");
+        (n[0], n[1])
+    }
+
+    /// Messages still on the queue (visible + in flight).
+    pub fn queue_depth(&self) -> i64 {
+        let (visible, in_flight) = self.queue_counts(&self.queue);
+        visible + in_flight
+    }
+
+    /// Waits until the queue is empty: every message consumed and deleted.
+    pub fn wait_queue_empty(&self, timeout: Duration) {
+        self.wait_for(timeout, "the queue to be empty", || {
+            let (visible, in_flight) = self.queue_counts(&self.queue);
+            seen(visible + in_flight == 0, (visible, in_flight))
+                .map(drop)
+                .map_err(|s| format!("(visible, in flight) = {s}"))
+        })
     }
 }
 
@@ -470,16 +680,13 @@ impl Proc {
 
     /// Waits up to `timeout` for the process to exit; its status, if it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait child") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll(timeout, || {
+            self.child
+                .try_wait()
+                .expect("wait child")
+                .ok_or_else(String::new)
+        })
+        .ok()
     }
 }
 
@@ -508,15 +715,8 @@ impl Stack {
 
     /// Messages in the dead-letter queue (visible + in flight).
     pub fn dlq_depth(&self) -> i64 {
-        let script = format!(
-            "import boto3,os\n\
-             sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
-             url=sqs.get_queue_url(QueueName={q:?})['QueueUrl']\n\
-             a=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['All'])['Attributes']\n\
-             print(int(a['ApproximateNumberOfMessages'])+int(a['ApproximateNumberOfMessagesNotVisible']))\n",
-            q = format!("{}-dlq", self.queue)
-        );
-        self.python(&script).trim().parse().expect("a number")
+        let (visible, in_flight) = self.queue_counts(&format!("{}-dlq", self.queue));
+        visible + in_flight
     }
 
     /// A Data API client of the library, pointed at the emulator with test
@@ -533,42 +733,34 @@ impl Stack {
         redrelay::dataapi::DataApi::new(&sdk)
     }
 
-    /// Waits until no pipeline run is RUNNING; returns `runs list --json`.
     /// Waits until at least `n` jobs of `run` are SUBMITTED (in flight).
     pub async fn wait_submitted(&self, run: &str, n: usize, timeout: Duration) {
         let ledger = self.ledger().await;
-        let deadline = Instant::now() + timeout;
-        while ledger
-            .jobs(Some(redrelay::state::JobState::Submitted), Some(run))
-            .await
-            .expect("jobs")
-            .len()
-            < n
-        {
-            assert!(
-                Instant::now() < deadline,
-                "fewer than {n} jobs of run {run} were submitted: {}",
-                self.log("worker.log")
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{n} jobs of run {run} to be SUBMITTED");
+        self.wait_for_async(timeout, &what, || async {
+            let jobs = ledger
+                .jobs(Some(redrelay::state::JobState::Submitted), Some(run))
+                .await
+                .expect("jobs");
+            seen(jobs.len() >= n, jobs.len())
+                .map(drop)
+                .map_err(|s| format!("{s} submitted"))
+        })
+        .await
     }
 
+    /// Waits until no pipeline run is RUNNING; returns `runs list --json`.
     pub fn wait_runs_ended(&self, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        self.wait_for(timeout, "every run to end", || {
             let runs = self.json(&["runs", "list"]);
             let runs = runs.as_array().cloned().unwrap_or_default();
-            if runs.iter().all(|r| r["state"] != "RUNNING") {
-                return runs;
+            let open: Vec<&Value> = runs.iter().filter(|r| r["state"] == "RUNNING").collect();
+            if open.is_empty() {
+                Ok(runs)
+            } else {
+                Err(format!("{} runs RUNNING: {open:?}", open.len()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "runs still RUNNING after {timeout:?}: {runs:#?}\nworker log:\n{}",
-                self.log("worker.log")
-            );
-            std::thread::sleep(Duration::from_millis(150));
-        }
+        })
     }
 }
 

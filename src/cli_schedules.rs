@@ -1,0 +1,227 @@
+//! `redrelay schedules ...`: pipeline files with a `[schedule]` table,
+//! stored in the ledger (every worker sees the same definition without a
+//! shared file system) and fired by the leader.
+
+use crate::clock::{Clock, SystemClock};
+use crate::ledger::{Fired, Ledger, ScheduleRow};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Validate a pipeline file with a [schedule] table (as `pipeline
+    /// validate` does) and store it, with the SQL files it names, under its
+    /// pipeline name. Adding the same name again replaces the definition.
+    Add { file: PathBuf },
+    /// Every schedule: cron, time zone, paused, last and next fire time.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One schedule: its definition and its latest firings.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop firing (the times missed while paused are never caught up).
+    Pause { name: String },
+    /// Fire again from now.
+    Resume { name: String },
+    /// Delete a schedule (its runs stay).
+    Remove { name: String },
+    /// One run of the schedule's pipeline now (`:scheduled_time` = now).
+    Trigger { name: String },
+}
+
+fn row(ledger_rows: Vec<ScheduleRow>, name: &str) -> Result<ScheduleRow> {
+    ledger_rows
+        .into_iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("no schedule {name:?} (see `redrelay schedules list`)"))
+}
+
+fn parse(s: &ScheduleRow) -> Result<crate::pipeline::Pipeline> {
+    let files: BTreeMap<String, String> = serde_json::from_str(&s.sql_files)
+        .with_context(|| format!("schedule {}: its stored SQL files", s.name))?;
+    Ok(crate::pipeline::parse_stored(&s.name, &s.text, &files)?)
+}
+
+fn ms_to_ts(ms: i64) -> Result<jiff::Timestamp> {
+    jiff::Timestamp::from_millisecond(ms).map_err(|e| anyhow::anyhow!("time {ms} ms: {e}"))
+}
+
+/// A row of `schedules list --json`.
+fn describe(s: &ScheduleRow) -> Result<serde_json::Value> {
+    let p = parse(s)?;
+    let spec = p.schedule.as_ref();
+    let from = ms_to_ts(
+        s.last_fired_at
+            .unwrap_or(s.effective_since)
+            .max(SystemClock.now_ms()),
+    )?;
+    let next = if s.paused {
+        None
+    } else {
+        spec.and_then(|sp| sp.next_after(from))
+    };
+    Ok(serde_json::json!({
+        "name": s.name,
+        "pipeline": p.name,
+        "jobs": p.jobs.len(),
+        "cron": spec.map(|sp| sp.cron()),
+        "timezone": spec.map(|sp| sp.timezone()),
+        "catch_up": spec.map(|sp| sp.catch_up().as_str()),
+        "overlap": spec.map(|sp| sp.overlap().as_str()),
+        "paused": s.paused,
+        "last_fired_at": s.last_fired_at.map(ms_to_ts).transpose()?.map(|t| t.to_string()),
+        "next_fire_at": next.map(|t| t.to_string()),
+    }))
+}
+
+pub async fn run(
+    ledger: &Ledger,
+    cfg: &crate::config::Config,
+    cmd: SchedulesCommand,
+) -> Result<()> {
+    let now = SystemClock.now_ms();
+    match cmd {
+        SchedulesCommand::Add { file } => {
+            let (p, text, files) = crate::pipeline::load_for_schedule(&file)?;
+            if p.schedule.is_none() {
+                bail!(
+                    "{} has no [schedule] table: add one (cron = \"0 2 * * *\", see docs/pipelines.md), \
+                     or run it with `redrelay pipeline run`",
+                    file.display()
+                );
+            }
+            // The jobs must be plannable with this configuration's targets.
+            p.clone()
+                .with_run_params_at(&[], ms_to_ts(now)?)?
+                .plan(&cfg.default_target())
+                .map_err(anyhow::Error::msg)?;
+            ledger
+                .put_schedule(&p.name, &text, &serde_json::to_string(&files)?, now)
+                .await?;
+            let shown = describe(&row(ledger.schedules().await?, &p.name)?)?;
+            println!(
+                "schedule {} stored: {} ({}), next fire {}",
+                p.name,
+                shown["cron"].as_str().unwrap_or("-"),
+                shown["timezone"].as_str().unwrap_or("-"),
+                shown["next_fire_at"].as_str().unwrap_or("-")
+            );
+        }
+        SchedulesCommand::List { json } => {
+            let rows: Vec<serde_json::Value> = ledger
+                .schedules()
+                .await?
+                .iter()
+                .map(describe)
+                .collect::<Result<_>>()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<24}  {:<16}  {:<20}  {:<6}  {:<26}  NEXT",
+                    "NAME", "CRON", "TIMEZONE", "PAUSED", "LAST"
+                );
+                for r in rows {
+                    println!(
+                        "{:<24}  {:<16}  {:<20}  {:<6}  {:<26}  {}",
+                        r["name"].as_str().unwrap_or("-"),
+                        r["cron"].as_str().unwrap_or("-"),
+                        r["timezone"].as_str().unwrap_or("-"),
+                        r["paused"],
+                        r["last_fired_at"].as_str().unwrap_or("-"),
+                        r["next_fire_at"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        SchedulesCommand::Show { name, json } => {
+            let s = row(ledger.schedules().await?, &name)?;
+            let mut shown = describe(&s)?;
+            let fires: Vec<serde_json::Value> = ledger
+                .schedule_fires(&name, 20)
+                .await?
+                .into_iter()
+                .map(|(t, run, note)| {
+                    serde_json::json!({
+                        "scheduled_time": ms_to_ts(t).map(|t| t.to_string()).unwrap_or_default(),
+                        "run": run,
+                        "note": note,
+                    })
+                })
+                .collect();
+            if let Some(o) = shown.as_object_mut() {
+                o.insert("fires".into(), serde_json::Value::from(fires));
+                if !json {
+                    o.insert("definition".into(), serde_json::Value::from(s.text.clone()));
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            } else {
+                for (k, v) in shown.as_object().into_iter().flatten() {
+                    if k == "definition" || k == "fires" {
+                        continue;
+                    }
+                    println!(
+                        "{k:<14} {}",
+                        v.as_str().map(str::to_string).unwrap_or(v.to_string())
+                    );
+                }
+                println!("fires:");
+                for f in shown["fires"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {}  {}  {}",
+                        f["scheduled_time"].as_str().unwrap_or("-"),
+                        f["run"].as_str().unwrap_or("-"),
+                        f["note"].as_str().unwrap_or("")
+                    );
+                }
+                println!("definition:\n{}", s.text);
+            }
+        }
+        SchedulesCommand::Pause { name } => {
+            if !ledger.set_schedule_paused(&name, true, now).await? {
+                bail!("no schedule {name:?} (see `redrelay schedules list`)");
+            }
+            println!("schedule {name} paused");
+        }
+        SchedulesCommand::Resume { name } => {
+            if !ledger.set_schedule_paused(&name, false, now).await? {
+                bail!("no schedule {name:?} (see `redrelay schedules list`)");
+            }
+            println!("schedule {name} resumed: it fires from now on");
+        }
+        SchedulesCommand::Remove { name } => {
+            if !ledger.remove_schedule(&name).await? {
+                bail!("no schedule {name:?} (see `redrelay schedules list`)");
+            }
+            println!("schedule {name} removed");
+        }
+        SchedulesCommand::Trigger { name } => {
+            let s = row(ledger.schedules().await?, &name)?;
+            let p = parse(&s)?;
+            let jobs = p
+                .clone()
+                .with_run_params_at(&[], ms_to_ts(now)?)?
+                .plan(&cfg.default_target())
+                .map_err(anyhow::Error::msg)?;
+            match ledger
+                .fire_schedule(&name, now, &p.name, &jobs, false, now)
+                .await?
+            {
+                Fired::Run(run) => println!("{run}"),
+                Fired::Already | Fired::Skipped(_) => {
+                    bail!("schedule {name} fired at this very millisecond already")
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Domain types every module uses, and the rules that go with them, each in
+//! one place: where a statement runs ([`Target`]), a SQL parameter
+//! ([`Param`]) and its name rule, and the Data API's batch limit.
+
+use serde::{Deserialize, Serialize};
+
+/// BatchExecuteStatement takes 1 to 40 SQL statements.
+pub const MAX_BATCH_STATEMENTS: usize = 40;
+
+/// Checks the number of statements of a job: one, or a batch of at most
+/// [`MAX_BATCH_STATEMENTS`].
+pub fn check_batch_size(n: usize) -> Result<(), String> {
+    if n > MAX_BATCH_STATEMENTS {
+        return Err(format!(
+            "a batch holds at most {MAX_BATCH_STATEMENTS} statements, this one has {n}"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a statement runs: a Serverless workgroup or a provisioned cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub workgroup: Option<String>,
+    pub cluster: Option<String>,
+    pub database: Option<String>,
+    pub db_user: Option<String>,
+    pub secret_arn: Option<String>,
+}
+
+impl Target {
+    /// `self` laid over `base`: a workgroup or cluster in `self` replaces
+    /// both of `base`'s (they exclude each other); each other field of
+    /// `self` replaces `base`'s when set.
+    pub fn over(self, base: &Target) -> Target {
+        let (workgroup, cluster) = if self.workgroup.is_some() || self.cluster.is_some() {
+            (self.workgroup, self.cluster)
+        } else {
+            (base.workgroup.clone(), base.cluster.clone())
+        };
+        Target {
+            workgroup,
+            cluster,
+            database: self.database.or_else(|| base.database.clone()),
+            db_user: self.db_user.or_else(|| base.db_user.clone()),
+            secret_arn: self.secret_arn.or_else(|| base.secret_arn.clone()),
+        }
+    }
+
+    /// The workgroup or cluster name (per-target limits count by it).
+    pub fn name(&self) -> &str {
+        self.workgroup
+            .as_deref()
+            .or(self.cluster.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Exactly one of a workgroup or a cluster, and a database.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.workgroup, &self.cluster) {
+            (Some(_), Some(_)) => {
+                return Err("both a workgroup and a cluster are set: give only one".into())
+            }
+            (None, None) => {
+                return Err(
+                    "no target: give --workgroup or --cluster (or set workgroup or cluster in redrelay.toml)"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        if self.database.is_none() {
+            return Err("no database: give --database (or set database in redrelay.toml)".into());
+        }
+        Ok(())
+    }
+}
+
+/// A SQL parameter of a job (`:name` in the SQL). Its `Debug` shows the
+/// name, never the value: values go to the Data API and nowhere else.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Param {
+    pub name: String,
+    /// Empty while the value is still to be taken from an upstream result.
+    pub value: String,
+    /// Take the value from the first row of this upstream job's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<ParamFrom>,
+}
+
+impl std::fmt::Debug for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Param")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamFrom {
+    pub job: i64,
+    pub column: String,
+}
+
+/// A parameter name is what follows `:` in the SQL: letters, digits or _.
+pub fn check_param_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "parameter {name:?}: a name is letters, digits or _ (as :name in the SQL)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_keeps_one_of_workgroup_or_cluster() {
+        let base = Target {
+            workgroup: Some("wg".into()),
+            database: Some("dev".into()),
+            secret_arn: Some("arn:s".into()),
+            ..Default::default()
+        };
+        let t = Target {
+            cluster: Some("c1".into()),
+            db_user: Some("u".into()),
+            ..Default::default()
+        }
+        .over(&base);
+        assert_eq!(t.workgroup, None);
+        assert_eq!(t.cluster.as_deref(), Some("c1"));
+        assert_eq!(t.database.as_deref(), Some("dev"));
+        assert_eq!(t.db_user.as_deref(), Some("u"));
+        assert_eq!(t.secret_arn.as_deref(), Some("arn:s"));
+        let same = Target::default().over(&base);
+        assert_eq!(same, base);
+        assert!(same.check().is_ok());
+        assert!(Target::default().check().unwrap_err().contains("no target"));
+    }
+
+    #[test]
+    fn param_debug_hides_the_value() {
+        let p = Param {
+            name: "day".into(),
+            value: "s3cr3t-value".into(),
+            from: None,
+        };
+        let shown = format!("{p:?} {:?}", vec![p.clone()]);
+        assert!(
+            shown.contains("day") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn names_and_batches() {
+        assert!(check_param_name("day_1").is_ok());
+        assert!(check_param_name("bad name").is_err());
+        assert!(check_param_name("").is_err());
+        assert!(check_batch_size(40).is_ok());
+        assert!(check_batch_size(41).unwrap_err().contains("at most 40"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The ledger's invariants, as a pure function over loaded rows (the same
+//! for every backend): `redrelay ledger check` and the tests call it.
+
+use super::{AttemptRow, Job, Run};
+use crate::state::{AttemptState, JobState, RunState};
+use std::collections::HashMap;
+
+/// Every violation of the ledger's invariants, one line each. `applied`
+/// holds (statement id, state, count) for statements with more than one
+/// applied end event.
+pub fn violations(
+    jobs: &[Job],
+    attempts: &[AttemptRow],
+    deps: &[(i64, i64)],
+    applied: &[(String, String, i64)],
+    runs: &[Run],
+) -> Vec<String> {
+    let mut v = Vec::new();
+    let by_id: HashMap<i64, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
+    let mut parents: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (job, dep) in deps {
+        parents.entry(*job).or_default().push(*dep);
+    }
+    for j in jobs {
+        if j.state.is_terminal() != j.finished_at.is_some() {
+            v.push(format!(
+                "job {}: state {} but finished_at is {}",
+                j.id,
+                j.state,
+                if j.finished_at.is_some() {
+                    "set"
+                } else {
+                    "not set"
+                }
+            ));
+        }
+        if (j.state == JobState::Finished) != j.result_state.is_some() {
+            v.push(format!(
+                "job {}: state {} with result_state {:?}",
+                j.id, j.state, j.result_state
+            ));
+        }
+        if j.state == JobState::Submitted && j.statement_id.is_none() {
+            v.push(format!("job {}: SUBMITTED without a statement id", j.id));
+        }
+        if j.state == JobState::RetryWait && j.not_before.is_none() {
+            v.push(format!("job {}: RETRY_WAIT without a time to retry", j.id));
+        }
+        if j.attempt > j.max_attempts {
+            v.push(format!(
+                "job {}: attempt {} of at most {}",
+                j.id, j.attempt, j.max_attempts
+            ));
+        }
+        let ps = parents.get(&j.id).cloned().unwrap_or_default();
+        if j.state == JobState::Ready || j.state == JobState::Submitted {
+            for p in &ps {
+                if by_id.get(p).map(|p| p.state) != Some(JobState::Finished) {
+                    v.push(format!(
+                        "job {}: {} while its parent job {p} has not FINISHED",
+                        j.id, j.state
+                    ));
+                }
+            }
+        }
+    }
+    let mut current: HashMap<i64, i64> = HashMap::new();
+    for (job_id, attempt, state, sid, started_at, finished_at) in attempts {
+        let Some(j) = by_id.get(job_id) else {
+            v.push(format!("attempt {attempt} of missing job {job_id}"));
+            continue;
+        };
+        *current.entry(*job_id).or_default() =
+            (*attempt).max(current.get(job_id).copied().unwrap_or(0));
+        if *attempt > j.attempt {
+            v.push(format!(
+                "job {job_id}: attempt {attempt} recorded beyond its current attempt {}",
+                j.attempt
+            ));
+        }
+        let ended = state.is_ended();
+        if ended != finished_at.is_some() {
+            v.push(format!(
+                "job {job_id}: attempt {attempt} is {state} but its end time is {:?}",
+                finished_at
+            ));
+        }
+        if matches!(
+            state,
+            AttemptState::Submitted | AttemptState::Finished | AttemptState::Aborted
+        ) && sid.is_none()
+        {
+            v.push(format!(
+                "job {job_id}: attempt {attempt} is {state} without a statement id"
+            ));
+        }
+        if *state == AttemptState::Submitting
+            && !(j.state == JobState::Ready && j.attempt == *attempt)
+        {
+            v.push(format!(
+                "job {job_id}: attempt {attempt} is SUBMITTING while the job is {} on attempt {}",
+                j.state, j.attempt
+            ));
+        }
+        // No dependent submitted before its parents finished.
+        for p in parents.get(job_id).cloned().unwrap_or_default() {
+            match by_id.get(&p) {
+                Some(parent) if parent.state == JobState::Finished => {
+                    if let Some(done) = parent.finished_at {
+                        if *started_at < done {
+                            v.push(format!(
+                                "job {job_id}: attempt {attempt} started at {started_at}, before its parent job {p} FINISHED at {done}"
+                            ));
+                        }
+                    }
+                }
+                Some(parent) => v.push(format!(
+                    "job {job_id}: attempt {attempt} exists while its parent job {p} is {}",
+                    parent.state
+                )),
+                None => v.push(format!("job {job_id}: parent job {p} is missing")),
+            }
+        }
+    }
+    for j in jobs {
+        if j.attempt > 0 && current.get(&j.id).copied() != Some(j.attempt) {
+            v.push(format!(
+                "job {}: current attempt {} has no attempt row",
+                j.id, j.attempt
+            ));
+        }
+        if matches!(j.state, JobState::Submitted) {
+            let row = attempts.iter().find(|a| a.0 == j.id && a.1 == j.attempt);
+            match row {
+                Some(a) if a.2 == AttemptState::Submitted && a.3 == j.statement_id => {}
+                other => v.push(format!(
+                    "job {}: SUBMITTED but its attempt {} is {:?}",
+                    j.id,
+                    j.attempt,
+                    other.map(|a| a.2)
+                )),
+            }
+        }
+    }
+    for (sid, state, n) in applied {
+        v.push(format!("statement {sid}: {n} {state} events applied"));
+    }
+    for r in runs {
+        let open = jobs
+            .iter()
+            .any(|j| j.run_id.as_deref() == Some(r.id.as_str()) && !j.state.is_terminal());
+        if r.state == RunState::Running && !open {
+            v.push(format!("run {}: RUNNING with no job left to run", r.id));
+        }
+        if matches!(r.state, RunState::Finished | RunState::Failed) && open {
+            v.push(format!(
+                "run {}: {} while some of its jobs have not ended",
+                r.id, r.state
+            ));
+        }
+    }
+    v
+}

@@ -1,0 +1,98 @@
+//! The scheduler: on the leader, fires the stored schedules whose times
+//! are due (`redrelay schedules add`), each fire time once, recorded in the
+//! ledger with the run it created (so a new leader never fires it again).
+
+use super::*;
+use crate::ledger::Fired;
+use crate::schedule::Overlap;
+use std::collections::BTreeMap;
+
+/// How often the leader looks for due times (well under the schedule's
+/// on-time grace, see `schedule::ON_TIME_GRACE`).
+const TICK: Duration = Duration::from_secs(2);
+
+fn ts(ms: i64) -> Result<jiff::Timestamp> {
+    jiff::Timestamp::from_millisecond(ms).map_err(|e| anyhow::anyhow!("time {ms} ms: {e}"))
+}
+
+impl Worker {
+    pub(super) async fn schedule_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
+        loop {
+            if self.is_leader() {
+                if let Err(e) = self.fire_due().await {
+                    error!(error = format!("{e:#}"), "Cannot fire the schedules.");
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// Fires every due time of every active schedule.
+    pub(super) async fn fire_due(&self) -> Result<()> {
+        let now = self.clock.now_ms();
+        for s in self.ledger.schedules().await? {
+            if s.paused {
+                continue;
+            }
+            let files: BTreeMap<String, String> = serde_json::from_str(&s.sql_files)
+                .map_err(|e| anyhow::anyhow!("schedule {}: its SQL files: {e}", s.name))?;
+            let p = match crate::pipeline::parse_stored(&s.name, &s.text, &files) {
+                Ok(p) => p,
+                Err(e) => {
+                    error!(schedule = %s.name, error = %e, "A stored schedule does not parse: add it again.");
+                    continue;
+                }
+            };
+            let Some(spec) = p.schedule.clone() else {
+                continue;
+            };
+            let last = s.last_fired_at.map(ts).transpose()?;
+            for t in spec.due(last, ts(s.effective_since)?, ts(now)?) {
+                let planned = p
+                    .clone()
+                    .with_run_params_at(&[], t)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .and_then(|p| {
+                        p.plan(&self.cfg.default_target())
+                            .map_err(anyhow::Error::msg)
+                    });
+                let jobs = match planned {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        error!(schedule = %s.name, error = format!("{e:#}"), "A schedule cannot fire.");
+                        continue;
+                    }
+                };
+                let at = crate::schedule::scheduled_time(t);
+                match self
+                    .ledger
+                    .fire_schedule(
+                        &s.name,
+                        t.as_millisecond(),
+                        &p.name,
+                        &jobs,
+                        spec.overlap() == Overlap::Skip,
+                        now,
+                    )
+                    .await?
+                {
+                    Fired::Run(run) => {
+                        info!(schedule = %s.name, run = %run, scheduled_time = %at, "Schedule fired.");
+                        self.submit_wake.notify_one();
+                    }
+                    Fired::Skipped(run) => info!(
+                        schedule = %s.name,
+                        run = %run,
+                        scheduled_time = %at,
+                        "Schedule skipped a time: its previous run is still RUNNING (overlap = skip)."
+                    ),
+                    Fired::Already => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}

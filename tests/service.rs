@@ -1,0 +1,405 @@
+//! The worker as a service (issue 9): its HTTP listener's /metrics,
+//! /healthz and /readyz, and JSON log lines, on the local stack.
+
+mod common;
+
+use common::{Stack, StackOptions};
+use serde_json::Value;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The HTTP listener of the only live worker, from `workers list`.
+fn listener_of(stack: &Stack) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ws = stack.json(&["workers", "list"]);
+        if let Some(addr) = ws[0]["listen"].as_str() {
+            return addr.to_string();
+        }
+        assert!(Instant::now() < deadline, "no listener in {ws:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GET http://ADDR/PATH with a raw HTTP/1.1 request: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a sample line `name{labels} value` (labels in any order
+/// given as substrings), or 0.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_move_after_a_run_and_probes_answer() {
+    let stack = Stack::start("metrics");
+    let _worker = stack.spawn_worker(&[]);
+    let addr = listener_of(&stack);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let (status, body) = get(&addr, "/healthz");
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (_, before) = get(&addr, "/metrics");
+    let a = stack.submit(&["--name", "m1", "--sql", "SELECT 1 AS one"]);
+    let b = stack.submit(&[
+        "--name",
+        "m2",
+        "--sql",
+        "SELECT 2 AS two",
+        "--after",
+        &a.to_string(),
+    ]);
+    let deadline = Instant::now() + WAIT;
+    while stack.json(&["jobs", "show", &b.to_string()])["result_state"] != "FETCHED" {
+        assert!(Instant::now() < deadline, "{}", stack.log("worker.log"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, after) = get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let moved =
+        |name: &str, labels: &[&str]| sample(&after, name, labels) - sample(&before, name, labels);
+    assert!(
+        moved(
+            "redrelay_events_received_total",
+            &["disposition=\"applied\""]
+        ) >= 2.0,
+        "{after}"
+    );
+    assert!(
+        moved(
+            "redrelay_data_api_calls_total",
+            &["operation=\"ExecuteStatement\"", "outcome=\"ok\""]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved("redrelay_jobs_entered_total", &["state=\"FINISHED\""]) >= 2.0,
+        "{after}"
+    );
+    // The dependent was released by its parent's event: one reaction
+    // observed, and both jobs' run times.
+    assert!(
+        moved("redrelay_reaction_seconds_count", &[]) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved("redrelay_job_run_time_seconds_count", &[]) >= 2.0,
+        "{after}"
+    );
+    assert!(
+        moved("redrelay_result_fetch_time_seconds_count", &[]) >= 2.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, "redrelay_leader", &[]), 1.0, "{after}");
+    assert!(
+        sample(
+            &after,
+            "redrelay_last_successful_receive_timestamp_seconds",
+            &[]
+        ) > 1.7e9
+    );
+    let (status, body) = get(&addr, "/readyz");
+    assert_eq!((status, body.trim()), (200, "ready"));
+}
+
+/// Forwards TCP connections to `to` while `up`; refuses them otherwise.
+async fn flaky_proxy(to: String, up: Arc<AtomicBool>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = l.accept().await else {
+                return;
+            };
+            if !up.load(Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_fails_while_the_queue_is_unreachable_and_recovers() {
+    let stack = Stack::start_with(
+        "readyz",
+        StackOptions {
+            config_extra: "wait_time_secs = 1\n".into(),
+            ..Default::default()
+        },
+    );
+    let up = Arc::new(AtomicBool::new(true));
+    let moto = stack.moto_url.trim_start_matches("http://").to_string();
+    let proxy = flaky_proxy(moto, up.clone()).await;
+    let log = std::fs::File::create(stack.dir.path().join("worker.log")).unwrap();
+    let mut cmd = stack.command(&["worker"]);
+    cmd.env("AWS_ENDPOINT_URL_SQS", format!("http://{proxy}"))
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let _worker = common::Proc {
+        child: cmd.spawn().unwrap(),
+        name: "worker".into(),
+    };
+    let addr = listener_of(&stack);
+    let wait_for = |want: u16, what: &str| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, body) = get(&addr, "/readyz");
+            if status == want {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {status} {body}\n{}",
+                stack.log("worker.log")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(200, "ready with the queue reachable");
+    up.store(false, Ordering::SeqCst);
+    let why = wait_for(503, "not ready once the queue is unreachable");
+    assert!(why.contains("last successful SQS receive"), "{why}");
+    assert_eq!(get(&addr, "/healthz").0, 200, "still alive");
+    up.store(true, Ordering::SeqCst);
+    wait_for(200, "ready again once the queue is back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_lines_parse_and_carry_job_ids() {
+    let stack = Stack::start("jsonlog");
+    let mut cmd = stack.command(&["--log-format", "json", "worker", "--until-idle"]);
+    let a = stack.submit(&["--name", "j1", "--sql", "SELECT 1 AS one"]);
+    let file = stack.write_file(
+        "p.toml",
+        "[jobs.x]\nsql = \"SELECT 2 AS two\"\n[jobs.y]\nsql = \"SELECT 3\"\ndepends_on = [\"x\"]\n",
+    );
+    let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let text = common::stderr(&out);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string()));
+    let about =
+        |msg: &str| -> Vec<&Value> { lines.iter().filter(|l| l["message"] == msg).collect() };
+    // j1 was submitted by `redrelay submit`; the worker submitted the run's.
+    let submitted = about("Job submitted.");
+    assert_eq!(submitted.len(), 2, "{text}");
+    for l in &submitted {
+        assert!(l["job"].is_i64() || l["job"].is_u64(), "{l}");
+        assert!(l["statement"].is_string(), "{l}");
+        assert!(l["run"].is_string(), "{l}");
+    }
+    assert_eq!(
+        submitted
+            .iter()
+            .filter(|l| l["run"] == run.as_str())
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "Job FINISHED." && l["job"] == a && l["run"] == "-"),
+        "{text}"
+    );
+    let ended: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "Job FINISHED.")
+        .collect();
+    assert!(!ended.is_empty(), "{text}");
+    for l in ended {
+        assert!(
+            l["job"].is_number() && l["statement"].is_string() && l["run"].is_string(),
+            "{l}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn own_events_of_a_run_with_a_failing_job_reach_a_queue_through_a_rule() {
+    let stack = Stack::start_with(
+        "own-events",
+        StackOptions {
+            config_extra: "publish_events = true\npublish_source = \"redrelay.test\"\n".into(),
+            ..Default::default()
+        },
+    );
+    // A rule on moto's EventBridge sends redrelay's events into a queue.
+    let queue = format!("own-{}", std::process::id());
+    let setup = format!(
+        "import boto3,os,json\n\
+         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+         ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+         url=sqs.create_queue(QueueName={queue:?})['QueueUrl']\n\
+         arn=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+         ev.put_rule(Name='own-events', EventPattern=json.dumps({{'source': ['redrelay.test']}}))\n\
+         ev.put_targets(Rule='own-events', Targets=[{{'Id': 'q', 'Arn': arn}}])\n\
+         print(url)\n"
+    );
+    let url = stack.python(&setup).trim().to_string();
+    let file = stack.write_file(
+        "p.toml",
+        "name = \"nightly\"\n\
+         [jobs.a]\nsql = \"SELECT 1 AS one\"\n\
+         [jobs.b]\nsql = \"SELECT * FROM no_such_table\"\ndepends_on = [\"a\"]\n\
+         [jobs.c]\nsql = \"SELECT 3\"\ndepends_on = [\"b\"]\n",
+    );
+    let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
+    stack.worker_until_idle(WAIT);
+    let receive = format!(
+        "import boto3,os,json,time\n\
+         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+         got=[]\n\
+         end=time.time()+30\n\
+         while len(got) < 4 and time.time() < end:\n\
+         \x20   for m in sqs.receive_message(QueueUrl={url:?}, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', []):\n\
+         \x20       got.append(json.loads(m['Body']))\n\
+         \x20       sqs.delete_message(QueueUrl={url:?}, ReceiptHandle=m['ReceiptHandle'])\n\
+         print(json.dumps(got))\n"
+    );
+    let got: Vec<Value> = serde_json::from_str(stack.python(&receive).trim()).unwrap();
+    let jobs: Vec<&Value> = got
+        .iter()
+        .filter(|e| e["detail-type"] == "Job State Change")
+        .collect();
+    let runs: Vec<&Value> = got
+        .iter()
+        .filter(|e| e["detail-type"] == "Run State Change")
+        .collect();
+    assert_eq!((jobs.len(), runs.len()), (3, 1), "{got:#?}");
+    let state_of = |name: &str| {
+        jobs.iter()
+            .find(|e| e["detail"]["job_name"] == name)
+            .map(|e| e["detail"]["state"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state_of("a"), "FINISHED");
+    assert_eq!(state_of("b"), "FAILED");
+    assert_eq!(state_of("c"), "SKIPPED");
+    for e in &got {
+        assert_eq!(e["source"], "redrelay.test");
+        assert_eq!(e["detail"]["run_id"], run.as_str(), "{e:#}");
+        assert!(
+            e["detail"]["event_id"]
+                .as_str()
+                .is_some_and(|s| s.len() == 32),
+            "{e:#}"
+        );
+    }
+    let b = jobs
+        .iter()
+        .find(|e| e["detail"]["job_name"] == "b")
+        .unwrap();
+    assert!(
+        b["detail"]["error"]
+            .as_str()
+            .is_some_and(|s| s.contains("no_such_table")),
+        "{b:#}"
+    );
+    assert_eq!(b["detail"]["pipeline"], "nightly");
+    assert!(b["detail"]["statement_id"].is_string());
+    assert_eq!(runs[0]["detail"]["state"], "FAILED");
+    assert_eq!(runs[0]["detail"]["jobs"]["SKIPPED"], 1);
+    let ids: std::collections::HashSet<&str> = got
+        .iter()
+        .filter_map(|e| e["detail"]["event_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 4, "every event has its own id");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_every_minute_schedule_fires_once_in_real_time() {
+    let stack = Stack::start("schedule");
+    let file = stack.write_file(
+        "minutely.toml",
+        "name = \"minutely\"\n\
+         [schedule]\ncron = \"* * * * *\"\n\
+         [jobs.stamp]\nsql = \"SELECT :at AS scheduled\"\nparams = { at = { param = \"scheduled_time\" } }\n",
+    );
+    let added = stack.ok(&["schedules", "add", &file]);
+    assert!(added.contains("schedule minutely stored"), "{added}");
+    let listed = stack.json(&["schedules", "list"]);
+    assert_eq!(listed[0]["cron"], "* * * * *", "{listed:#}");
+    assert_eq!(listed[0]["timezone"], "UTC");
+    let next = listed[0]["next_fire_at"].as_str().unwrap().to_string();
+    assert!(next.ends_with(":00Z"), "{next}");
+    let _worker = stack.spawn_worker(&[]);
+    // The next minute fires one run, whose job got the fire time.
+    let runs = stack.wait_for(Duration::from_secs(90), "the schedule to fire", || {
+        let runs = stack.json(&["runs", "list"]);
+        let runs = runs.as_array().cloned().unwrap_or_default();
+        common::seen(!runs.is_empty(), runs)
+    });
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let run = runs[0]["id"].as_str().unwrap().to_string();
+    let shown = stack.wait_run(&run, WAIT);
+    assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
+    let job = shown["jobs"][0]["id"].as_i64().unwrap();
+    let csv = stack.ok(&["results", &job.to_string()]);
+    assert_eq!(
+        csv.trim(),
+        format!("scheduled\n{next}"),
+        "the job ran with :scheduled_time"
+    );
+    let show = stack.json(&["schedules", "show", "minutely"]);
+    assert_eq!(
+        show["fires"].as_array().map(|f| f.len()),
+        Some(1),
+        "{show:#}"
+    );
+    assert_eq!(show["fires"][0]["scheduled_time"], next.as_str());
+    assert_eq!(show["fires"][0]["run"], run.as_str());
+    // Paused, it fires no more; trigger runs it once, now.
+    stack.ok(&["schedules", "pause", "minutely"]);
+    assert_eq!(stack.json(&["schedules", "list"])[0]["paused"], true);
+    let triggered = stack
+        .ok(&["schedules", "trigger", "minutely"])
+        .trim()
+        .to_string();
+    let shown = stack.wait_run(&triggered, WAIT);
+    assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
+}
