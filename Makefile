@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Tests find moto's server and the Python clients here.
 export REDRELAY_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all build venv demo test fmt lint unit deploy-check bench clean
+.PHONY: all build venv demo test fmt lint unit deploy-check bench clean pg
 
 all: build
 
@@ -34,7 +34,21 @@ lint:
 unit:
 	cargo test
 
-test: venv fmt lint unit deploy-check
+test: venv pg fmt lint unit deploy-check
+
+# PostgreSQL's server binaries for the tests (tests/common/pg.rs starts a
+# private server from them). Installed with apt when missing and root.
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+pg:
+ifeq ($(PG_INITDB),)
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	else \
+	  echo "PostgreSQL's server binaries are missing: install Debian's postgresql package (apt-get install postgresql), or set REDRELAY_TEST_POSTGRES_URL" >&2; exit 1; \
+	fi
+else
+	@echo "PostgreSQL: $(dir $(PG_INITDB))"
+endif
 
 deploy-check: venv
 	bash deploy/check.sh

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# redrelay demo: the main job end to end on the local stack, no AWS account.
-# Starts moto (SQS + EventBridge) and redrelay's Data API emulator on free
-# loopback ports, creates the queue and rule, submits a three-step chained
-# load, runs the worker until idle, prints the ledger and the final result,
-# then stops what it started.
+# redrelay demo: the Data API walkthrough end to end on the local stack, no
+# AWS account. Starts moto (SQS, EventBridge, S3) and redrelay's Data API
+# emulator on free loopback ports, creates the queue and rule, puts sample
+# CSV in a bucket, then submits the walkthrough as a chain of jobs: create a
+# schema and a table, COPY the CSV from S3, transform it into a target
+# table, a parameterised SELECT, UNLOAD to S3. A running worker reacts to
+# each completion event; the demo prints the ledger, the result and the
+# unloaded object, then stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +42,9 @@ for _ in $(seq 100); do
 done
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$MOTO_PORT
 export AWS_ENDPOINT_URL_EVENTBRIDGE=http://127.0.0.1:$MOTO_PORT
-echo "== moto (SQS, EventBridge) on 127.0.0.1:$MOTO_PORT"
+# The emulator's COPY and UNLOAD reach moto's S3 through the standard chain.
+export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$MOTO_PORT
+echo "== moto (SQS, EventBridge, S3) on 127.0.0.1:$MOTO_PORT"
 
 : >"$DEMO/emulator.out"
 "$BIN" emulator --listen 127.0.0.1:0 --warehouse "$DEMO/warehouse.db" >"$DEMO/emulator.out" 2>"$DEMO/emulator.log" &
@@ -72,21 +77,43 @@ worker_pid=$!
 pids+=("$worker_pid")
 sleep 1
 
-echo "== submitting a three-step chained load"
-stage=$("$BIN" submit --name load_staging \
-  --sql "CREATE TABLE staging_sales AS
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
-         SELECT i AS sale_id, 'region-' || (i % 4) AS region, (i * 37) % 500 + 0.25 AS amount FROM n")
-merge=$("$BIN" submit --name merge_sales --after "$stage" \
-  --sql "CREATE TABLE sales_by_region AS
-         SELECT region, COUNT(*) AS sales, ROUND(SUM(amount), 2) AS total FROM staging_sales GROUP BY region")
-report=$("$BIN" submit --name report --after "$merge" --param min_sales=100 \
-  --sql "SELECT region, sales, total FROM sales_by_region WHERE sales >= :min_sales ORDER BY total DESC")
-echo "jobs: load_staging=$stage merge_sales=$merge report=$report"
+echo "== sample data: s3://redrelay-demo/in/sales.csv on moto's S3"
+cat >"$DEMO/sales.csv" <<CSV
+region,amount,sold
+north,10.50,2026-01-03
+south,20.25,2026-01-10
+north,7.25,2026-02-01
+east,99.00,2026-02-14
+south,3.75,2026-02-20
+west,42.00,2026-03-02
+CSV
+"$VENV/bin/aws" s3 mb s3://redrelay-demo >/dev/null
+"$VENV/bin/aws" s3 cp "$DEMO/sales.csv" s3://redrelay-demo/in/sales.csv >/dev/null
+
+echo "== submitting the walkthrough as a chain of jobs"
+ROLE="arn:aws:iam::123456789012:role/RedshiftDemo"
+schema=$("$BIN" submit --name create_schema --sql "CREATE SCHEMA demo")
+table=$("$BIN" submit --name create_table --after "$schema" \
+  --sql "CREATE TABLE demo.sales (sale_id INT IDENTITY(1,1), region VARCHAR(20) NOT NULL ENCODE zstd,
+         amount DECIMAL(10,2), sold DATE) DISTSTYLE AUTO SORTKEY(sold)")
+load=$("$BIN" submit --name copy_sales --after "$table" \
+  --sql "COPY demo.sales (region, amount, sold) FROM 's3://redrelay-demo/in/' IAM_ROLE '$ROLE' FORMAT AS CSV IGNOREHEADER 1")
+merge=$("$BIN" submit --name sales_by_region --after "$load" \
+  --sql "CREATE TABLE demo.sales_by_region AS
+         SELECT region, COUNT(*) AS sales, SUM(amount)::DECIMAL(10,2) AS total,
+                TO_CHAR(MAX(sold), 'YYYY-MM-DD') AS last_sale
+         FROM demo.sales GROUP BY region")
+report=$("$BIN" submit --name report --after "$merge" --param min_total=10 \
+  --sql "SELECT region, sales, total, last_sale FROM demo.sales_by_region WHERE total >= :min_total ORDER BY total DESC")
+unload=$("$BIN" submit --name unload_report --after "$report" \
+  --sql "UNLOAD ('SELECT region, total FROM demo.sales_by_region ORDER BY total DESC') TO 's3://redrelay-demo/out/by_region_'
+         IAM_ROLE '$ROLE' CSV HEADER PARALLEL OFF")
+jobs=("$schema" "$table" "$load" "$merge" "$report" "$unload")
+echo "jobs: ${jobs[*]}"
 
 job_field() { "$BIN" jobs show "$1" --json | "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$2"; }
 for _ in $(seq 600); do
-  state=$(job_field "$report" state)
+  state=$(job_field "$unload" state)
   results=$(job_field "$report" result_state)
   case "$state" in FINISHED) [ "$results" != PENDING ] && break ;; FAILED|ABORTED|SKIPPED|CANCELLED) break ;; esac
   sleep 0.1
@@ -103,8 +130,11 @@ echo "== redrelay jobs show $report"
 echo "== redrelay results $report"
 "$BIN" results "$report"
 
-for id in "$stage" "$merge" "$report"; do
+echo "== the unloaded object: aws s3 cp s3://redrelay-demo/out/by_region_000 -"
+"$VENV/bin/aws" s3 cp s3://redrelay-demo/out/by_region_000 -
+
+for id in "${jobs[@]}"; do
   state=$(job_field "$id" state)
   [ "$state" = FINISHED ] || { echo "demo: job $id is $state, not FINISHED" >&2; exit 1; }
 done
-echo "== demo finished: three chained jobs FINISHED"
+echo "== demo finished: ${#jobs[@]} chained jobs FINISHED, the worker reacting to each event"

@@ -560,7 +560,7 @@ fn malformed_requests_are_400_never_500() {
     );
     let (code, _, body) = post(
         Some("RedshiftData.ExecuteStatement"),
-        r#"{"Sql": "select 1", "WorkgroupName": "wg-test", "Database": "dev", "SessionKeepAliveSeconds": 60}"#,
+        r#"{"Sql": "select 1", "WorkgroupName": "wg-test", "Database": "dev", "SessionKeepAliveSeconds": 90000}"#,
     );
     assert_eq!(
         (code, body["__type"].as_str()),

@@ -2,23 +2,22 @@
 //! the warehouse (one SQLite connection, one transaction per statement or
 //! batch, executions serialized), and produces the Data API's answers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use serde_json::{json, Value as Json};
-use sqlx::sqlite::{SqliteArguments, SqliteConnection};
-use sqlx::{Arguments, AssertSqlSafe, Column, ColumnOrigin, Either, Executor, Row};
-use sqlx::{SqlSafeStr, Statement as _, TypeInfo, ValueRef};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{EventMsg, EventSender};
 use super::faults::{lock, ApiFault, Counters, Faults, StatementPlan};
 use super::record::Recorder;
-use super::sql::{self, StorageClass, Value};
+use super::redshift::{self, Plan};
+use super::sql::{self, Value};
+use super::warehouse::{ColumnMeta, Conn, ResultSet, SubResult, WarehouseSpec};
+use super::{metadata, s3io};
 
 /// Longest SQL text accepted (the Data API's limit is 100 KB).
 const MAX_SQL_BYTES: usize = 100 * 1024;
@@ -43,6 +42,8 @@ pub(crate) enum ErrorKind {
     Throttling,
     Serialization,
     UnknownOperation,
+    ActiveWaitingRequestsExceeded,
+    Internal,
 }
 
 impl ErrorKind {
@@ -54,12 +55,17 @@ impl ErrorKind {
             ErrorKind::Throttling => "ThrottlingException",
             ErrorKind::Serialization => "SerializationException",
             ErrorKind::UnknownOperation => "UnknownOperationException",
+            ErrorKind::ActiveWaitingRequestsExceeded => "ActiveWaitingRequestsExceededException",
+            ErrorKind::Internal => "InternalServerException",
         }
     }
 
-    /// HTTP status: every error the emulator answers is a client error.
+    /// HTTP status: 500 for the service's own failures, 400 otherwise.
     pub(crate) fn http_status(self) -> u16 {
-        400
+        match self {
+            ErrorKind::Internal => 500,
+            _ => 400,
+        }
     }
 }
 
@@ -72,7 +78,15 @@ impl ApiError {
         }
     }
 
-    fn not_found(message: impl Into<String>, id: &str) -> ApiError {
+    pub(crate) fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+            resource_id: None,
+        }
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>, id: &str) -> ApiError {
         ApiError {
             kind: ErrorKind::ResourceNotFound,
             message: message.into(),
@@ -130,13 +144,47 @@ impl ResultFormat {
     }
 }
 
+/// How a call uses sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionUse {
+    None,
+    /// SessionKeepAliveSeconds without SessionId: a new session.
+    New {
+        keep_alive: i64,
+    },
+    /// SessionId (and maybe a new keep-alive).
+    Existing {
+        id: String,
+        keep_alive: Option<i64>,
+    },
+}
+
+/// ExecutionMode of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecutionMode {
+    /// One transaction for every SQL (the default).
+    Transaction,
+    /// Each SQL committed on its own; a failure does not undo the others.
+    AutoCommit,
+}
+
+impl ExecutionMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExecutionMode::Transaction => "TRANSACTION",
+            ExecutionMode::AutoCommit => "AUTO_COMMIT",
+        }
+    }
+}
+
 /// A validated ExecuteStatement or BatchExecuteStatement call.
 #[derive(Debug, Clone)]
 pub(crate) struct ExecRequest {
     pub sqls: Vec<String>,
     pub is_batch: bool,
-    pub target: Target,
-    pub database: String,
+    /// None when the call names a SessionId (the session has the target).
+    pub target: Option<Target>,
+    pub database: Option<String>,
     pub db_user: Option<String>,
     pub secret_arn: Option<String>,
     pub statement_name: Option<String>,
@@ -144,6 +192,10 @@ pub(crate) struct ExecRequest {
     pub with_event: bool,
     pub client_token: Option<String>,
     pub result_format: ResultFormat,
+    pub session: SessionUse,
+    pub execution_mode: ExecutionMode,
+    /// WaitTimeSeconds: answer once the statement ends or after this long.
+    pub wait: Option<u64>,
 }
 
 /// A ListStatements call.
@@ -170,29 +222,8 @@ pub(crate) struct EngineConfig {
     pub result_ttl_ms: i64,
     pub client_token_ttl_ms: i64,
     pub account: String,
-}
-
-/// Column metadata of a result.
-#[derive(Debug, Clone)]
-struct ColumnMeta {
-    name: String,
-    /// sqlx's type name (`INTEGER`, `TEXT`, ... or `NULL` when unknown).
-    sqlx_type: String,
-    table: String,
-}
-
-/// Rows of a result, kept in memory until they expire.
-#[derive(Debug)]
-struct ResultSet {
-    columns: Vec<ColumnMeta>,
-    rows: Vec<Vec<Value>>,
-}
-
-/// What running one SQL produced.
-struct SubResult {
-    result: Option<ResultSet>,
-    rows: i64,
-    size: i64,
+    /// At most this many calls wait (WaitTimeSeconds) on one statement.
+    pub max_waiting: usize,
 }
 
 /// One SQL of a statement (the only one unless it is a batch).
@@ -207,6 +238,8 @@ struct Sub {
     started_ms: Option<i64>,
     ended_ms: Option<i64>,
     query_id: i64,
+    /// RedshiftQueryUuid.
+    query_uuid: String,
     has_result_set: bool,
     result_rows: i64,
     result_size: i64,
@@ -217,6 +250,9 @@ struct Sub {
 struct Statement {
     id: String,
     req: ExecRequest,
+    target: Target,
+    database: String,
+    session_id: Option<String>,
     status: Status,
     error: Option<String>,
     created_ms: i64,
@@ -265,6 +301,16 @@ impl Statement {
     }
 }
 
+/// What one execution runs.
+struct Run<'a> {
+    id: &'a str,
+    sqls: &'a [String],
+    params: &'a [(String, String)],
+    cancel: &'a CancellationToken,
+    /// Abort (a fault) instead of committing.
+    inject_abort: bool,
+}
+
 /// How an execution ended.
 enum Outcome {
     Finished,
@@ -277,7 +323,53 @@ enum Outcome {
     Aborted {
         at: usize,
     },
+    /// AUTO_COMMIT batch: every SQL ran on its own; the first error, if any.
+    AutoCommitted {
+        first_error: Option<String>,
+    },
 }
+
+/// Session states, as the Data API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionStatus {
+    Available,
+    Busy,
+    Closed,
+}
+
+impl SessionStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Available => "AVAILABLE",
+            SessionStatus::Busy => "BUSY",
+            SessionStatus::Closed => "CLOSED",
+        }
+    }
+}
+
+/// A session's own warehouse connection (opened on first use).
+type SessionConn = Arc<tokio::sync::Mutex<Option<Conn>>>;
+
+#[derive(Debug)]
+struct Session {
+    id: String,
+    target: Target,
+    database: String,
+    db_user: Option<String>,
+    keep_alive_secs: i64,
+    status: SessionStatus,
+    created_ms: i64,
+    updated_ms: i64,
+    /// When an AVAILABLE session closes.
+    expires_ms: Option<i64>,
+    current: Option<String>,
+    pid: i64,
+    conn: SessionConn,
+}
+
+/// Ended statement ids forgotten (evicted) lately, so that their results
+/// can still be said to have expired. Bounded.
+const FORGOTTEN_KEPT: usize = 100_000;
 
 #[derive(Default)]
 struct Store {
@@ -288,6 +380,12 @@ struct Store {
     tokens: HashMap<String, (String, i64)>,
     next_seq: u64,
     active: usize,
+    sessions: HashMap<String, Session>,
+    session_order: BTreeMap<u64, String>,
+    /// Calls waiting (WaitTimeSeconds) per statement id.
+    waiting: HashMap<String, usize>,
+    forgotten: HashSet<String>,
+    forgotten_order: VecDeque<String>,
 }
 
 /// A clock in epoch milliseconds (passed in, so tests could fix it).
@@ -301,11 +399,24 @@ pub(crate) fn system_clock() -> i64 {
         .unwrap_or(0)
 }
 
+/// What the engine reaches outside the warehouse (the standard AWS
+/// endpoint chain: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SECRETS_MANAGER).
+#[derive(Clone)]
+pub(crate) struct Outside {
+    pub s3: aws_sdk_s3::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
 pub(crate) struct Engine {
     cfg: EngineConfig,
     clock: Clock,
     store: Mutex<Store>,
-    warehouse: tokio::sync::Mutex<SqliteConnection>,
+    warehouse: tokio::sync::Mutex<Conn>,
+    warehouse_spec: WarehouseSpec,
+    outside: Outside,
+    /// Woken whenever a statement ends.
+    changed: Notify,
+    next_pid: AtomicI64,
     events: EventSender,
     recorder: Arc<Recorder>,
     faults: Arc<Faults>,
@@ -319,10 +430,13 @@ fn secs(ms: i64) -> f64 {
 }
 
 impl Engine {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         cfg: EngineConfig,
         clock: Clock,
-        warehouse: SqliteConnection,
+        warehouse: Conn,
+        warehouse_spec: WarehouseSpec,
+        outside: Outside,
         events: EventSender,
         recorder: Arc<Recorder>,
         faults: Arc<Faults>,
@@ -332,6 +446,10 @@ impl Engine {
             clock,
             store: Mutex::new(Store::default()),
             warehouse: tokio::sync::Mutex::new(warehouse),
+            warehouse_spec,
+            outside,
+            changed: Notify::new(),
+            next_pid: AtomicI64::new(1_073_741_824 + i64::from(std::process::id())),
             events,
             recorder,
             faults,
@@ -345,10 +463,96 @@ impl Engine {
         (self.clock)()
     }
 
+    /// The process id a statement runs under: its session's, or the
+    /// emulator's own for statements outside sessions.
+    fn pid_of(store: &Store, st: &Statement) -> i64 {
+        st.session_id
+            .as_ref()
+            .and_then(|sid| store.sessions.get(sid))
+            .map_or(i64::from(std::process::id()), |s| s.pid)
+    }
+
+    /// ExecuteStatement / BatchExecuteStatement output: every field of the
+    /// model (Status, RedshiftPid, HasResultSet once ended, SessionId).
+    fn exec_output(&self, store: &Store, st: &Statement) -> Json {
+        let mut m = serde_json::Map::new();
+        m.insert("Id".into(), json!(st.id));
+        m.insert("CreatedAt".into(), json!(secs(st.created_ms)));
+        m.insert("Database".into(), json!(st.database));
+        put_target(&mut m, &st.target);
+        if let Some(u) = &st.req.db_user {
+            m.insert("DbUser".into(), json!(u));
+        }
+        put_secret_and_session(&mut m, st);
+        m.insert("Status".into(), json!(st.status.as_str()));
+        m.insert("RedshiftPid".into(), json!(Self::pid_of(store, st)));
+        if st.status.is_terminal() {
+            m.insert(
+                "HasResultSet".into(),
+                json!(st.subs.iter().any(|s| s.has_result_set)),
+            );
+        }
+        Json::Object(m)
+    }
+
+    /// The configured latency of one API operation.
+    pub(crate) fn api_latency(&self, operation: &str) -> Duration {
+        self.faults.api_latency(operation)
+    }
+
+    /// Checks that a SecretArn names a secret of Secrets Manager.
+    pub(crate) async fn check_secret(&self, arn: &str) -> Result<(), ApiError> {
+        match self
+            .outside
+            .secrets
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception());
+                if not_found {
+                    Err(ApiError::validation(format!(
+                        "Secrets Manager can't find the specified secret: {arn}"
+                    )))
+                } else {
+                    Err(ApiError::validation(format!(
+                        "Cannot read SecretArn {arn} from Secrets Manager ({}); set AWS_ENDPOINT_URL_SECRETS_MANAGER for a local one.",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    )))
+                }
+            }
+        }
+    }
+
     /// ExecuteStatement / BatchExecuteStatement: records the statement and
-    /// starts it; answers at once with its id.
-    pub(crate) fn execute(self: &Arc<Self>, req: ExecRequest) -> Result<Json, ApiError> {
+    /// starts it; answers with its id at once, or when it ends
+    /// (WaitTimeSeconds).
+    pub(crate) async fn execute(self: &Arc<Self>, req: ExecRequest) -> Result<Json, ApiError> {
         validate_request(&req)?;
+        if let Some(arn) = &req.secret_arn {
+            self.check_secret(arn).await?;
+        }
+        let wait = req.wait;
+        let id = self.admit(req)?;
+        if let Some(secs) = wait {
+            self.wait_for_end(&id, Some(secs)).await?;
+        }
+        let store = lock(&self.store);
+        let st = store
+            .statements
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found("Query does not exist.", &id))?;
+        Ok(self.exec_output(&store, st))
+    }
+
+    /// Records a new statement and starts it (or finds the one its
+    /// ClientToken names); returns its id.
+    fn admit(self: &Arc<Self>, req: ExecRequest) -> Result<String, ApiError> {
         let now = self.now();
         let mut store = lock(&self.store);
         // Random throttling happens in front of everything, like a gateway;
@@ -365,16 +569,13 @@ impl Engine {
         }
         if let Some(token) = &req.client_token {
             if let Some((id, seen)) = store.tokens.get(token).cloned() {
-                if now - seen < self.cfg.client_token_ttl_ms {
-                    if let Some(st) = store.statements.get(&id) {
-                        let out = exec_output(st);
-                        drop(store);
-                        tracing::info!(statement_id = %id, "ClientToken seen before: the statement is not run again.");
-                        self.recorder.write(&json!({
-                            "kind": "replay", "at_ms": now, "client_token": token, "id": id,
-                        }));
-                        return Ok(out);
-                    }
+                if now - seen < self.cfg.client_token_ttl_ms && store.statements.contains_key(&id) {
+                    drop(store);
+                    tracing::info!(statement_id = %id, "ClientToken seen before: the statement is not run again.");
+                    self.recorder.write(&json!({
+                        "kind": "replay", "at_ms": now, "client_token": token, "id": id,
+                    }));
+                    return Ok(id);
                 }
             }
         }
@@ -395,6 +596,80 @@ impl Engine {
             }
         }
         let id = uuid::Uuid::new_v4().to_string();
+        // The session the statement runs in, and so its target.
+        let (target, database, session_id) = match &req.session {
+            SessionUse::Existing {
+                id: sid,
+                keep_alive,
+            } => {
+                let session = store.sessions.get_mut(sid).ok_or_else(|| {
+                    ApiError::not_found(format!("Session {sid} does not exist."), sid)
+                })?;
+                match session.status {
+                    SessionStatus::Closed => {
+                        return Err(ApiError::validation(format!(
+                            "Session {sid} is closed: it ended after {} seconds without a statement.",
+                            session.keep_alive_secs
+                        )))
+                    }
+                    SessionStatus::Busy => {
+                        return Err(ApiError::validation(format!(
+                            "Session {sid} is busy running statement {}: a session runs one statement at a time.",
+                            session.current.as_deref().unwrap_or("?")
+                        )))
+                    }
+                    SessionStatus::Available => {}
+                }
+                if let Some(k) = keep_alive {
+                    session.keep_alive_secs = *k;
+                }
+                session.status = SessionStatus::Busy;
+                session.current = Some(id.clone());
+                session.expires_ms = None;
+                session.updated_ms = now;
+                (
+                    session.target.clone(),
+                    session.database.clone(),
+                    Some(sid.clone()),
+                )
+            }
+            other => {
+                let (Some(target), Some(database)) = (req.target.clone(), req.database.clone())
+                else {
+                    return Err(ApiError::validation(
+                        "Either ClusterIdentifier, WorkgroupName or SessionId must be specified, with a Database.",
+                    ));
+                };
+                let session_id = match other {
+                    SessionUse::New { keep_alive } => {
+                        let sid = uuid::Uuid::new_v4().to_string();
+                        store.next_seq += 1;
+                        let seq = store.next_seq;
+                        store.session_order.insert(seq, sid.clone());
+                        store.sessions.insert(
+                            sid.clone(),
+                            Session {
+                                id: sid.clone(),
+                                target: target.clone(),
+                                database: database.clone(),
+                                db_user: req.db_user.clone(),
+                                keep_alive_secs: *keep_alive,
+                                status: SessionStatus::Busy,
+                                created_ms: now,
+                                updated_ms: now,
+                                expires_ms: None,
+                                current: Some(id.clone()),
+                                pid: self.next_pid.fetch_add(1, Ordering::Relaxed),
+                                conn: Arc::new(tokio::sync::Mutex::new(None)),
+                            },
+                        );
+                        Some(sid)
+                    }
+                    _ => None,
+                };
+                (target, database, session_id)
+            }
+        };
         let plan = self
             .faults
             .plan_statement(req.statement_name.as_deref(), &req.sqls);
@@ -416,6 +691,7 @@ impl Engine {
                 started_ms: None,
                 ended_ms: None,
                 query_id: 0,
+                query_uuid: uuid::Uuid::new_v4().to_string(),
                 has_result_set: false,
                 result_rows: -1,
                 result_size: -1,
@@ -430,6 +706,9 @@ impl Engine {
         let st = Statement {
             id: id.clone(),
             req,
+            target,
+            database,
+            session_id,
             status: Status::Submitted,
             error: None,
             created_ms: now,
@@ -440,11 +719,11 @@ impl Engine {
             cancel: CancellationToken::new(),
             plan,
         };
-        let out = exec_output(&st);
         tracing::info!(
             statement_id = %id,
             statement_name = st.req.statement_name.as_deref().unwrap_or(""),
             sqls = st.subs.len(),
+            session = st.session_id.as_deref().unwrap_or(""),
             faults = !st.plan.is_empty(),
             "Statement submitted."
         );
@@ -454,18 +733,68 @@ impl Engine {
         drop(store);
         self.running.fetch_add(1, Ordering::SeqCst);
         let engine = Arc::clone(self);
+        let run_id = id.clone();
         tokio::spawn(async move {
-            engine.run_statement(&id).await;
+            engine.run_statement(&run_id).await;
             if engine.running.fetch_sub(1, Ordering::SeqCst) == 1 {
                 engine.idle.notify_waiters();
             }
         });
-        Ok(out)
+        Ok(id)
+    }
+
+    /// WaitTimeSeconds: returns once the statement (parent of `id`) has
+    /// ended, or after `secs`. At most `max_waiting` calls wait on one
+    /// statement (ActiveWaitingRequestsExceededException beyond).
+    pub(crate) async fn wait_for_end(&self, id: &str, secs: Option<u64>) -> Result<(), ApiError> {
+        let Some(secs) = secs else {
+            return Ok(());
+        };
+        check_id(id)?;
+        let parent = id.split_once(':').map_or(id, |(p, _)| p).to_string();
+        {
+            let mut store = lock(&self.store);
+            find(&store, id)?;
+            let n = store.waiting.entry(parent.clone()).or_insert(0);
+            if *n >= self.cfg.max_waiting {
+                return Err(ApiError {
+                    kind: ErrorKind::ActiveWaitingRequestsExceeded,
+                    message: format!(
+                        "The number of active requests with WaitTimeSeconds for statement {parent} exceeds the limit ({}).",
+                        self.cfg.max_waiting
+                    ),
+                    resource_id: None,
+                });
+            }
+            *n += 1;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let notified = self.changed.notified();
+            let ended = {
+                let store = lock(&self.store);
+                store
+                    .statements
+                    .get(&parent)
+                    .is_none_or(|st| st.status.is_terminal())
+            };
+            if ended || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let mut store = lock(&self.store);
+        if let Some(n) = store.waiting.get_mut(&parent) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                store.waiting.remove(&parent);
+            }
+        }
+        Ok(())
     }
 
     /// Runs one statement to its end.
     async fn run_statement(self: &Arc<Self>, id: &str) {
-        let Some((cancel, plan, sqls, params)) = ({
+        let Some((cancel, plan, sqls, params, mode, is_batch, session)) = ({
             let store = lock(&self.store);
             store.statements.get(id).map(|st| {
                 (
@@ -473,6 +802,12 @@ impl Engine {
                     st.plan.clone(),
                     st.req.sqls.clone(),
                     st.req.params.clone(),
+                    st.req.execution_mode,
+                    st.req.is_batch,
+                    st.session_id
+                        .as_ref()
+                        .and_then(|sid| store.sessions.get(sid))
+                        .map(|s| Arc::clone(&s.conn)),
                 )
             })
         }) else {
@@ -491,7 +826,17 @@ impl Engine {
                 }
             }
         }
-        let mut conn = self.warehouse.lock().await;
+        let mut guard = match session {
+            Some(slot) => ConnGuard::Session(slot.lock_owned().await),
+            None => ConnGuard::Main(self.warehouse.lock().await),
+        };
+        let conn = match guard.conn(&self.warehouse_spec).await {
+            Ok(c) => c,
+            Err(error) => {
+                self.finish(id, Outcome::Failed { at: 0, error });
+                return;
+            }
+        };
         if cancel.is_cancelled() {
             self.finish(id, Outcome::Aborted { at: 0 });
             return;
@@ -504,36 +849,77 @@ impl Engine {
             self.finish(id, Outcome::Failed { at: 0, error });
             return;
         }
-        let outcome = self
-            .run_in_transaction(&mut conn, id, &sqls, &params, &cancel, plan.abort)
-            .await;
-        drop(conn);
+        let run = Run {
+            id,
+            sqls: &sqls,
+            params: &params,
+            cancel: &cancel,
+            inject_abort: plan.abort,
+        };
+        let outcome = if mode == ExecutionMode::AutoCommit && is_batch {
+            self.run_auto_commit(conn, run).await
+        } else {
+            self.run_in_transaction(conn, run, is_batch).await
+        };
+        drop(guard);
         self.finish(id, outcome);
     }
 
-    async fn run_in_transaction(
-        &self,
-        conn: &mut SqliteConnection,
-        id: &str,
-        sqls: &[String],
-        params: &[(String, String)],
-        cancel: &CancellationToken,
-        inject_abort: bool,
-    ) -> Outcome {
-        if let Err(e) = conn.execute(sqlx::raw_sql("BEGIN")).await {
-            return Outcome::Failed {
-                at: 0,
-                error: db_error_text(&e),
-            };
-        }
-        // Lets CancelStatement interrupt a long query.
-        match conn.lock_handle().await {
-            Ok(mut handle) => {
-                let token = cancel.clone();
-                handle.set_progress_handler(1000, move || !token.is_cancelled());
+    /// AUTO_COMMIT batch: each SQL in a transaction of its own; a failure
+    /// is recorded on its sub-statement and the others still run.
+    async fn run_auto_commit(&self, conn: &mut Conn, run: Run<'_>) -> Outcome {
+        let Run {
+            id,
+            sqls,
+            params,
+            cancel,
+            inject_abort,
+        } = run;
+        conn.set_cancel(Some(cancel)).await;
+        let mut first_error = None;
+        for (i, sql) in sqls.iter().enumerate() {
+            if cancel.is_cancelled() || (inject_abort && i + 1 == sqls.len()) {
+                if inject_abort {
+                    Counters::bump(&self.faults.counters.statements_aborted);
+                }
+                conn.set_cancel(None).await;
+                return Outcome::Aborted { at: i };
             }
-            Err(error) => tracing::warn!(%error, "Could not install the cancel handler."),
+            let query_id = self.query_ids.fetch_add(1, Ordering::Relaxed);
+            self.mark_sub_started(id, i, query_id);
+            let ran = match conn.raw("BEGIN").await {
+                Ok(()) => self.run_one(conn, sql, params, false).await,
+                Err(e) => Err(e),
+            };
+            let ran = match ran {
+                Ok(res) => conn.raw("COMMIT").await.map(|()| res),
+                Err(e) => Err(e),
+            };
+            match ran {
+                Ok(res) => self.mark_sub_done(id, i, res),
+                Err(error) => {
+                    let _ = conn.raw("ROLLBACK").await;
+                    self.mark_sub_failed(id, i, &error);
+                    first_error.get_or_insert(error);
+                }
+            }
         }
+        conn.set_cancel(None).await;
+        Outcome::AutoCommitted { first_error }
+    }
+
+    async fn run_in_transaction(&self, conn: &mut Conn, run: Run<'_>, is_batch: bool) -> Outcome {
+        let Run {
+            id,
+            sqls,
+            params,
+            cancel,
+            inject_abort,
+        } = run;
+        if let Err(error) = conn.raw("BEGIN").await {
+            return Outcome::Failed { at: 0, error };
+        }
+        conn.set_cancel(Some(cancel)).await;
         let mut outcome = Outcome::Finished;
         for (i, sql) in sqls.iter().enumerate() {
             if cancel.is_cancelled() {
@@ -542,7 +928,7 @@ impl Engine {
             }
             let query_id = self.query_ids.fetch_add(1, Ordering::Relaxed);
             self.mark_sub_started(id, i, query_id);
-            match run_one(conn, sql, params).await {
+            match self.run_one(conn, sql, params, is_batch).await {
                 Ok(res) => self.mark_sub_done(id, i, res),
                 Err(error) => {
                     outcome = if cancel.is_cancelled() {
@@ -561,22 +947,81 @@ impl Engine {
             outcome = Outcome::Aborted { at: sqls.len() };
         }
         if matches!(outcome, Outcome::Finished) {
-            if let Err(e) = conn.execute(sqlx::raw_sql("COMMIT")).await {
+            if let Err(error) = conn.raw("COMMIT").await {
                 outcome = Outcome::Failed {
                     at: sqls.len().saturating_sub(1),
-                    error: db_error_text(&e),
+                    error,
                 };
             }
         }
         if !matches!(outcome, Outcome::Finished) {
             // SQLite may have rolled back already (after an interrupt): an
             // error here only means there was nothing left to undo.
-            let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+            let _ = conn.raw("ROLLBACK").await;
         }
-        if let Ok(mut handle) = conn.lock_handle().await {
-            handle.remove_progress_handler();
-        }
+        conn.set_cancel(None).await;
         outcome
+    }
+
+    /// Runs one SQL of a statement inside the open transaction:
+    /// Redshift SQL translated for SQLite, or a plan of the engine's own
+    /// (schemas, databases, COPY, UNLOAD).
+    async fn run_one(
+        &self,
+        conn: &mut Conn,
+        sql_text: &str,
+        params: &[(String, String)],
+        in_transaction_block: bool,
+    ) -> Result<SubResult, String> {
+        let done = |rows: i64| SubResult {
+            result: None,
+            rows,
+            size: 0,
+        };
+        match redshift::plan(sql_text, conn.backend(), params)? {
+            Plan::Sql {
+                sql,
+                params: names,
+                dml,
+            } => conn.run(sql, &names, params, dml).await,
+            Plan::CreateSchema {
+                name,
+                if_not_exists,
+            } => {
+                metadata::create_schema(conn, &name, if_not_exists).await?;
+                Ok(done(0))
+            }
+            Plan::DropSchema {
+                names,
+                if_exists,
+                cascade,
+            } => {
+                for name in names {
+                    metadata::drop_schema(conn, &name, if_exists, cascade).await?;
+                }
+                Ok(done(0))
+            }
+            Plan::CreateDatabase { name } => {
+                if in_transaction_block {
+                    return Err(
+                        "ERROR: CREATE DATABASE cannot run inside a transaction block".to_string(),
+                    );
+                }
+                metadata::create_database(conn, &name).await?;
+                Ok(done(0))
+            }
+            Plan::Copy(spec) => {
+                let rows = s3io::copy(&self.outside.s3, conn, &spec).await?;
+                Ok(done(rows))
+            }
+            Plan::Unload(spec) => {
+                let rows = conn
+                    .query_rows(spec.query.clone(), &spec.params, params)
+                    .await?;
+                let n = s3io::unload(&self.outside.s3, &spec, &rows).await?;
+                Ok(done(n))
+            }
+        }
     }
 
     /// SUBMITTED -> STARTED; false when the statement already ended
@@ -630,6 +1075,18 @@ impl Engine {
         }
     }
 
+    /// A sub-statement of an AUTO_COMMIT batch failed (the others go on).
+    fn mark_sub_failed(&self, id: &str, i: usize, error: &str) {
+        let now = self.now();
+        let mut store = lock(&self.store);
+        if let Some(sub) = store.statements.get_mut(id).and_then(|s| s.subs.get_mut(i)) {
+            sub.status = Status::Failed;
+            sub.error = Some(error.to_string());
+            sub.ended_ms = Some(now);
+            sub.updated_ms = now;
+        }
+    }
+
     /// Moves a statement to its terminal state (once), then records it and
     /// sends its event.
     fn finish(&self, id: &str, outcome: Outcome) {
@@ -643,6 +1100,21 @@ impl Engine {
                 return;
             }
             match outcome {
+                Outcome::AutoCommitted { first_error } => {
+                    st.status = if first_error.is_some() {
+                        Status::Failed
+                    } else {
+                        Status::Finished
+                    };
+                    st.error = first_error;
+                    for sub in &mut st.subs {
+                        if !sub.status.is_terminal() {
+                            sub.status = Status::Finished;
+                            sub.ended_ms = Some(now);
+                            sub.updated_ms = now;
+                        }
+                    }
+                }
                 Outcome::Finished => {
                     st.status = Status::Finished;
                     for sub in &mut st.subs {
@@ -700,7 +1172,7 @@ impl Engine {
                 state: st.status.as_str(),
                 rows: st.result_rows(),
                 expire_at_s: (now + self.cfg.result_ttl_ms) / 1000,
-                target: st.req.target.clone(),
+                target: st.target.clone(),
                 principal: format!("arn:aws:iam::{}:user/redrelay-emulator", self.cfg.account),
             });
             tracing::info!(
@@ -710,9 +1182,20 @@ impl Engine {
                 error = st.error.as_deref().unwrap_or(""),
                 "Statement ended."
             );
+            let session_id = st.session_id.clone();
             store.active = store.active.saturating_sub(1);
+            if let Some(session) = session_id.and_then(|sid| store.sessions.get_mut(&sid)) {
+                if session.status == SessionStatus::Busy {
+                    session.status = SessionStatus::Available;
+                    session.current = None;
+                    session.updated_ms = now;
+                    session.expires_ms =
+                        Some(now.saturating_add(session.keep_alive_secs.saturating_mul(1000)));
+                }
+            }
             (line, event)
         };
+        self.changed.notify_waiters();
         self.recorder.write(&line);
         if let Some(event) = event {
             self.events.send(event);
@@ -760,22 +1243,28 @@ impl Engine {
                 m.insert(k.to_string(), v);
             }
         };
-        match &st.req.target {
+        match &st.target {
             Target::Workgroup(w) => put(&mut out, "WorkgroupName", json!(w)),
             Target::Cluster(c) => put(&mut out, "ClusterIdentifier", json!(c)),
         }
-        put(&mut out, "Database", json!(st.req.database));
+        put(&mut out, "Database", json!(st.database));
+        if let Some(sid) = &st.session_id {
+            put(&mut out, "SessionId", json!(sid));
+        }
+        if st.req.is_batch {
+            put(
+                &mut out,
+                "ExecutionMode",
+                json!(st.req.execution_mode.as_str()),
+            );
+        }
         if let Some(u) = &st.req.db_user {
             put(&mut out, "DbUser", json!(u));
         }
         if let Some(s) = &st.req.secret_arn {
             put(&mut out, "SecretArn", json!(s));
         }
-        put(
-            &mut out,
-            "RedshiftPid",
-            json!(i64::from(std::process::id())),
-        );
+        put(&mut out, "RedshiftPid", json!(Self::pid_of(&store, st)));
         put(
             &mut out,
             "ResultFormat",
@@ -826,6 +1315,9 @@ impl Engine {
                 put(&mut out, "ResultRows", json!(st.result_rows()));
                 put(&mut out, "ResultSize", json!(st.result_size()));
                 put(&mut out, "RedshiftQueryId", json!(st.query_id()));
+                if let Some(last) = st.subs.iter().rfind(|s| s.started_ms.is_some()) {
+                    put(&mut out, "RedshiftQueryUuid", json!(last.query_uuid));
+                }
                 if let Some(e) = &st.error {
                     put(&mut out, "Error", json!(e));
                 }
@@ -859,6 +1351,12 @@ impl Engine {
         let (result, st_format) = {
             let mut store = lock(&self.store);
             let ttl = self.cfg.result_ttl_ms;
+            let parent = id.split_once(':').map_or(id, |(p, _)| p);
+            if store.forgotten.contains(parent) {
+                return Err(ApiError::validation(
+                    "The results of this statement have expired: results are kept for a limited time after the statement ends.",
+                ));
+            }
             let st = {
                 let (st, _) = find(&store, id)?;
                 st.id.clone()
@@ -993,15 +1491,7 @@ impl Engine {
         let database = q.database.as_deref();
         let cluster = q.cluster_identifier.as_deref();
         let workgroup = q.workgroup_name.as_deref();
-        let max = match q.max_results {
-            None | Some(0) => 100,
-            Some(n) if (1..=100).contains(&n) => usize::try_from(n).unwrap_or(100),
-            Some(n) => {
-                return Err(ApiError::validation(format!(
-                    "MaxResults must be between 0 and 100, got {n}."
-                )))
-            }
-        };
+        let max = page_limit(q.max_results, 100)?;
         let status = match q.status.as_deref() {
             None | Some("ALL") => None,
             Some(s @ ("SUBMITTED" | "PICKED" | "STARTED" | "FINISHED" | "ABORTED" | "FAILED")) => {
@@ -1037,13 +1527,13 @@ impl Engine {
             if status.is_some_and(|s| s != st.status.as_str()) {
                 continue;
             }
-            if database.is_some_and(|d| d != st.req.database) {
+            if database.is_some_and(|d| d != st.database) {
                 continue;
             }
-            if cluster.is_some_and(|c| st.req.target != Target::Cluster(c.to_string())) {
+            if cluster.is_some_and(|c| st.target != Target::Cluster(c.to_string())) {
                 continue;
             }
-            if workgroup.is_some_and(|w| st.req.target != Target::Workgroup(w.to_string())) {
+            if workgroup.is_some_and(|w| st.target != Target::Workgroup(w.to_string())) {
                 continue;
             }
             if out.len() == max {
@@ -1067,9 +1557,7 @@ impl Engine {
                 if let Some(n) = &st.req.statement_name {
                     m.insert("StatementName".into(), json!(n));
                 }
-                if let Some(s) = &st.req.secret_arn {
-                    m.insert("SecretArn".into(), json!(s));
-                }
+                put_secret_and_session(m, st);
                 if let Some(p) = st.query_parameters() {
                     m.insert("QueryParameters".into(), p);
                 }
@@ -1083,27 +1571,196 @@ impl Engine {
         Ok(resp)
     }
 
-    /// Drops results past their retention and ClientTokens past theirs.
+    /// Forgets ended statements past the result retention (AWS forgets
+    /// them after 24 h), ClientTokens past theirs, and closes sessions past
+    /// their keep-alive.
     pub(crate) fn sweep(&self) {
         let now = self.now();
         let mut store = lock(&self.store);
         let ttl = self.cfg.result_ttl_ms;
-        let mut dropped = 0usize;
-        for st in store.statements.values_mut() {
-            for sub in &mut st.subs {
-                if sub.result.is_some()
-                    && sub.ended_ms.is_some_and(|e| now >= e.saturating_add(ttl))
-                {
-                    sub.result = None;
-                    dropped += 1;
-                }
+        let old: Vec<(u64, String)> = store
+            .order
+            .iter()
+            .filter(|(_, id)| {
+                store.statements.get(*id).is_some_and(|st| {
+                    st.status.is_terminal()
+                        && st.ended_ms.is_some_and(|e| now >= e.saturating_add(ttl))
+                        && !store.waiting.contains_key(*id)
+                })
+            })
+            .map(|(seq, id)| (*seq, id.clone()))
+            .collect();
+        for (seq, id) in &old {
+            store.order.remove(seq);
+            store.statements.remove(id);
+            if store.forgotten.insert(id.clone()) {
+                store.forgotten_order.push_back(id.clone());
+            }
+        }
+        while store.forgotten_order.len() > FORGOTTEN_KEPT {
+            if let Some(id) = store.forgotten_order.pop_front() {
+                store.forgotten.remove(&id);
             }
         }
         let token_ttl = self.cfg.client_token_ttl_ms;
         store.tokens.retain(|_, (_, seen)| now - *seen < token_ttl);
-        if dropped > 0 {
-            tracing::debug!(dropped, "Expired statement results dropped.");
+        let mut closing = Vec::new();
+        for session in store.sessions.values_mut() {
+            if session.status == SessionStatus::Available
+                && session.expires_ms.is_some_and(|e| now >= e)
+            {
+                session.status = SessionStatus::Closed;
+                session.updated_ms = now;
+                closing.push((session.id.clone(), Arc::clone(&session.conn)));
+            }
         }
+        let gone: Vec<(u64, String)> = store
+            .session_order
+            .iter()
+            .filter(|(_, sid)| {
+                store.sessions.get(*sid).is_some_and(|s| {
+                    s.status == SessionStatus::Closed && now >= s.updated_ms.saturating_add(ttl)
+                })
+            })
+            .map(|(seq, sid)| (*seq, sid.clone()))
+            .collect();
+        for (seq, sid) in gone {
+            store.session_order.remove(&seq);
+            store.sessions.remove(&sid);
+        }
+        let kept = store.statements.len();
+        drop(store);
+        for (sid, conn) in closing {
+            tracing::info!(session_id = %sid, "Session closed after its keep-alive.");
+            tokio::spawn(async move {
+                if let Some(c) = conn.lock().await.take() {
+                    c.close().await;
+                }
+            });
+        }
+        if !old.is_empty() {
+            tracing::debug!(
+                forgotten = old.len(),
+                kept,
+                "Ended statements past the result retention forgotten."
+            );
+        }
+    }
+
+    /// How many statements the engine keeps in memory.
+    pub(crate) fn statements_in_memory(&self) -> usize {
+        lock(&self.store).statements.len()
+    }
+
+    /// ListSessions.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn list_sessions(
+        &self,
+        session_id: Option<&str>,
+        status: Option<&str>,
+        max_results: Option<i64>,
+        next_token: Option<&str>,
+        cluster: Option<&str>,
+        workgroup: Option<&str>,
+        database: Option<&str>,
+    ) -> Result<Json, ApiError> {
+        if session_id.is_some() && (status.is_some() || cluster.is_some() || workgroup.is_some()) {
+            return Err(ApiError::validation(
+                "When SessionId is given, Status, ClusterIdentifier and WorkgroupName cannot be.",
+            ));
+        }
+        if cluster.is_some() && workgroup.is_some() {
+            return Err(ApiError::validation(
+                "Specify at most one of ClusterIdentifier and WorkgroupName.",
+            ));
+        }
+        let statuses: Vec<SessionStatus> = match status {
+            None => vec![SessionStatus::Available, SessionStatus::Busy],
+            Some("AVAILABLE") => vec![SessionStatus::Available],
+            Some("BUSY") => vec![SessionStatus::Busy],
+            Some("CLOSED") => vec![SessionStatus::Closed],
+            Some(s) => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{s}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [AVAILABLE, BUSY, CLOSED]"
+                )))
+            }
+        };
+        let max = page_limit(max_results, 100)?;
+        let before = match next_token {
+            None | Some("") => u64::MAX,
+            Some(t) => t
+                .strip_prefix("seq:")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::validation("Invalid NextToken."))?,
+        };
+        let now = self.now();
+        let store = lock(&self.store);
+        let mut out = Vec::new();
+        let mut next = None;
+        for (seq, sid) in store.session_order.range(..before).rev() {
+            let Some(s) = store.sessions.get(sid) else {
+                continue;
+            };
+            let wanted = match session_id {
+                Some(want) => want == s.id,
+                None => {
+                    statuses.contains(&s.status)
+                        && cluster.is_none_or(|c| s.target == Target::Cluster(c.to_string()))
+                        && workgroup.is_none_or(|w| s.target == Target::Workgroup(w.to_string()))
+                        && database.is_none_or(|d| d == s.database)
+                }
+            };
+            if !wanted {
+                continue;
+            }
+            if out.len() == max {
+                next = Some(format!("seq:{}", seq + 1));
+                break;
+            }
+            let mut m = serde_json::Map::new();
+            m.insert("SessionId".into(), json!(s.id));
+            m.insert("Status".into(), json!(s.status.as_str()));
+            m.insert("CreatedAt".into(), json!(secs(s.created_ms)));
+            m.insert("UpdatedAt".into(), json!(secs(s.updated_ms)));
+            m.insert("Database".into(), json!(s.database));
+            put_target(&mut m, &s.target);
+            if let Some(u) = &s.db_user {
+                m.insert("DbUser".into(), json!(u));
+            }
+            m.insert("SessionAliveSeconds".into(), json!(s.keep_alive_secs));
+            let ttl = match s.status {
+                SessionStatus::Available => s.expires_ms,
+                SessionStatus::Busy => Some(now.saturating_add(s.keep_alive_secs * 1000)),
+                SessionStatus::Closed => Some(s.updated_ms),
+            };
+            if let Some(t) = ttl {
+                m.insert("SessionTtl".into(), json!(secs(t)));
+            }
+            if let Some(c) = &s.current {
+                m.insert("CurrentStatementId".into(), json!(c));
+            }
+            out.push(Json::Object(m));
+        }
+        let mut resp = json!({ "Sessions": out });
+        if let (Some(t), Some(m)) = (next, resp.as_object_mut()) {
+            m.insert("NextToken".into(), json!(t));
+        }
+        Ok(resp)
+    }
+
+    /// ListDatabases, ListSchemas, ListTables, DescribeTable: read the
+    /// warehouse's catalog.
+    pub(crate) async fn metadata(
+        &self,
+        op: &str,
+        req: metadata::MetadataRequest,
+    ) -> Result<Json, ApiError> {
+        req.validate(op)?;
+        if let Some(arn) = &req.secret_arn {
+            self.check_secret(arn).await?;
+        }
+        let mut conn = self.warehouse.lock().await;
+        metadata::answer(&mut conn, op, &req).await
     }
 
     /// Cancels what still runs and waits (up to `grace`) for it to stop;
@@ -1152,25 +1809,22 @@ fn api_fault_error(fault: ApiFault, message: String) -> ApiError {
     }
 }
 
-fn exec_output(st: &Statement) -> Json {
-    let mut out = json!({
-        "Id": st.id,
-        "CreatedAt": secs(st.created_ms),
-        "Database": st.req.database,
-    });
-    if let Some(m) = out.as_object_mut() {
-        match &st.req.target {
-            Target::Workgroup(w) => m.insert("WorkgroupName".into(), json!(w)),
-            Target::Cluster(c) => m.insert("ClusterIdentifier".into(), json!(c)),
-        };
-        if let Some(u) = &st.req.db_user {
-            m.insert("DbUser".into(), json!(u));
-        }
-        if let Some(s) = &st.req.secret_arn {
-            m.insert("SecretArn".into(), json!(s));
-        }
+/// SecretArn and SessionId, when the statement has them.
+fn put_secret_and_session(m: &mut serde_json::Map<String, Json>, st: &Statement) {
+    if let Some(s) = &st.req.secret_arn {
+        m.insert("SecretArn".into(), json!(s));
     }
-    out
+    if let Some(sid) = &st.session_id {
+        m.insert("SessionId".into(), json!(sid));
+    }
+}
+
+/// The target fields every answer about a statement or session carries.
+fn put_target(m: &mut serde_json::Map<String, Json>, target: &Target) {
+    match target {
+        Target::Workgroup(w) => m.insert("WorkgroupName".into(), json!(w)),
+        Target::Cluster(c) => m.insert("ClusterIdentifier".into(), json!(c)),
+    };
 }
 
 fn statement_line(st: &Statement) -> Json {
@@ -1217,6 +1871,7 @@ fn sub_fields(s: &Sub, now: i64) -> Vec<(&'static str, Json)> {
         ("ResultRows", json!(s.result_rows)),
         ("ResultSize", json!(s.result_size)),
         ("RedshiftQueryId", json!(s.query_id)),
+        ("RedshiftQueryUuid", json!(s.query_uuid)),
     ];
     if let Some(e) = &s.error {
         v.push(("Error", json!(e)));
@@ -1238,7 +1893,10 @@ fn column_json(m: &ColumnMeta, rows: &[Vec<Value>], c: usize) -> Json {
         "NULL" => observed.unwrap_or("TEXT"),
         t => t,
     };
-    let type_name = sql::redshift_type_name(ty);
+    let type_name = match &m.pg_type {
+        Some(pg) => metadata::redshift_type(pg).name,
+        None => sql::redshift_type_name(ty),
+    };
     let numeric = matches!(type_name, "int8" | "float8" | "numeric");
     let (precision, scale) = match type_name {
         "int8" => (19, 0),
@@ -1262,9 +1920,29 @@ fn column_json(m: &ColumnMeta, rows: &[Vec<Value>], c: usize) -> Json {
     })
 }
 
+/// MaxResults of a listing: 0 or absent means `limit`, the most allowed.
+pub(crate) fn page_limit(max_results: Option<i64>, limit: usize) -> Result<usize, ApiError> {
+    match max_results {
+        None | Some(0) => Ok(limit),
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if n <= limit => Ok(n),
+            _ => Err(ApiError::validation(format!(
+                "MaxResults must be between 0 and {limit}, got {n}."
+            ))),
+        },
+    }
+}
+
 /// Finds a statement by parent id or sub-statement id (`<id>:N`, batches
 /// only); returns it and the sub-statement index.
 fn find<'a>(store: &'a Store, id: &str) -> Result<(&'a Statement, Option<usize>), ApiError> {
+    let parent = id.split_once(':').map_or(id, |(p, _)| p);
+    if store.forgotten.contains(parent) {
+        return Err(ApiError::not_found(
+            "Query does not exist: it ended longer ago than the results are kept, and has expired.",
+            id,
+        ));
+    }
     let not_found = || ApiError::not_found("Query does not exist.", id);
     match id.split_once(':') {
         None => store
@@ -1335,7 +2013,7 @@ fn validate_request(req: &ExecRequest) -> Result<(), ApiError> {
             "StatementName must be at most {MAX_STATEMENT_NAME} characters."
         )));
     }
-    if req.database.is_empty() {
+    if req.database.as_ref().is_some_and(String::is_empty) {
         return Err(ApiError::validation("Database must not be empty."));
     }
     let mut seen = std::collections::HashSet::new();
@@ -1368,125 +2046,30 @@ fn validate_request(req: &ExecRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The database's error text, as Redshift would show it.
-fn db_error_text(e: &sqlx::Error) -> String {
-    match e.as_database_error() {
-        Some(d) => format!("ERROR: {}", d.message()),
-        None => format!("ERROR: {e}"),
-    }
+/// The connection a statement runs on: the warehouse's own, or its
+/// session's (opened on first use, so its temp tables are its own).
+enum ConnGuard<'a> {
+    Main(tokio::sync::MutexGuard<'a, Conn>),
+    Session(tokio::sync::OwnedMutexGuard<Option<Conn>>),
 }
 
-/// Runs one SQL inside the open transaction and keeps its rows.
-async fn run_one(
-    conn: &mut SqliteConnection,
-    sql_text: &str,
-    params: &[(String, String)],
-) -> Result<SubResult, String> {
-    let rw = sql::rewrite_params(sql_text);
-    let mut args = SqliteArguments::default();
-    for name in &rw.names {
-        let value = params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("ERROR: no value for parameter :{name}"))?;
-        // Redshift casts a parameter to the type its context needs; SQLite
-        // does not, so a value that is a plain number is bound as one.
-        match sql::numeric_param(&value) {
-            Some(sql::Numeric::Int(i)) => args.add(i),
-            Some(sql::Numeric::Real(f)) => args.add(f),
-            None => args.add(value),
-        }
-        .map_err(|e| format!("ERROR: {e}"))?;
-    }
-    let prepared = (&mut *conn)
-        .prepare(AssertSqlSafe(rw.sql.clone()).into_sql_str())
-        .await
-        .map_err(|e| db_error_text(&e))?;
-    let columns: Vec<ColumnMeta> = prepared
-        .columns()
-        .iter()
-        .map(|c| ColumnMeta {
-            name: c.name().to_string(),
-            sqlx_type: c.type_info().name().to_string(),
-            table: match c.origin() {
-                ColumnOrigin::Table(t) => t.table.to_string(),
-                _ => String::new(),
-            },
-        })
-        .collect();
-    let declared_bool: Vec<bool> = columns.iter().map(|c| c.sqlx_type == "BOOLEAN").collect();
-    drop(prepared);
-    let query = sqlx::query_with(AssertSqlSafe(rw.sql), args);
-    let mut stream = (&mut *conn).fetch_many(query);
-    let mut rows: Vec<Vec<Value>> = Vec::new();
-    let mut changes: u64 = 0;
-    let mut size: i64 = 0;
-    while let Some(step) = stream.try_next().await.map_err(|e| db_error_text(&e))? {
-        match step {
-            Either::Left(done) => changes += done.rows_affected(),
-            Either::Right(row) => {
-                let mut values = Vec::with_capacity(row.len());
-                for i in 0..row.len() {
-                    let v = typed_value(&row, i, declared_bool.get(i).copied().unwrap_or(false))?;
-                    size += v.size();
-                    values.push(v);
+impl ConnGuard<'_> {
+    async fn conn(&mut self, spec: &WarehouseSpec) -> Result<&mut Conn, String> {
+        match self {
+            ConnGuard::Main(c) => Ok(&mut **c),
+            ConnGuard::Session(slot) => {
+                if slot.is_none() {
+                    let c = spec
+                        .open()
+                        .await
+                        .map_err(|e| format!("ERROR: cannot open a session: {e:#}"))?;
+                    **slot = Some(c);
                 }
-                rows.push(values);
+                slot.as_mut()
+                    .ok_or_else(|| "ERROR: the session's connection is closed".to_string())
             }
         }
     }
-    drop(stream);
-    if !columns.is_empty() {
-        let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-        Ok(SubResult {
-            result: Some(ResultSet { columns, rows }),
-            rows: n,
-            size,
-        })
-    } else {
-        let n = if sql::is_dml(sql_text) {
-            i64::try_from(changes).unwrap_or(i64::MAX)
-        } else {
-            0
-        };
-        Ok(SubResult {
-            result: None,
-            rows: n,
-            size: 0,
-        })
-    }
-}
-
-/// Types one value from its SQLite storage class.
-fn typed_value(
-    row: &sqlx::sqlite::SqliteRow,
-    i: usize,
-    declared_bool: bool,
-) -> Result<Value, String> {
-    let class = {
-        let raw = row.try_get_raw(i).map_err(|e| format!("ERROR: {e}"))?;
-        if raw.is_null() {
-            StorageClass::Null
-        } else {
-            StorageClass::from_sqlx_name(raw.type_info().name())
-        }
-    };
-    let err = |e: sqlx::Error| format!("ERROR: {e}");
-    Ok(match class {
-        StorageClass::Null => Value::Null,
-        StorageClass::Integer => {
-            let v: i64 = row.try_get_unchecked(i).map_err(err)?;
-            if declared_bool {
-                Value::Bool(v != 0)
-            } else {
-                Value::Long(v)
-            }
-        }
-        StorageClass::Real => Value::Double(row.try_get_unchecked(i).map_err(err)?),
-        StorageClass::Text => Value::Text(row.try_get_unchecked(i).map_err(err)?),
-        StorageClass::Blob => Value::Blob(row.try_get_unchecked(i).map_err(err)?),
-    })
 }
 
 #[cfg(test)]

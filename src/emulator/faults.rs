@@ -3,7 +3,7 @@
 //! and to throttle the API. Configured by flags and/or a TOML file; every
 //! injected fault is counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -39,6 +39,10 @@ use serde::{Deserialize, Serialize};
 /// throttle_prob = 0.05
 /// active_exceeded_prob = 0.0
 /// max_active = 10
+/// latency_ms = 20             # every API call answers after 20 ms ...
+/// latency_jitter_ms = 10      # ... plus a uniform 0..=10 ms
+/// [api.latency]               # per operation, instead of latency_ms
+/// ExecuteStatement = 150
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -134,6 +138,13 @@ pub struct ApiFaults {
     /// At most this many statements SUBMITTED or STARTED at once; beyond,
     /// ActiveStatementsExceededException.
     pub max_active: Option<usize>,
+    /// Every API call answers after this many milliseconds (an operation
+    /// named in `latency` takes its own value instead).
+    pub latency_ms: u64,
+    /// Plus a uniform random 0..=latency_jitter_ms (seeded).
+    pub latency_jitter_ms: u64,
+    /// Latency per operation name (`ExecuteStatement = 150`).
+    pub latency: BTreeMap<String, u64>,
 }
 
 impl FaultConfig {
@@ -167,6 +178,14 @@ impl FaultConfig {
                 anyhow::bail!("hold rule for {:?} needs hold_ms > 0", rule.pattern);
             }
         }
+        for op in self.api.latency.keys() {
+            if !KNOWN_OPERATIONS.contains(&op.as_str()) {
+                anyhow::bail!(
+                    "api.latency names {op:?}, not an operation of the Data API (one of {})",
+                    KNOWN_OPERATIONS.join(", ")
+                );
+            }
+        }
         if self.api.max_active == Some(0) {
             anyhow::bail!("max_active must be at least 1");
         }
@@ -181,6 +200,43 @@ impl FaultConfig {
         };
         *self == d
     }
+}
+
+/// The Data API's operations (for checking per-operation settings).
+pub const KNOWN_OPERATIONS: &[&str] = &[
+    "BatchExecuteStatement",
+    "CancelStatement",
+    "DescribeStatement",
+    "DescribeTable",
+    "ExecuteStatement",
+    "GetStatementResult",
+    "GetStatementResultV2",
+    "ListDatabases",
+    "ListSchemas",
+    "ListSessions",
+    "ListStatements",
+    "ListTables",
+];
+
+/// Parses `--api-latency-ms`: `MS` (every operation) or `Operation=MS`.
+pub fn parse_latency(s: &str) -> Result<(Option<String>, u64), String> {
+    let (op, ms) = match s.split_once('=') {
+        Some((op, ms)) => (Some(op.trim().to_string()), ms),
+        None => (None, s),
+    };
+    if let Some(op) = &op {
+        if !KNOWN_OPERATIONS.contains(&op.as_str()) {
+            return Err(format!(
+                "{op:?} is not an operation of the Data API (one of {})",
+                KNOWN_OPERATIONS.join(", ")
+            ));
+        }
+    }
+    let ms = ms
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("bad milliseconds in {s:?}: {e}"))?;
+    Ok((op, ms))
 }
 
 /// Parses `N:PATTERN` (the pattern may itself contain `:`).
@@ -279,6 +335,7 @@ pub(crate) struct Faults {
     statement_rng: Mutex<StdRng>,
     event_rng: Mutex<StdRng>,
     api_rng: Mutex<StdRng>,
+    latency_rng: Mutex<StdRng>,
     /// Attempts seen per (rule index, statement key).
     attempts: Mutex<HashMap<(usize, String), u64>>,
 }
@@ -292,6 +349,7 @@ impl Faults {
             statement_rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5354_4d54)),
             event_rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x4556_4e54)),
             api_rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x0041_5049)),
+            latency_rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x004c_4154)),
             attempts: Mutex::new(HashMap::new()),
         }
     }
@@ -389,6 +447,22 @@ impl Faults {
         }
     }
 
+    /// How long a call of `operation` waits before it is answered.
+    pub(crate) fn api_latency(&self, operation: &str) -> std::time::Duration {
+        let cfg = &self.config.api;
+        let base = cfg
+            .latency
+            .get(operation)
+            .copied()
+            .unwrap_or(cfg.latency_ms);
+        let jitter = if cfg.latency_jitter_ms > 0 {
+            lock(&self.latency_rng).random_range(0..=cfg.latency_jitter_ms)
+        } else {
+            0
+        };
+        std::time::Duration::from_millis(base.saturating_add(jitter))
+    }
+
     /// Decides whether an Execute/BatchExecute call is refused at random
     /// (ThrottlingException or ActiveStatementsExceededException).
     pub(crate) fn plan_api_random(&self) -> Option<(ApiFault, String)> {
@@ -451,12 +525,25 @@ action = "hold"
 hold_ms = 3000
 [api]
 max_active = 10
+latency_ms = 20
+latency_jitter_ms = 5
+[api.latency]
+ExecuteStatement = 150
 "#;
         let cfg: FaultConfig = toml::from_str(text).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.seed, Some(7));
         assert_eq!(cfg.statements.rules.len(), 2);
         assert_eq!(cfg.api.max_active, Some(10));
+        let faults = Faults::new(cfg.clone());
+        for _ in 0..20 {
+            let ms = faults.api_latency("ExecuteStatement").as_millis();
+            assert!((150..=155).contains(&ms), "{ms}");
+            let ms = faults.api_latency("ListTables").as_millis();
+            assert!((20..=25).contains(&ms), "{ms}");
+        }
+        let typo: FaultConfig = toml::from_str("[api.latency]\nExecuteStatment = 1").unwrap();
+        assert!(typo.validate().is_err());
         assert!(toml::from_str::<FaultConfig>("bogus = 1").is_err());
         let bad: FaultConfig = toml::from_str("[events]\ndrop_prob = 2.0").unwrap();
         assert!(bad.validate().is_err());
@@ -519,6 +606,17 @@ max_active = 10
         cfg.api.throttle_prob = 1.0;
         let f = Faults::new(cfg);
         assert_eq!(f.plan_api_random().map(|x| x.0), Some(ApiFault::Throttle));
+    }
+
+    #[test]
+    fn latency_flags() {
+        assert_eq!(parse_latency("150"), Ok((None, 150)));
+        assert_eq!(
+            parse_latency("ExecuteStatement=40"),
+            Ok((Some("ExecuteStatement".to_string()), 40))
+        );
+        assert!(parse_latency("Nope=3").is_err());
+        assert!(parse_latency("ExecuteStatement=x").is_err());
     }
 
     #[test]

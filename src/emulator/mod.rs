@@ -2,21 +2,29 @@
 //!
 //! Speaks the Data API's wire protocol (awsJson1_1) so that the official
 //! SDKs and the aws CLI work against it unchanged; runs the SQL for real on
-//! a SQLite file that plays the warehouse; keeps statements and their
+//! a SQLite file or a PostgreSQL database that plays the warehouse; keeps
+//! statements and their
 //! results in memory; and, for `WithEvent`, publishes the "Redshift Data
 //! Statement Status Change" event to EventBridge (moto locally). It can
 //! inject faults, seeded and reproducible: see [`faults::FaultConfig`].
 //!
-//! Modules: `wire` (HTTP and JSON shapes), `engine` (statements, execution,
-//! results), `sql` (parameter rewriting, value typing), `events`
+//! Modules: `wire` (HTTP and JSON shapes), `engine` (statements, sessions,
+//! execution, results), `warehouse` (SQLite or PostgreSQL connections),
+//! `redshift` (Redshift SQL rewritten for the warehouse with sqlparser-rs),
+//! `metadata` (the catalog operations), `s3io` (COPY and
+//! UNLOAD on S3), `sql` (parameter scanning, value typing), `events`
 //! (EventBridge publisher), `faults` (fault decisions and counters),
 //! `record` (the JSON Lines record of what ran).
 
 mod engine;
 mod events;
 pub mod faults;
+mod metadata;
 mod record;
+mod redshift;
+mod s3io;
 mod sql;
+mod warehouse;
 mod wire;
 
 use std::io::Write;
@@ -26,11 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::ConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-use engine::{system_clock, Engine, EngineConfig};
+use engine::{system_clock, Engine, EngineConfig, Outside};
 use faults::{FaultConfig, Faults, RuleAction, StatementRule};
 use record::Recorder;
 
@@ -43,7 +49,8 @@ pub struct EmulatorArgs {
     /// Address to listen on (loopback). Port 0 picks a free port; the bound address is printed on stdout as `listening on 127.0.0.1:PORT`.
     #[arg(long, default_value = "127.0.0.1:9300")]
     pub listen: SocketAddr,
-    /// SQLite file that plays the warehouse (created if missing).
+    /// The warehouse the SQL runs on: a SQLite file (created if missing),
+    /// or a PostgreSQL database as `postgres://user:password@host:port/db`.
     #[arg(long)]
     pub warehouse: PathBuf,
     /// Rows per GetStatementResult page.
@@ -52,9 +59,12 @@ pub struct EmulatorArgs {
     /// Account id used in ARNs and events.
     #[arg(long, default_value = "123456789012")]
     pub account: String,
-    /// How long results stay available after a statement ends, in seconds
-    /// (AWS: 24 h). Past it, GetStatementResult answers ValidationException
-    /// and the event's expireAt is the end time plus this.
+    /// How long an ended statement and its results are kept, in seconds
+    /// (AWS: 24 h). Past it the statement is forgotten: DescribeStatement
+    /// answers ResourceNotFoundException, ListStatements omits it,
+    /// GetStatementResult answers ValidationException (expired); the
+    /// event's expireAt is the end time plus this. Closed sessions are
+    /// forgotten after the same time.
     #[arg(long, default_value_t = 86_400)]
     pub result_ttl_secs: u64,
     /// How long a ClientToken is remembered, in seconds (AWS: 8 h): within
@@ -68,7 +78,18 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
-    // ---- fault injection (phase 2); flags override the --faults file ----
+    /// Fault injection and latency (boxed: they are many).
+    #[command(flatten)]
+    pub faults: Box<FaultFlags>,
+    /// At most N calls with WaitTimeSeconds wait on one statement; beyond
+    /// it they answer ActiveWaitingRequestsExceededException.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_waiting_requests: usize,
+}
+
+/// Fault injection and latency flags; they override the --faults file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FaultFlags {
     /// TOML file of faults to inject (keys: seed, [events], [statements]
     /// with [[statements.rules]], [api]; see the module docs). The flags
     /// below override its values and add to its rules.
@@ -141,6 +162,19 @@ pub struct EmulatorArgs {
     /// ActiveStatementsExceededException (AWS: 500 per cluster).
     #[arg(long, value_name = "N")]
     pub max_active: Option<usize>,
+    /// Answer every API call after MS milliseconds, or only calls of one
+    /// operation as `Operation=MS` (e.g. `ExecuteStatement=150`).
+    /// Repeatable; also `[api] latency_ms` / `[api.latency]` in --faults.
+    #[arg(long, value_name = "MS|OPERATION=MS", value_parser = parse_latency)]
+    pub api_latency_ms: Vec<(Option<String>, u64)>,
+    /// Add a uniform random 0..=MS milliseconds (seeded) to every call's
+    /// latency.
+    #[arg(long, value_name = "MS")]
+    pub api_latency_jitter_ms: Option<u64>,
+}
+
+fn parse_latency(s: &str) -> Result<(Option<String>, u64), String> {
+    faults::parse_latency(s)
 }
 
 fn parse_count_pattern(s: &str) -> Result<(u64, String), String> {
@@ -159,58 +193,54 @@ impl EmulatorArgs {
             result_ttl_secs: 86_400,
             client_token_ttl_secs: 28_800,
             record: None,
-            faults: None,
-            seed: None,
-            event_drop_prob: None,
-            event_duplicate_prob: None,
-            event_delay_prob: None,
-            event_delay_ms: None,
-            event_reorder_prob: None,
-            event_reorder_window_ms: None,
-            fail_sql: Vec::new(),
-            abort_sql: Vec::new(),
-            fail_first: Vec::new(),
-            hold: Vec::new(),
-            commit_hold: Vec::new(),
-            fail_prob: None,
-            abort_prob: None,
-            throttle_prob: None,
-            active_exceeded_prob: None,
-            max_active: None,
+            faults: Box::default(),
+            max_waiting_requests: 10,
         }
     }
 
     /// The fault configuration: the --faults file, overridden and extended
     /// by the flags.
     pub fn fault_config(&self) -> anyhow::Result<FaultConfig> {
-        let mut cfg = match &self.faults {
+        let f = &self.faults;
+        let mut cfg = match &f.faults {
             Some(path) => FaultConfig::from_file(path)?,
             None => FaultConfig::default(),
         };
-        if self.seed.is_some() {
-            cfg.seed = self.seed;
+        if f.seed.is_some() {
+            cfg.seed = f.seed;
         }
         let set = |dst: &mut f64, v: Option<f64>| {
             if let Some(v) = v {
                 *dst = v;
             }
         };
-        set(&mut cfg.events.drop_prob, self.event_drop_prob);
-        set(&mut cfg.events.duplicate_prob, self.event_duplicate_prob);
-        set(&mut cfg.events.delay_prob, self.event_delay_prob);
-        set(&mut cfg.events.reorder_prob, self.event_reorder_prob);
-        set(&mut cfg.statements.fail_prob, self.fail_prob);
-        set(&mut cfg.statements.abort_prob, self.abort_prob);
-        set(&mut cfg.api.throttle_prob, self.throttle_prob);
-        set(&mut cfg.api.active_exceeded_prob, self.active_exceeded_prob);
-        if let Some(ms) = self.event_delay_ms {
+        set(&mut cfg.events.drop_prob, f.event_drop_prob);
+        set(&mut cfg.events.duplicate_prob, f.event_duplicate_prob);
+        set(&mut cfg.events.delay_prob, f.event_delay_prob);
+        set(&mut cfg.events.reorder_prob, f.event_reorder_prob);
+        set(&mut cfg.statements.fail_prob, f.fail_prob);
+        set(&mut cfg.statements.abort_prob, f.abort_prob);
+        set(&mut cfg.api.throttle_prob, f.throttle_prob);
+        set(&mut cfg.api.active_exceeded_prob, f.active_exceeded_prob);
+        if let Some(ms) = f.event_delay_ms {
             cfg.events.delay_ms = ms;
         }
-        if let Some(ms) = self.event_reorder_window_ms {
+        if let Some(ms) = f.event_reorder_window_ms {
             cfg.events.reorder_window_ms = ms;
         }
-        if self.max_active.is_some() {
-            cfg.api.max_active = self.max_active;
+        if f.max_active.is_some() {
+            cfg.api.max_active = f.max_active;
+        }
+        for (op, ms) in &f.api_latency_ms {
+            match op {
+                Some(op) => {
+                    cfg.api.latency.insert(op.clone(), *ms);
+                }
+                None => cfg.api.latency_ms = *ms,
+            }
+        }
+        if let Some(ms) = f.api_latency_jitter_ms {
+            cfg.api.latency_jitter_ms = ms;
         }
         let rule = |pattern: &str, action| StatementRule {
             pattern: pattern.to_string(),
@@ -219,20 +249,20 @@ impl EmulatorArgs {
             hold_ms: 0,
             message: None,
         };
-        for p in &self.fail_sql {
+        for p in &f.fail_sql {
             cfg.statements.rules.push(rule(p, RuleAction::Fail));
         }
-        for p in &self.abort_sql {
+        for p in &f.abort_sql {
             cfg.statements.rules.push(rule(p, RuleAction::Abort));
         }
-        for (n, p) in &self.fail_first {
+        for (n, p) in &f.fail_first {
             let mut r = rule(p, RuleAction::Fail);
             r.first_attempts = Some(u32::try_from(*n).unwrap_or(u32::MAX));
             cfg.statements.rules.push(r);
         }
         for (action, list) in [
-            (RuleAction::Hold, &self.hold),
-            (RuleAction::Commit, &self.commit_hold),
+            (RuleAction::Hold, &f.hold),
+            (RuleAction::Commit, &f.commit_hold),
         ] {
             for (ms, p) in list {
                 let mut r = rule(p, action);
@@ -243,22 +273,6 @@ impl EmulatorArgs {
         cfg.validate()?;
         Ok(cfg)
     }
-}
-
-/// Opens (or creates) the warehouse file.
-async fn open_warehouse(path: &std::path::Path) -> anyhow::Result<sqlx::SqliteConnection> {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // WAL with NORMAL: commits stay atomic and consistent; only a power
-        // loss can forget the last ones. Statements run serialized, so an
-        // fsync per commit would cap the emulator near 100 statements/s.
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot open the warehouse {}", path.display()))
 }
 
 /// Runs the emulator until `shutdown` is cancelled.
@@ -274,7 +288,8 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     }
     let fault_config = args.fault_config()?;
     let recorder = Arc::new(Recorder::open(args.record.as_deref())?);
-    let warehouse = open_warehouse(&args.warehouse).await?;
+    let spec = warehouse::WarehouseSpec::parse(&args.warehouse.to_string_lossy());
+    let warehouse = spec.open().await?;
     if !fault_config.is_empty() {
         tracing::info!(
             faults = %serde_json::to_string(&fault_config).unwrap_or_default(),
@@ -289,6 +304,25 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
         Arc::clone(&recorder),
         stop_events.clone(),
     );
+    if args.max_waiting_requests == 0 {
+        anyhow::bail!("--max-waiting-requests must be at least 1");
+    }
+    // S3 (COPY, UNLOAD) and Secrets Manager (SecretArn) through the
+    // standard chain: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SECRETS_MANAGER.
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(aws_config::Region::new("us-east-1"));
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await;
+    let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+        // moto and other local S3s serve buckets by path, not host name.
+        .force_path_style(true)
+        .build();
+    let outside = Outside {
+        s3: aws_sdk_s3::Client::from_conf(s3_config),
+        secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+    };
     let secs_ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let engine = Arc::new(Engine::new(
         EngineConfig {
@@ -296,9 +330,12 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
             result_ttl_ms: secs_ms(args.result_ttl_secs),
             client_token_ttl_ms: secs_ms(args.client_token_ttl_secs),
             account: args.account.clone(),
+            max_waiting: args.max_waiting_requests,
         },
         system_clock,
         warehouse,
+        spec.clone(),
+        outside,
         events,
         Arc::clone(&recorder),
         Arc::clone(&faults),
@@ -310,13 +347,14 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, warehouse = %args.warehouse.display(), "Redshift Data API emulator listening.");
+    tracing::info!(%addr, warehouse = %spec.shown(), "Redshift Data API emulator listening.");
 
-    // Drops expired results now and then.
+    // Forgets expired statements and closes idle sessions, every second
+    // (sessions have keep-alives of a few seconds).
     let sweeper = {
         let engine = Arc::clone(&engine);
         let stop = shutdown.clone();
-        let every = Duration::from_secs(args.result_ttl_secs.clamp(1, 60));
+        let every = Duration::from_secs(1);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -341,7 +379,13 @@ pub async fn run(args: EmulatorArgs, shutdown: CancellationToken) -> anyhow::Res
     {
         tracing::warn!("Events still being sent at shutdown were abandoned.");
     }
-    let counters = faults.counters.snapshot();
+    let mut counters = faults.counters.snapshot();
+    if let Some(m) = counters.as_object_mut() {
+        m.insert(
+            "statements_in_memory".into(),
+            serde_json::json!(engine.statements_in_memory()),
+        );
+    }
     tracing::info!(counters = %counters, "Emulator stopped.");
     recorder.write(&serde_json::json!({
         "kind": "counters",

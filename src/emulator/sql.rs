@@ -1,6 +1,7 @@
-//! Pure SQL helpers of the emulator: rewriting the Data API's `:name`
-//! parameters into SQLite's numbered `?N` placeholders, classifying a
-//! statement, and typing SQLite values as Data API `Field`s.
+//! Pure SQL helpers of the emulator: finding the Data API's `:name`
+//! parameters of a SQL text (to check them before it runs; the rewriting
+//! itself happens on the parsed tree in `redshift`), and typing SQLite
+//! values as Data API `Field`s.
 
 use std::collections::HashMap;
 
@@ -168,36 +169,6 @@ pub(crate) fn numeric_param(value: &str) -> Option<Numeric> {
 /// True when `name` is a valid Data API parameter name (`[0-9a-zA-Z_]+`).
 pub(crate) fn valid_param_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(is_name_char)
-}
-
-/// The first keyword of a statement, upper-cased, after leading whitespace,
-/// comments and opening parentheses.
-pub(crate) fn first_keyword(sql: &str) -> String {
-    let mut rest = sql;
-    loop {
-        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
-        if let Some(after) = trimmed.strip_prefix("--") {
-            rest = after.split_once('\n').map(|(_, r)| r).unwrap_or("");
-        } else if let Some(after) = trimmed.strip_prefix("/*") {
-            rest = after.split_once("*/").map(|(_, r)| r).unwrap_or("");
-        } else {
-            rest = trimmed;
-            break;
-        }
-    }
-    rest.chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase()
-}
-
-/// True when the statement changes rows, so that SQLite's change count is
-/// its row count (SQLite leaves that count stale after DDL).
-pub(crate) fn is_dml(sql: &str) -> bool {
-    matches!(
-        first_keyword(sql).as_str(),
-        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "MERGE" | "WITH"
-    )
 }
 
 /// One value of a result row, typed from SQLite's storage class.
@@ -393,15 +364,6 @@ mod tests {
         assert!(valid_param_name("a_1"));
         assert!(!valid_param_name(""));
         assert!(!valid_param_name("a-b"));
-    }
-
-    #[test]
-    fn classifies_statements() {
-        assert!(is_dml("  insert into t values (1)"));
-        assert!(is_dml("-- c\n/* x */ UPDATE t set a = 1"));
-        assert!(!is_dml("create table t (a int)"));
-        assert!(!is_dml("select 1"));
-        assert_eq!(first_keyword("(select 1)"), "SELECT");
     }
 
     #[test]

@@ -14,7 +14,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use super::engine::{ApiError, Engine, ErrorKind, ExecRequest, ListRequest, ResultFormat, Target};
+use super::engine::{
+    ApiError, Engine, ErrorKind, ExecRequest, ExecutionMode, ListRequest, ResultFormat, SessionUse,
+    Target,
+};
+use super::metadata::MetadataRequest;
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
@@ -35,6 +39,10 @@ async fn handle(
         .unwrap_or("");
     let op = target.strip_prefix("RedshiftData.").unwrap_or("");
     let request_id = uuid::Uuid::new_v4().to_string();
+    let latency = engine.api_latency(op);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let result = if method != axum::http::Method::POST {
         Err(ApiError {
             kind: ErrorKind::UnknownOperation,
@@ -42,7 +50,7 @@ async fn handle(
             resource_id: None,
         })
     } else {
-        dispatch(&engine, op, &body)
+        dispatch(&engine, op, &body).await
     };
     let (status, body, error_type) = match result {
         Ok(v) => (StatusCode::OK, v, None),
@@ -69,23 +77,32 @@ async fn handle(
     resp
 }
 
-fn dispatch(engine: &Arc<Engine>, op: &str, body: &[u8]) -> Result<Json, ApiError> {
+async fn dispatch(engine: &Arc<Engine>, op: &str, body: &[u8]) -> Result<Json, ApiError> {
     match op {
         "ExecuteStatement" => {
             let r: ExecuteInput = parse(body)?;
             let sql = r.sql.ok_or_else(|| missing("Sql"))?;
+            if r.common.execution_mode.is_some() {
+                return Err(ApiError::validation(
+                    "ExecutionMode applies to BatchExecuteStatement only.",
+                ));
+            }
             let req = exec_request(vec![sql], false, r.common)?;
-            engine.execute(req)
+            engine.execute(req).await
         }
         "BatchExecuteStatement" => {
             let r: BatchInput = parse(body)?;
             let sqls = r.sqls.ok_or_else(|| missing("Sqls"))?;
             let req = exec_request(sqls, true, r.common)?;
-            engine.execute(req)
+            engine.execute(req).await
         }
         "DescribeStatement" => {
             let r: IdInput = parse(body)?;
-            engine.describe(&r.id.ok_or_else(|| missing("Id"))?)
+            let id = r.id.ok_or_else(|| missing("Id"))?;
+            engine
+                .wait_for_end(&id, wait_secs(r.wait_time_seconds)?)
+                .await?;
+            engine.describe(&id)
         }
         "GetStatementResult" | "GetStatementResultV2" => {
             let r: ResultInput = parse(body)?;
@@ -94,10 +111,26 @@ fn dispatch(engine: &Arc<Engine>, op: &str, body: &[u8]) -> Result<Json, ApiErro
             } else {
                 ResultFormat::Csv
             };
-            engine.result(
-                &r.id.ok_or_else(|| missing("Id"))?,
+            let id = r.id.ok_or_else(|| missing("Id"))?;
+            engine
+                .wait_for_end(&id, wait_secs(r.wait_time_seconds)?)
+                .await?;
+            engine.result(&id, r.next_token.as_deref(), format)
+        }
+        "ListDatabases" | "ListSchemas" | "ListTables" | "DescribeTable" => {
+            let r: MetadataRequest = parse(body)?;
+            engine.metadata(op, r).await
+        }
+        "ListSessions" => {
+            let r: ListSessionsInput = parse(body)?;
+            engine.list_sessions(
+                r.session_id.as_deref(),
+                r.status.as_deref(),
+                r.max_results,
                 r.next_token.as_deref(),
-                format,
+                r.cluster_identifier.as_deref(),
+                r.workgroup_name.as_deref(),
+                r.database.as_deref(),
             )
         }
         "CancelStatement" => {
@@ -182,6 +215,34 @@ struct CommonInput {
     parameters: Option<Vec<ParamInput>>,
     client_token: Option<String>,
     result_format: Option<String>,
+    execution_mode: Option<String>,
+    wait_time_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListSessionsInput {
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    session_id: Option<String>,
+    status: Option<String>,
+    /// Accepted and ignored: every caller sees every session.
+    #[allow(dead_code)]
+    role_level: Option<bool>,
+    cluster_identifier: Option<String>,
+    workgroup_name: Option<String>,
+    database: Option<String>,
+}
+
+/// WaitTimeSeconds: 1..=30 in the model.
+fn wait_secs(v: Option<i64>) -> Result<Option<u64>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(n @ 1..=30) => Ok(u64::try_from(n).ok()),
+        Some(n) => Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{n}' at 'waitTimeSeconds' failed to satisfy constraint: Member must have value between 1 and 30"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +255,7 @@ struct ParamInput {
 #[serde(rename_all = "PascalCase")]
 struct IdInput {
     id: Option<String>,
+    wait_time_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +263,7 @@ struct IdInput {
 struct ResultInput {
     id: Option<String>,
     next_token: Option<String>,
+    wait_time_seconds: Option<i64>,
 }
 
 fn exec_request(
@@ -208,15 +271,26 @@ fn exec_request(
     is_batch: bool,
     c: CommonInput,
 ) -> Result<ExecRequest, ApiError> {
-    if c.session_id.is_some() || c.session_keep_alive_seconds.is_some() {
-        return Err(ApiError::validation(
-            "Sessions (SessionId, SessionKeepAliveSeconds) are not supported by this emulator.",
-        ));
-    }
+    let session = match (c.session_id, c.session_keep_alive_seconds) {
+        (_, Some(k)) if !(0..=86_400).contains(&k) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{k}' at 'sessionKeepAliveSeconds' failed to satisfy constraint: Member must have value between 0 and 86400"
+            )))
+        }
+        (Some(id), keep_alive) => SessionUse::Existing { id, keep_alive },
+        (None, Some(0)) | (None, None) => SessionUse::None,
+        (None, Some(k)) => SessionUse::New { keep_alive: k },
+    };
+    let in_session = matches!(session, SessionUse::Existing { .. });
     let target = match (c.workgroup_name, c.cluster_identifier) {
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(
                 "Specify exactly one of ClusterIdentifier, WorkgroupName or SessionId.",
+            ))
+        }
+        (Some(_), None) | (None, Some(_)) if in_session => {
+            return Err(ApiError::validation(
+                "SessionId cannot be combined with ClusterIdentifier or WorkgroupName: the session already names its target.",
             ))
         }
         (Some(w), None) => {
@@ -225,7 +299,7 @@ fn exec_request(
                     "WorkgroupName must be between 3 and 128 characters.",
                 ));
             }
-            Target::Workgroup(w)
+            Some(Target::Workgroup(w))
         }
         (None, Some(cl)) => {
             let ok = !cl.is_empty()
@@ -241,17 +315,31 @@ fn exec_request(
                     "ClusterIdentifier {cl:?} must match [a-z][a-z0-9]*(-[a-z0-9]+)*."
                 )));
             }
-            Target::Cluster(cl)
+            Some(Target::Cluster(cl))
         }
+        (None, None) if in_session => None,
         (None, None) => {
             return Err(ApiError::validation(
                 "Either ClusterIdentifier, WorkgroupName or SessionId must be specified.",
             ))
         }
     };
-    let database = c.database.filter(|d| !d.is_empty()).ok_or_else(|| {
-        ApiError::validation("Database is required with ClusterIdentifier or WorkgroupName.")
-    })?;
+    let database = c.database.filter(|d| !d.is_empty());
+    if database.is_none() && !in_session {
+        return Err(ApiError::validation(
+            "Database is required with ClusterIdentifier or WorkgroupName.",
+        ));
+    }
+    let execution_mode = match c.execution_mode.as_deref() {
+        None | Some("TRANSACTION") => ExecutionMode::Transaction,
+        Some("AUTO_COMMIT") => ExecutionMode::AutoCommit,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'executionMode' failed to satisfy constraint: Member must satisfy enum value set: [TRANSACTION, AUTO_COMMIT]"
+            )))
+        }
+    };
+    let wait = wait_secs(c.wait_time_seconds)?;
     if let Some(t) = &c.client_token {
         if t.is_empty() || t.len() > 64 {
             return Err(ApiError::validation(
@@ -298,5 +386,8 @@ fn exec_request(
         with_event: c.with_event.unwrap_or(false),
         client_token: c.client_token,
         result_format,
+        session,
+        execution_mode,
+        wait,
     })
 }

@@ -199,6 +199,9 @@ pub struct Stack {
     pub queue: String,
     pub config: PathBuf,
     pub emulator_args: Vec<String>,
+    /// The emulator's --warehouse when not the stack's SQLite file (e.g. a
+    /// `postgres://` URL); takes effect at the next start_emulator().
+    pub warehouse: Option<String>,
     /// The ledger: the SQLite file's path, or a postgres:// URL.
     pub ledger: String,
 }
@@ -267,6 +270,7 @@ impl Stack {
             queue,
             config,
             emulator_args,
+            warehouse: None,
             ledger,
         };
         stack.start_emulator();
@@ -281,8 +285,12 @@ impl Stack {
             old.kill();
         }
         let mut cmd = Command::new(bin());
+        let warehouse = match &self.warehouse {
+            Some(w) => w.clone(),
+            None => self.dir.path().join("warehouse.db").display().to_string(),
+        };
         cmd.args(["emulator", "--listen", "127.0.0.1:0", "--warehouse"])
-            .arg(self.dir.path().join("warehouse.db"))
+            .arg(warehouse)
             .args(&self.emulator_args)
             .stdout(Stdio::piped())
             .stderr(
@@ -318,7 +326,10 @@ impl Stack {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL_SQS", &self.moto_url)
-            .env("AWS_ENDPOINT_URL_EVENTBRIDGE", &self.moto_url);
+            .env("AWS_ENDPOINT_URL_EVENTBRIDGE", &self.moto_url)
+            // The emulator's COPY/UNLOAD and SecretArn lookups reach moto.
+            .env("AWS_ENDPOINT_URL_S3", &self.moto_url)
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &self.moto_url);
         if !self.data_url.is_empty() {
             cmd.env("AWS_ENDPOINT_URL_REDSHIFT_DATA", &self.data_url);
         }
