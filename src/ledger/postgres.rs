@@ -21,6 +21,10 @@ mod dialect {
     /// An attempt a live worker is submitting is left to it.
     pub const CLAIMS_HELD: bool = true;
 
+    /// Transactions that change one job take its row first, so that two
+    /// workers applying events of the same job take turns.
+    pub const FOR_UPDATE: &str = " FOR UPDATE";
+
     /// A claim skips a row another process is claiming.
     pub const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 

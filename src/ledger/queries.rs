@@ -1400,6 +1400,21 @@ macro_rules! ledger_queries {
             .bind(body)
             .fetch_optional(&mut *tx)
             .await?;
+            // The job's row next (PostgreSQL): an event and the recording of
+            // its statement id, or two events of one statement, take turns,
+            // so that none is left deferred or applied twice.
+            if let Some(uid) = ev
+                .detail
+                .statement_name
+                .as_deref()
+                .and_then(parse_statement_name)
+            {
+                let sql = format!("SELECT id FROM jobs WHERE uid = $1{}", dialect::FOR_UPDATE);
+                let _: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(uid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            }
             let Some(seq) = seq else {
                 let seen: Option<Disposition> =
                     sqlx::query_scalar("SELECT disposition FROM events WHERE event_id = $1")
@@ -1481,6 +1496,11 @@ macro_rules! ledger_queries {
             now: i64,
         ) -> Result<Disposition> {
             let mut tx = self.begin().await?;
+            let lock = format!("SELECT id FROM jobs WHERE id = $1{}", dialect::FOR_UPDATE);
+            let _: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             let row: Option<(i64, AttemptState)> = sqlx::query_as(
                 "SELECT attempt, state FROM attempts WHERE job_id = $1 AND statement_id = $2",
             )

@@ -19,6 +19,9 @@ mod dialect {
     pub const CLAIMS_HELD: bool = false;
 
     /// No row locks: `BEGIN IMMEDIATE` already excludes other writers.
+    pub const FOR_UPDATE: &str = "";
+
+    /// No row locks: `BEGIN IMMEDIATE` already excludes other writers.
     pub const SKIP_LOCKED: &str = "";
 
     /// The database's clock in epoch milliseconds (leases, heartbeats).
