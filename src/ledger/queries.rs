@@ -1996,6 +1996,18 @@ macro_rules! ledger_queries {
     /// Makes READY every PENDING dependent of `parent` whose parents have all
     /// FINISHED.
     async fn release_downstream(tx: &mut Tx, parent: i64, now: i64) -> Result<()> {
+        // PostgreSQL: the dependents' rows first (in id order), so that two
+        // parents ending at once in two transactions take turns, and the
+        // second sees the first FINISHED (else neither would release them).
+        let lock = format!(
+            "SELECT id FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = $1) \
+             ORDER BY id{}",
+            dialect::FOR_UPDATE
+        );
+        let _: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
+            .bind(parent)
+            .fetch_all(&mut **tx)
+            .await?;
         let released = sqlx::query(
             "UPDATE jobs SET state = 'READY', ready_at = $1 \
              WHERE state = 'PENDING' \
@@ -2041,6 +2053,13 @@ macro_rules! ledger_queries {
 
     /// Ends a pipeline run once none of its jobs can move any more.
     pub(crate) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
+        // PostgreSQL: the run's row first, so that the last two jobs ending
+        // at once take turns and the second sees the run done.
+        let lock = format!("SELECT id FROM runs WHERE id = $1{}", dialect::FOR_UPDATE);
+        let _: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
+            .bind(run)
+            .fetch_optional(&mut **tx)
+            .await?;
         let (open, failed): (i64, i64) = sqlx::query_as(
             "SELECT \
                CAST(COALESCE(SUM(CASE WHEN state IN ('PENDING', 'READY', 'SUBMITTED', 'RETRY_WAIT') \
