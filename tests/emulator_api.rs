@@ -128,6 +128,36 @@ fn walkthrough_with_the_aws_cli() {
         "COPY demo.sales FROM 's3://walk-data/none/' IAM_ROLE default CSV",
         "The specified S3 prefix 'none/' does not exist",
     );
+    // A bad row fails the whole load (nothing committed), in Redshift's
+    // words; a MANIFEST names the objects to load.
+    let bad = stack.write_file("bad.csv", "north,1.00,2026-01-01\nsouth,2.00\n");
+    aws(&stack, &["s3", "cp", &bad, "s3://walk-data/bad/bad.csv"]);
+    fails_with(
+        &stack,
+        "COPY demo.sales (region, amount, sold) FROM 's3://walk-data/bad/' IAM_ROLE default CSV",
+        "Load into table 'demo.sales' failed",
+    );
+    let manifest = stack.write_file(
+        "load.manifest",
+        "{\"entries\": [{\"url\": \"s3://walk-data/in/sales.csv\", \"mandatory\": true}]}",
+    );
+    aws(
+        &stack,
+        &[
+            "s3",
+            "cp",
+            &manifest,
+            "s3://walk-data/manifests/load.manifest",
+        ],
+    );
+    let via_manifest = finished(
+        &stack,
+        "COPY demo.sales (region, amount, sold) FROM 's3://walk-data/manifests/load.manifest' \
+         IAM_ROLE default CSV IGNOREHEADER 1 MANIFEST",
+        &[],
+    );
+    assert_eq!(via_manifest["ResultRows"], 4, "{via_manifest:#}");
+    finished(&stack, "DELETE FROM demo.sales WHERE sale_id > 4", &[]);
     // 3.-5. A parameterised SELECT (parameters in any order), described.
     let select = finished(
         &stack,
