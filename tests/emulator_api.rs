@@ -574,6 +574,15 @@ assert c.list_databases(**T)["Databases"] == ["dev", "sales"]
 b = c.batch_execute_statement(Sqls=["select 1", "create database other"], WaitTimeSeconds=10, **T)
 d = c.describe_statement(Id=b["Id"])
 assert d["Status"] == "FAILED" and "cannot run inside a transaction block" in d["Error"], d
+# The catalog answers while a long query holds the warehouse.
+long = c.execute_statement(Sql="with recursive n(x) as (select 1 union all select x + 1 from n where x < 2000000000) select count(*) from n", **T)
+time.sleep(0.3)
+t = time.monotonic()
+assert [x["name"] for x in c.list_tables(TablePattern="ac", **T)["Tables"]] == ["ac"]
+assert time.monotonic() - t < 2, "ListTables waited for the running query"
+assert c.describe_statement(Id=long["Id"])["Status"] == "STARTED"
+c.cancel_statement(Id=long["Id"])
+assert c.describe_statement(Id=long["Id"], WaitTimeSeconds=10)["Status"] == "ABORTED"
 # Error types.
 for call, kind in [
     (lambda: c.describe_statement(Id="00000000-0000-0000-0000-000000000000"), c.exceptions.ResourceNotFoundException),
