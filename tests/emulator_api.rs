@@ -128,6 +128,36 @@ fn walkthrough_with_the_aws_cli() {
         "COPY demo.sales FROM 's3://walk-data/none/' IAM_ROLE default CSV",
         "The specified S3 prefix 'none/' does not exist",
     );
+    // A bad row fails the whole load (nothing committed), in Redshift's
+    // words; a MANIFEST names the objects to load.
+    let bad = stack.write_file("bad.csv", "north,1.00,2026-01-01\nsouth,2.00\n");
+    aws(&stack, &["s3", "cp", &bad, "s3://walk-data/bad/bad.csv"]);
+    fails_with(
+        &stack,
+        "COPY demo.sales (region, amount, sold) FROM 's3://walk-data/bad/' IAM_ROLE default CSV",
+        "Load into table 'demo.sales' failed",
+    );
+    let manifest = stack.write_file(
+        "load.manifest",
+        "{\"entries\": [{\"url\": \"s3://walk-data/in/sales.csv\", \"mandatory\": true}]}",
+    );
+    aws(
+        &stack,
+        &[
+            "s3",
+            "cp",
+            &manifest,
+            "s3://walk-data/manifests/load.manifest",
+        ],
+    );
+    let via_manifest = finished(
+        &stack,
+        "COPY demo.sales (region, amount, sold) FROM 's3://walk-data/manifests/load.manifest' \
+         IAM_ROLE default CSV IGNOREHEADER 1 MANIFEST",
+        &[],
+    );
+    assert_eq!(via_manifest["ResultRows"], 4, "{via_manifest:#}");
+    finished(&stack, "DELETE FROM demo.sales WHERE sale_id > 4", &[]);
     // 3.-5. A parameterised SELECT (parameters in any order), described.
     let select = finished(
         &stack,
@@ -544,6 +574,15 @@ assert c.list_databases(**T)["Databases"] == ["dev", "sales"]
 b = c.batch_execute_statement(Sqls=["select 1", "create database other"], WaitTimeSeconds=10, **T)
 d = c.describe_statement(Id=b["Id"])
 assert d["Status"] == "FAILED" and "cannot run inside a transaction block" in d["Error"], d
+# The catalog answers while a long query holds the warehouse.
+long = c.execute_statement(Sql="with recursive n(x) as (select 1 union all select x + 1 from n where x < 2000000000) select count(*) from n", **T)
+time.sleep(0.3)
+t = time.monotonic()
+assert [x["name"] for x in c.list_tables(TablePattern="ac", **T)["Tables"]] == ["ac"]
+assert time.monotonic() - t < 2, "ListTables waited for the running query"
+assert c.describe_statement(Id=long["Id"])["Status"] == "STARTED"
+c.cancel_statement(Id=long["Id"])
+assert c.describe_statement(Id=long["Id"], WaitTimeSeconds=10)["Status"] == "ABORTED"
 # Error types.
 for call, kind in [
     (lambda: c.describe_statement(Id="00000000-0000-0000-0000-000000000000"), c.exceptions.ResourceNotFoundException),

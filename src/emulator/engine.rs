@@ -413,6 +413,10 @@ pub(crate) struct Engine {
     store: Mutex<Store>,
     warehouse: tokio::sync::Mutex<Conn>,
     warehouse_spec: WarehouseSpec,
+    /// The catalog operations' own connection (opened on first use), so
+    /// that they see what is committed without waiting for a running
+    /// statement.
+    catalog: tokio::sync::Mutex<Option<Conn>>,
     outside: Outside,
     /// Woken whenever a statement ends.
     changed: Notify,
@@ -447,6 +451,7 @@ impl Engine {
             store: Mutex::new(Store::default()),
             warehouse: tokio::sync::Mutex::new(warehouse),
             warehouse_spec,
+            catalog: tokio::sync::Mutex::new(None),
             outside,
             changed: Notify::new(),
             next_pid: AtomicI64::new(1_073_741_824 + i64::from(std::process::id())),
@@ -1759,8 +1764,17 @@ impl Engine {
         if let Some(arn) = &req.secret_arn {
             self.check_secret(arn).await?;
         }
-        let mut conn = self.warehouse.lock().await;
-        metadata::answer(&mut conn, op, &req).await
+        let mut slot = self.catalog.lock().await;
+        if slot.is_none() {
+            let conn = self.warehouse_spec.open().await.map_err(|e| {
+                ApiError::internal(format!("Cannot connect to the warehouse: {e:#}"))
+            })?;
+            *slot = Some(conn);
+        }
+        match slot.as_mut() {
+            Some(conn) => metadata::answer(conn, op, &req).await,
+            None => Err(ApiError::internal("The warehouse connection is closed.")),
+        }
     }
 
     /// Cancels what still runs and waits (up to `grace`) for it to stop;
