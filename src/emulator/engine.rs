@@ -2002,7 +2002,7 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 
 /// Checks what the wire layer cannot: sizes, names and parameters.
 fn validate_request(req: &ExecRequest) -> Result<(), ApiError> {
-    if req.sqls.is_empty() || req.sqls.len() > 40 {
+    if req.sqls.is_empty() || req.sqls.len() > crate::domain::MAX_BATCH_STATEMENTS {
         return Err(ApiError::validation(
             "Sqls must contain between 1 and 40 SQL statements.",
         ));

@@ -18,10 +18,9 @@ use super::engine::{system_clock, Target};
 use super::faults::{Counters, Faults};
 use super::record::Recorder;
 
-/// The event's source, as AWS sends it.
-pub(crate) const SOURCE: &str = "aws.redshift-data";
-/// The event's detail-type, as AWS sends it.
-pub(crate) const DETAIL_TYPE: &str = "Redshift Data Statement Status Change";
+/// The event's source and detail-type, as AWS sends them (one place: the
+/// parser checks the same).
+pub(crate) use crate::event::{DETAIL_TYPE, SOURCE};
 /// PutEvents attempts per event before giving up on it.
 const PUT_ATTEMPTS: u32 = 4;
 

@@ -247,12 +247,27 @@ impl Value {
     }
 }
 
-/// Quotes a CSV cell when it needs it.
+/// Quotes a CSV cell when it needs it: the `csv` crate's RFC 4180 quoting,
+/// the same as the worker's result files.
 pub(crate) fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+    if s.is_empty() {
+        return String::new();
+    }
+    let mut w = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Necessary)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::with_capacity(s.len() + 3));
+    // Writing into a Vec cannot fail, and the bytes are the input's UTF-8
+    // plus ASCII quotes and the record's terminator, taken off.
+    if w.write_record([s]).is_err() {
+        return String::new();
+    }
+    match w.into_inner() {
+        Ok(mut bytes) => {
+            bytes.pop();
+            String::from_utf8(bytes).unwrap_or_default()
+        }
+        Err(_) => String::new(),
     }
 }
 
@@ -276,6 +291,15 @@ pub(crate) fn redshift_type_name(sqlx_name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_only_when_needed() {
+        assert_eq!(csv_quote("plain"), "plain");
+        assert_eq!(csv_quote(""), "");
+        assert_eq!(csv_quote("a,b"), "\"a,b\"");
+        assert_eq!(csv_quote("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_quote("two\nlines"), "\"two\nlines\"");
+    }
 
     fn rw(sql: &str) -> (String, Vec<String>) {
         let r = rewrite_params(sql);
