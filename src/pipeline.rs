@@ -163,24 +163,7 @@ fn valid_name(s: &str) -> bool {
 /// Reads and validates a pipeline file. Relative `sql_file`s are read from
 /// the pipeline file's folder.
 pub fn load(path: &Path) -> Result<Pipeline, Invalid> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
-        problems: vec![format!("{shown}: cannot read: {e}")],
-    })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("pipeline")
-        .to_string();
-    parse(&text, &shown, &stem, |p| {
-        let full = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        };
-        std::fs::read_to_string(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
-    })
+    load_for_schedule(path).map(|(p, _, _)| p)
 }
 
 /// Validates pipeline text. `read_sql` reads a `sql_file`.
