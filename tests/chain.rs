@@ -53,11 +53,6 @@ async fn chain_of_three_finishes_in_order() {
         "--sql",
         "SELECT COUNT(*) AS n, SUM(v) AS total FROM target WHERE id >= :min",
     ]);
-    // B and C wait in the ledger: nothing submitted for them yet.
-    let pending = stack.json(&["jobs", "show", &c.to_string()]);
-    assert_eq!(pending["state"], "PENDING");
-    assert!(pending["statement_id"].is_null());
-
     stack.wait_state(c, "FINISHED", WAIT);
     stack.wait_fetched(c, WAIT);
     let ledger = stack.ledger().await;
@@ -79,6 +74,9 @@ async fn chain_of_three_finishes_in_order() {
             attempts[0].started_at
         );
         assert!(child_job.submitted_at.unwrap() >= event_at);
+        // Recorded PENDING, made READY later (by its parent's end).
+        assert!(child_job.ready_at.unwrap() > child_job.created_at, "{child_job:?}");
+        assert!(child_job.ready_at.unwrap() >= event_at);
         assert_eq!(ledger.deps(child).await.unwrap(), vec![parent]);
     }
     // The emulator ran exactly three statements, in chain order.
