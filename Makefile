@@ -32,7 +32,7 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 
 unit:
-	cargo test
+	cargo test --no-fail-fast
 
 test: venv pg fmt lint unit deploy-check
 
