@@ -75,7 +75,10 @@ async fn chain_of_three_finishes_in_order() {
         );
         assert!(child_job.submitted_at.unwrap() >= event_at);
         // Recorded PENDING, made READY later (by its parent's end).
-        assert!(child_job.ready_at.unwrap() > child_job.created_at, "{child_job:?}");
+        assert!(
+            child_job.ready_at.unwrap() > child_job.created_at,
+            "{child_job:?}"
+        );
         assert!(child_job.ready_at.unwrap() >= event_at);
         assert_eq!(ledger.deps(child).await.unwrap(), vec![parent]);
     }
