@@ -485,7 +485,8 @@ def check_manifest():
            and cfg_key in cm["data"], "REDRELAY_CONFIG points at the ConfigMap's redrelay.toml, mounted")
     toml_keys = set(re.findall(r"^(\w+)\s*=", cm["data"][cfg_key], re.M))
     config_rs = (ROOT / "src" / "config.rs").read_text()
-    known = set(re.findall(r'^\s*"(\w+)",$', config_rs, re.M))
+    # KEYS in src/config.rs: ("name", Kind::...) entries.
+    known = set(re.findall(r'^\s*\("(\w+)", Kind::\w+\),$', config_rs, re.M))
     expect(toml_keys and toml_keys <= known, f"redrelay.toml keys {sorted(toml_keys)} exist in src/config.rs",
            f"unknown: {sorted(toml_keys - known)}")
     env_keys = {n[len("REDRELAY_"):].lower() for n in env if n.startswith("REDRELAY_")} - {"config", "log"}
