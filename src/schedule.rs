@@ -159,6 +159,11 @@ pub struct Schedule {
     overlap: Overlap,
 }
 
+/// A ledger time (epoch milliseconds) as a timestamp.
+pub fn from_millis(ms: i64) -> Result<Timestamp, String> {
+    Timestamp::from_millisecond(ms).map_err(|e| format!("time {ms} ms: {e}"))
+}
+
 /// The text of `:scheduled_time` for a fire time: RFC 3339 in UTC, whole
 /// seconds ("2026-11-28T02:00:00Z").
 pub fn scheduled_time(t: Timestamp) -> String {

@@ -108,17 +108,9 @@ async fn failover_time_after_the_leader_is_killed() {
             },
         );
         let mut procs = vec![stack.spawn_worker(&[]), stack.spawn_worker(&[])];
-        let leader_of = |stack: &Stack| -> Option<String> {
-            stack
-                .json(&["workers", "list"])
-                .as_array()?
-                .iter()
-                .find(|w| w["leader"] == true)
-                .and_then(|w| w["id"].as_str().map(str::to_string))
-        };
         let deadline = Instant::now() + Duration::from_secs(60);
         let first = loop {
-            if let Some(l) = leader_of(&stack) {
+            if let Some(l) = stack.leader_id() {
                 break l;
             }
             assert!(Instant::now() < deadline, "no leader");
@@ -132,7 +124,7 @@ async fn failover_time_after_the_leader_is_killed() {
         leader.signal("KILL");
         let killed = Instant::now();
         loop {
-            if leader_of(&stack).is_some_and(|l| l != first) {
+            if stack.leader_id().is_some_and(|l| l != first) {
                 break;
             }
             assert!(killed.elapsed() < Duration::from_secs(60), "no new leader");

@@ -393,16 +393,6 @@ async fn chaos_with_three_workers_on_postgres() {
     chaos(seed, Some(pg.url)).await;
 }
 
-/// The live leader's worker id, from `workers list`.
-fn leader_id(stack: &Stack) -> Option<String> {
-    stack
-        .json(&["workers", "list"])
-        .as_array()?
-        .iter()
-        .find(|w| w["leader"] == true)
-        .and_then(|w| w["id"].as_str().map(str::to_string))
-}
-
 async fn chaos(seed: u64, ledger_url: Option<String>) {
     let on_postgres = ledger_url.is_some();
     // Workers sharing the queue and the ledger at once (the design allows
@@ -514,7 +504,7 @@ async fn chaos(seed: u64, ledger_url: Option<String>) {
         let mut victim = kill.victim;
         let mut leader_killed = None;
         if on_postgres && k % 2 == 0 {
-            if let Some(id) = leader_id(&stack) {
+            if let Some(id) = stack.leader_id() {
                 if let Some(i) = workers
                     .iter()
                     .position(|w| id.contains(&format!("-{}-", w.pid())))
@@ -540,7 +530,7 @@ async fn chaos(seed: u64, ledger_url: Option<String>) {
         if let Some(old) = leader_killed {
             let dead = Instant::now();
             stack.wait_for(WAIT, "a new leader", || {
-                let now = leader_id(&stack);
+                let now = stack.leader_id();
                 seen(now.as_ref().is_some_and(|l| *l != old), now)
             });
             failovers.push(dead.elapsed().as_secs_f64());

@@ -51,7 +51,7 @@ fn parse(s: &ScheduleRow) -> Result<crate::pipeline::Pipeline> {
 }
 
 fn ms_to_ts(ms: i64) -> Result<jiff::Timestamp> {
-    jiff::Timestamp::from_millisecond(ms).map_err(|e| anyhow::anyhow!("time {ms} ms: {e}"))
+    crate::schedule::from_millis(ms).map_err(anyhow::Error::msg)
 }
 
 /// A row of `schedules list --json`.

@@ -17,6 +17,11 @@ macro_rules! ledger_queries {
     use $crate::state::{after_attempt, AttemptState, JobState, Outcome, ResultState, RunState};
     use std::collections::HashMap;
 
+    /// Whether the backend takes row locks (PostgreSQL). SQLite's
+    /// `BEGIN IMMEDIATE` already holds the write lock: its lock reads are
+    /// skipped, off the hot path.
+    const ROW_LOCKS: bool = !dialect::FOR_UPDATE.is_empty();
+
     const JOB_COLUMNS: &str = "id, uid, run_id, name, sqls, params, workgroup, cluster, database, \
          db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
          statement_id, rows, error, result_state, result_rows, result_path, result_error, \
@@ -1403,12 +1408,13 @@ macro_rules! ledger_queries {
             // The job's row next (PostgreSQL): an event and the recording of
             // its statement id, or two events of one statement, take turns,
             // so that none is left deferred or applied twice.
-            if let Some(uid) = ev
+            let uid = ev
                 .detail
                 .statement_name
                 .as_deref()
                 .and_then(parse_statement_name)
-            {
+                .filter(|_| ROW_LOCKS);
+            if let Some(uid) = uid {
                 let sql = format!("SELECT id FROM jobs WHERE uid = $1{}", dialect::FOR_UPDATE);
                 let _: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                     .bind(uid)
@@ -1496,11 +1502,13 @@ macro_rules! ledger_queries {
             now: i64,
         ) -> Result<Disposition> {
             let mut tx = self.begin().await?;
-            let lock = format!("SELECT id FROM jobs WHERE id = $1{}", dialect::FOR_UPDATE);
-            let _: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
-                .bind(job_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            if ROW_LOCKS {
+                let lock = format!("SELECT id FROM jobs WHERE id = $1{}", dialect::FOR_UPDATE);
+                let _: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
+                    .bind(job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            }
             let row: Option<(i64, AttemptState)> = sqlx::query_as(
                 "SELECT attempt, state FROM attempts WHERE job_id = $1 AND statement_id = $2",
             )
@@ -1999,15 +2007,17 @@ macro_rules! ledger_queries {
         // PostgreSQL: the dependents' rows first (in id order), so that two
         // parents ending at once in two transactions take turns, and the
         // second sees the first FINISHED (else neither would release them).
-        let lock = format!(
-            "SELECT id FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = $1) \
-             ORDER BY id{}",
-            dialect::FOR_UPDATE
-        );
-        let _: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
-            .bind(parent)
-            .fetch_all(&mut **tx)
-            .await?;
+        if ROW_LOCKS {
+            let lock = format!(
+                "SELECT id FROM jobs WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = $1) \
+                 ORDER BY id{}",
+                dialect::FOR_UPDATE
+            );
+            let _: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
+                .bind(parent)
+                .fetch_all(&mut **tx)
+                .await?;
+        }
         let released = sqlx::query(
             "UPDATE jobs SET state = 'READY', ready_at = $1 \
              WHERE state = 'PENDING' \
@@ -2055,11 +2065,13 @@ macro_rules! ledger_queries {
     pub(crate) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
         // PostgreSQL: the run's row first, so that the last two jobs ending
         // at once take turns and the second sees the run done.
-        let lock = format!("SELECT id FROM runs WHERE id = $1{}", dialect::FOR_UPDATE);
-        let _: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
-            .bind(run)
-            .fetch_optional(&mut **tx)
-            .await?;
+        if ROW_LOCKS {
+            let lock = format!("SELECT id FROM runs WHERE id = $1{}", dialect::FOR_UPDATE);
+            let _: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(lock))
+                .bind(run)
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
         let (open, failed): (i64, i64) = sqlx::query_as(
             "SELECT \
                CAST(COALESCE(SUM(CASE WHEN state IN ('PENDING', 'READY', 'SUBMITTED', 'RETRY_WAIT') \

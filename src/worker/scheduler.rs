@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 const TICK: Duration = Duration::from_secs(2);
 
 fn ts(ms: i64) -> Result<jiff::Timestamp> {
-    jiff::Timestamp::from_millisecond(ms).map_err(|e| anyhow::anyhow!("time {ms} ms: {e}"))
+    crate::schedule::from_millis(ms).map_err(anyhow::Error::msg)
 }
 
 impl Worker {

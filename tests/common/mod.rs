@@ -535,6 +535,15 @@ impl Stack {
         self.dir.path().join("warehouse.db")
     }
 
+    /// The live leader's worker id, from `workers list`.
+    pub fn leader_id(&self) -> Option<String> {
+        self.json(&["workers", "list"])
+            .as_array()?
+            .iter()
+            .find(|w| w["leader"] == true)
+            .and_then(|w| w["id"].as_str().map(str::to_string))
+    }
+
     pub async fn ledger(&self) -> Ledger {
         let location = redrelay::ledger::location::parse(&self.ledger, None, |_| None)
             .expect("ledger location");
