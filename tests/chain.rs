@@ -28,7 +28,6 @@ async fn finished_event_at(ledger: &Ledger, job: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn chain_of_three_finishes_in_order() {
     let stack = Stack::start("chain3");
-    let _worker = stack.spawn_worker_ready(&[]);
     let a = stack.submit(&[
         "--name",
         "load_staging",
@@ -53,6 +52,9 @@ async fn chain_of_three_finishes_in_order() {
         "--sql",
         "SELECT COUNT(*) AS n, SUM(v) AS total FROM target WHERE id >= :min",
     ]);
+    // The worker starts once the chain is recorded: each dependent is then
+    // PENDING when recorded, whatever the speed of the machine.
+    let _worker = stack.spawn_worker_ready(&[]);
     stack.wait_state(c, "FINISHED", WAIT);
     stack.wait_fetched(c, WAIT);
     let ledger = stack.ledger().await;
