@@ -2,32 +2,48 @@
 //! worker per job.
 
 use super::*;
+use futures_util::StreamExt;
+use std::sync::Mutex;
+
+/// How many jobs' results one worker fetches at once.
+const FETCH_CONCURRENCY: usize = 8;
 
 impl Worker {
     pub(super) async fn fetch_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
         let dir: PathBuf = self.cfg.results_dir.clone();
-        let mut retry_at: HashMap<i64, (u32, i64)> = HashMap::new();
+        let retry_at: Mutex<HashMap<i64, (u32, i64)>> = Mutex::new(HashMap::new());
+        let this = &*self;
         loop {
             match self.ledger.pending_fetches().await {
                 Ok(jobs) => {
-                    for job in jobs {
-                        if stop.is_cancelled() {
-                            return Ok(());
-                        }
-                        let now = self.clock.now_ms();
-                        if retry_at.get(&job.id).is_some_and(|(_, at)| *at > now) {
-                            continue;
-                        }
-                        // One worker fetches a job's results.
-                        match self.ledger.claim_fetch(job.id, &self.info.id).await {
-                            Ok(true) => {}
-                            Ok(false) => continue,
-                            Err(e) => {
-                                warn!(job = job.id, error = %e, "Cannot take the fetching of results.");
-                                continue;
+                    let now = self.clock.now_ms();
+                    let due = jobs.into_iter().filter(|job| {
+                        !lock(&retry_at)
+                            .get(&job.id)
+                            .is_some_and(|(_, at)| *at > now)
+                    });
+                    // Several results at once (each job's pages in order);
+                    // the GetStatementResult rate limit paces the pages.
+                    futures_util::stream::iter(due)
+                        .for_each_concurrent(FETCH_CONCURRENCY, |job| {
+                            let (dir, retry_at, stop) = (&dir, &retry_at, &stop);
+                            async move {
+                                if stop.is_cancelled() {
+                                    return;
+                                }
+                                // One worker fetches a job's results.
+                                match this.ledger.claim_fetch(job.id, &this.info.id).await {
+                                    Ok(true) => this.fetch_one(&job, dir, retry_at).await,
+                                    Ok(false) => {}
+                                    Err(e) => {
+                                        warn!(job = job.id, error = %e, "Cannot take the fetching of results.")
+                                    }
+                                }
                             }
-                        }
-                        self.fetch_one(&job, &dir, &mut retry_at).await;
+                        })
+                        .await;
+                    if stop.is_cancelled() {
+                        return Ok(());
                     }
                 }
                 Err(e) => error!(error = %e, "Cannot read the jobs awaiting results."),
@@ -44,7 +60,7 @@ impl Worker {
         &self,
         job: &crate::ledger::Job,
         dir: &std::path::Path,
-        retry_at: &mut HashMap<i64, (u32, i64)>,
+        retry_at: &Mutex<HashMap<i64, (u32, i64)>>,
     ) {
         let started = std::time::Instant::now();
         let recorded = match results::fetch_job(&self.api, job, dir).await {
@@ -84,6 +100,7 @@ impl Worker {
                     .await
             }
             Err(e) => {
+                let mut retry_at = lock(retry_at);
                 let entry = retry_at.entry(job.id).or_insert((0, 0));
                 entry.0 += 1;
                 let wait = backoff(
@@ -97,7 +114,7 @@ impl Worker {
                 return;
             }
         };
-        retry_at.remove(&job.id);
+        lock(retry_at).remove(&job.id);
         if let Err(e) = recorded {
             error!(job = job.id, error = %e, "Cannot record the results.");
         }

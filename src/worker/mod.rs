@@ -44,6 +44,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+/// A mutex's guard, also after a panic elsewhere held it (the data it
+/// guards stays consistent: bookkeeping only, never half-written).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Exit once no job is waiting or in flight.
