@@ -106,6 +106,15 @@ impl Described {
     }
 }
 
+/// What ExecuteStatement / BatchExecuteStatement answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: String,
+    /// HasResultSet, when the response carries it: with `Some(false)` the
+    /// results need no DescribeStatement and no fetch.
+    pub has_result_set: Option<bool>,
+}
+
 /// One page of a statement's result.
 pub struct Page {
     pub columns: Vec<String>,
@@ -156,16 +165,17 @@ impl DataApi {
     }
 
     /// Submits an attempt with WithEvent=true, its StatementName and its
-    /// ClientToken. Returns the statement id.
-    pub async fn submit(&self, t: &Ticket) -> Result<String, ApiError> {
+    /// ClientToken. Returns the statement id, and whether it has a result
+    /// set when the response says.
+    pub async fn submit(&self, t: &Ticket) -> Result<Accepted, ApiError> {
         let target = t.job.target();
         target.check().map_err(ApiError::Rejected)?;
         let params = sql_parameters(&t.job.params)?;
         // ExecuteStatement and BatchExecuteStatement take the same fields
-        // but are distinct builder types.
+        // and answer the same ones, but are distinct types.
         macro_rules! send_with_common_fields {
-            ($builder:expr) => {
-                $builder
+            ($builder:expr) => {{
+                let out = $builder
                     .set_parameters(params)
                     .statement_name(&t.statement_name)
                     .client_token(&t.client_token)
@@ -177,35 +187,40 @@ impl DataApi {
                     .set_secret_arn(target.secret_arn)
                     .send()
                     .await
-                    .map_err(ApiError::classify)?
-                    .id()
-                    .map(str::to_string)
-            };
+                    .map_err(ApiError::classify)?;
+                out.id().map(|id| Accepted {
+                    id: id.to_string(),
+                    has_result_set: out.has_result_set(),
+                })
+            }};
         }
-        let (operation, id) = if let [sql] = t.job.sqls.as_slice() {
+        let (operation, accepted) = if let [sql] = t.job.sqls.as_slice() {
             self.limits.execute.take().await;
-            let id = async {
+            let accepted = async {
                 Ok(send_with_common_fields!(self
                     .client
                     .execute_statement()
                     .sql(sql)))
             };
-            ("ExecuteStatement", id.await)
+            ("ExecuteStatement", accepted.await)
         } else {
             self.limits.batch_execute.take().await;
-            let id = async {
+            let accepted = async {
                 Ok(send_with_common_fields!(self
                     .client
                     .batch_execute_statement()
-                    .set_sqls(Some(t.job.sqls.clone()))))
+                    .set_sqls(Some(t.job.sqls.clone()))
+                    .set_execution_mode(t.job.execution_mode.as_deref().map(
+                        aws_sdk_redshiftdata::types::ExecutionMode::from
+                    ))))
             };
-            ("BatchExecuteStatement", id.await)
+            ("BatchExecuteStatement", accepted.await)
         };
-        let id = id.and_then(|id| {
-            id.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
+        let accepted = accepted.and_then(|a| {
+            a.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
         });
-        self.note(operation, &id);
-        id
+        self.note(operation, &accepted);
+        accepted
     }
 
     /// This process's share of the account's rate quotas, when `workers`
@@ -220,11 +235,23 @@ impl DataApi {
     }
 
     pub async fn describe(&self, id: &str) -> Result<Described, ApiError> {
+        self.describe_waiting(id, None).await
+    }
+
+    /// DescribeStatement with WaitTimeSeconds: the Data API answers once the
+    /// statement has ended, or after `wait_secs` (at most 30) with its
+    /// current status.
+    pub async fn describe_waiting(
+        &self,
+        id: &str,
+        wait_secs: Option<i32>,
+    ) -> Result<Described, ApiError> {
         self.limits.describe.take().await;
         let out = self
             .client
             .describe_statement()
             .id(id)
+            .set_wait_time_seconds(wait_secs.map(|s| s.clamp(1, 30)))
             .send()
             .await
             .map_err(ApiError::classify);

@@ -81,6 +81,9 @@ pub struct JobSpec {
     pub secret_arn: Option<String>,
     pub retries: Option<RetrySpec>,
     pub timeout_secs: Option<u64>,
+    /// A batch's ExecutionMode: "transaction" (the default: every SQL of the
+    /// list in one transaction) or "auto_commit" (each committed on its own).
+    pub execution_mode: Option<String>,
     #[serde(default)]
     pub params: toml::Table,
 }
@@ -127,6 +130,8 @@ pub struct PlannedJob {
     pub max_attempts: i64,
     pub retry: RetryPolicy,
     pub timeout_secs: Option<u64>,
+    /// `Some("AUTO_COMMIT")` for a batch run with execution_mode = "auto_commit".
+    pub execution_mode: Option<&'static str>,
     pub params: Vec<(String, ParamValue)>,
 }
 
@@ -354,6 +359,22 @@ pub fn parse(
         if timeout_secs == Some(0) {
             problems.push(format!("{at}: timeout_secs must be more than 0"));
         }
+        let execution_mode = match spec.execution_mode.as_deref() {
+            None | Some("transaction") => None,
+            Some("auto_commit") if sqls.len() > 1 => Some("AUTO_COMMIT"),
+            Some("auto_commit") => {
+                problems.push(format!(
+                    "{at}: execution_mode = \"auto_commit\" applies to a batch: give sql as a list of statements"
+                ));
+                None
+            }
+            Some(other) => {
+                problems.push(format!(
+                    "{at}: execution_mode {other:?} is not one of \"transaction\", \"auto_commit\""
+                ));
+                None
+            }
+        };
         let mut params = Vec::new();
         for (pname, pvalue) in &spec.params {
             if let Err(e) = crate::domain::check_param_name(pname) {
@@ -405,6 +426,7 @@ pub fn parse(
             max_attempts,
             retry,
             timeout_secs,
+            execution_mode,
             params,
         });
     }
@@ -808,6 +830,7 @@ impl Pipeline {
                     retry: serde_json::to_value(j.retry).ok(),
                     timeout_secs: j.timeout_secs.map(|t| t as i64),
                     run_id: None,
+                    execution_mode: j.execution_mode.map(str::to_string),
                 },
                 deps: j
                     .depends_on

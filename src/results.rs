@@ -63,8 +63,13 @@ pub async fn fetch_job(
             job.id
         )));
     };
-    let described = api.describe(sid).await?;
     let mut wanted: Vec<(i64, String)> = Vec::new();
+    if job.sqls.len() == 1 && job.has_result_set == Some(true) {
+        // ExecuteStatement said so: no DescribeStatement needed.
+        wanted.push((0, sid.to_string()));
+        return fetch_wanted(api, job, results_dir, wanted).await;
+    }
+    let described = api.describe(sid).await?;
     if described.subs.is_empty() {
         if described.has_result_set {
             wanted.push((0, sid.to_string()));
@@ -81,6 +86,16 @@ pub async fn fetch_job(
             }
         }
     }
+    fetch_wanted(api, job, results_dir, wanted).await
+}
+
+/// Fetches the result sets `wanted` ((sub-statement number, id)).
+async fn fetch_wanted(
+    api: &DataApi,
+    job: &Job,
+    results_dir: &Path,
+    wanted: Vec<(i64, String)>,
+) -> Result<Fetched, FetchError> {
     let dir = job_dir(results_dir, job.id);
     let mut out = Fetched::default();
     for (sub, id) in wanted {

@@ -6,7 +6,7 @@ mod common;
 
 use common::{seen, warehouse_query, Stack, StackOptions};
 use redrelay::state::{AttemptState, JobState};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -404,6 +404,16 @@ async fn validate_names_cycles_missing_dependencies_and_unknown_keys() {
             "[jobs.a]\nsql = \"SELECT 1\"\nretry = 3\n",
             "job a: unknown field `retry`",
         ),
+        (
+            "mode.toml",
+            "[jobs.a]\nsql = \"SELECT 1\"\nexecution_mode = \"auto_commit\"\n",
+            "job a: execution_mode = \"auto_commit\" applies to a batch",
+        ),
+        (
+            "mode2.toml",
+            "[jobs.a]\nsql = [\"SELECT 1\", \"SELECT 2\"]\nexecution_mode = \"autocommit\"\n",
+            "job a: execution_mode \"autocommit\" is not one of",
+        ),
     ];
     for (name, text, message) in cases {
         let file = write(&stack, name, text);
@@ -528,4 +538,39 @@ async fn a_timed_out_statement_that_cannot_be_cancelled_runs_once() {
     assert_eq!(rows, vec![vec![Value::from(1)]], "the INSERT ran once");
     let log = stack.log("worker.log");
     assert!(log.contains("could not cancel its statement"), "{log}");
+}
+
+/// Issue 11: `execution_mode = "auto_commit"` runs a batch's statements
+/// each in its own transaction: what ran before a failure stays; the
+/// default (one transaction) undoes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_commit_batch_keeps_what_ran_before_a_failure() {
+    let stack = Stack::start("automode");
+    let file = write(
+        &stack,
+        "modes.toml",
+        r#"
+        [jobs.setup]
+        sql = "CREATE TABLE landed (src TEXT)"
+        [jobs.auto]
+        sql = ["INSERT INTO landed VALUES ('auto')", "INSERT INTO missing_table VALUES (1)"]
+        execution_mode = "auto_commit"
+        depends_on = ["setup"]
+        [jobs.txn]
+        sql = ["INSERT INTO landed VALUES ('txn')", "INSERT INTO missing_table VALUES (1)"]
+        depends_on = ["setup"]
+        "#,
+    );
+    let run = run_pipeline(&stack, &file, &[]);
+    let _worker = stack.spawn_worker(&[]);
+    let shown = stack.wait_run(&run, WAIT);
+    assert_eq!(shown["run"]["state"], "FAILED", "{shown:#}");
+    let jobs = by_name(&shown);
+    assert_eq!(jobs["auto"]["state"], "FAILED", "{shown:#}");
+    assert_eq!(jobs["txn"]["state"], "FAILED", "{shown:#}");
+    assert_eq!(jobs["auto"]["execution_mode"], "AUTO_COMMIT", "{shown:#}");
+    assert_eq!(
+        warehouse_query(&stack.warehouse_path(), "SELECT src FROM landed"),
+        vec![vec![json!("auto")]]
+    );
 }

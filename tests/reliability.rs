@@ -43,6 +43,7 @@ fn new_job(name: &str, sql: &str) -> NewJob {
         retry: None,
         timeout_secs: None,
         run_id: None,
+        execution_mode: None,
     }
 }
 
@@ -60,8 +61,8 @@ async fn submit_then_crash(stack: &Stack, name: &str, sql: &str) -> (i64, String
         .unwrap()
         .expect("the job is READY");
     let api = stack.data_api().await;
-    let sid = api.submit(&ticket).await.expect("ExecuteStatement");
-    assert!(!sid.is_empty());
+    let accepted = api.submit(&ticket).await.expect("ExecuteStatement");
+    assert!(!accepted.id.is_empty());
     // The crash: no mark_submitted.
     ledger.close().await;
     drop(api);

@@ -403,3 +403,49 @@ async fn an_every_minute_schedule_fires_once_in_real_time() {
     let shown = stack.wait_run(&triggered, WAIT);
     assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
 }
+
+/// Issue 10: on the happy path a job costs one Data API call: HasResultSet
+/// from ExecuteStatement's answer spares DescribeStatement (and, with no
+/// result set, the fetch); a query's result is read without DescribeStatement.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_costs_one_data_api_call_per_job_on_the_happy_path() {
+    let stack = Stack::start("onecall");
+    let _worker = stack.spawn_worker(&[]);
+    let addr = listener_of(&stack);
+    let (_, before) = get(&addr, "/metrics");
+    let a = stack.submit(&["--name", "create", "--sql", "CREATE TABLE t (i INTEGER)"]);
+    let b = stack.submit(&[
+        "--name",
+        "load",
+        "--after",
+        &a.to_string(),
+        "--sql",
+        "INSERT INTO t VALUES (1), (2), (3)",
+    ]);
+    let c = stack.submit(&[
+        "--name",
+        "read",
+        "--after",
+        &b.to_string(),
+        "--sql",
+        "SELECT SUM(i) AS total FROM t",
+    ]);
+    stack.wait_state(c, "FINISHED", WAIT);
+    stack.wait_fetched(c, WAIT);
+    let (_, after) = get(&addr, "/metrics");
+    let calls = |op: &str| {
+        let label = format!("operation=\"{op}\"");
+        sample(&after, "redrelay_data_api_calls_total", &[&label])
+            - sample(&before, "redrelay_data_api_calls_total", &[&label])
+    };
+    assert_eq!(calls("ExecuteStatement"), 3.0, "{after}");
+    assert_eq!(calls("DescribeStatement"), 0.0, "{after}");
+    assert_eq!(calls("GetStatementResult"), 1.0, "{after}");
+    for (job, has) in [(a, false), (b, false), (c, true)] {
+        let shown = stack.json(&["jobs", "show", &job.to_string()]);
+        assert_eq!(shown["has_result_set"], has, "{shown:#}");
+        let want = if has { "FETCHED" } else { "NONE" };
+        assert_eq!(shown["result_state"], want, "{shown:#}");
+    }
+    assert_eq!(stack.ok(&["results", &c.to_string()]), "total\n6\n");
+}

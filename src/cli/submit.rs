@@ -109,6 +109,7 @@ pub(super) async fn run(cfg: &Config, args: SubmitArgs) -> Result<()> {
                 max_attempts: args.max_attempts,
                 retry: None,
                 timeout_secs: None,
+                execution_mode: None,
                 run_id: None,
             },
             clock.now_ms(),

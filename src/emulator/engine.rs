@@ -491,11 +491,18 @@ impl Engine {
         put_secret_and_session(&mut m, st);
         m.insert("Status".into(), json!(st.status.as_str()));
         m.insert("RedshiftPid".into(), json!(Self::pid_of(store, st)));
-        if st.status.is_terminal() {
-            m.insert(
-                "HasResultSet".into(),
-                json!(st.subs.iter().any(|s| s.has_result_set)),
-            );
+        // Once ended, what the statement returned; before, what its text
+        // says (a query returns rows), as the Data API answers at submission.
+        let has_result_set = if st.status.is_terminal() {
+            Some(st.subs.iter().any(|s| s.has_result_set))
+        } else {
+            st.subs
+                .iter()
+                .map(|s| super::redshift::returns_rows(&s.sql))
+                .try_fold(false, |any, r| r.map(|r| any || r))
+        };
+        if let Some(has) = has_result_set {
+            m.insert("HasResultSet".into(), json!(has));
         }
         Json::Object(m)
     }

@@ -143,6 +143,24 @@ pub(crate) struct UnloadSpec {
     pub null_as: Option<String>,
 }
 
+/// Whether a SQL text returns rows (a query, SHOW, EXPLAIN), as known from
+/// its text before it runs: what ExecuteStatement answers as HasResultSet.
+/// `None` when the text does not parse (the statement will fail).
+pub(crate) fn returns_rows(sql: &str) -> Option<bool> {
+    use sqlparser::ast::Statement;
+    let statements = Parser::parse_sql(&RedshiftSqlDialect {}, sql).ok()?;
+    let first = statements.first()?;
+    Some(matches!(
+        first,
+        Statement::Query(_)
+            | Statement::Explain { .. }
+            | Statement::ExplainTable { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+    ))
+}
+
 /// Translates one SQL text (one statement) for the warehouse. On
 /// PostgreSQL the parameters' values are inlined (`params`); on SQLite they
 /// are bound later to the placeholders `Plan::Sql` names.

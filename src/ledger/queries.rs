@@ -25,7 +25,8 @@ macro_rules! ledger_queries {
     const JOB_COLUMNS: &str = "id, uid, run_id, name, sqls, params, workgroup, cluster, database, \
          db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
          statement_id, rows, error, result_state, result_rows, result_path, result_error, \
-         created_at, ready_at, submitted_at, finished_at, timed_out_at, expire_at, results_pruned_at";
+         created_at, ready_at, submitted_at, finished_at, timed_out_at, expire_at, results_pruned_at, \
+         has_result_set, execution_mode";
 
     impl Store {
         // ----- jobs -------------------------------------------------------------
@@ -441,17 +442,19 @@ macro_rules! ledger_queries {
             job_id: i64,
             attempt: i64,
             statement_id: &str,
+            has_result_set: Option<bool>,
             now: i64,
         ) -> Result<Vec<Disposition>> {
             let mut tx = self.begin().await?;
             let changed = sqlx::query(
-                "UPDATE jobs SET state = 'SUBMITTED', statement_id = $1, submitted_at = $2 \
-                 WHERE id = $3 AND state = 'READY' AND attempt = $4",
+                "UPDATE jobs SET state = 'SUBMITTED', statement_id = $1, submitted_at = $2, \
+                 has_result_set = $5 WHERE id = $3 AND state = 'READY' AND attempt = $4",
             )
             .bind(statement_id)
             .bind(now)
             .bind(job_id)
             .bind(attempt)
+            .bind(has_result_set)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -1232,10 +1235,11 @@ macro_rules! ledger_queries {
                      database, db_user, secret_arn, state, attempt, max_attempts, retry, \
                      not_before, timeout_secs, statement_id, rows, error, result_state, \
                      result_rows, result_path, result_error, created_at, ready_at, submitted_at, \
-                     finished_at, timed_out_at, expire_at, results_pruned_at, first_row) \
+                     finished_at, timed_out_at, expire_at, results_pruned_at, first_row, \
+                     has_result_set, execution_mode) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                      $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, \
-                     $31, $32)",
+                     $31, $32, $33, $34)",
                 )
                 .bind(j.id)
                 .bind(&j.uid)
@@ -1269,6 +1273,8 @@ macro_rules! ledger_queries {
                 .bind(j.expire_at)
                 .bind(j.results_pruned_at)
                 .bind(first.get(&j.id).and_then(|r| r.as_deref()))
+                .bind(j.has_result_set)
+                .bind(&j.execution_mode)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -1767,8 +1773,10 @@ macro_rules! ledger_queries {
         let retry = job.retry.as_ref().map(|r| r.to_string());
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO jobs (uid, run_id, name, sqls, params, workgroup, cluster, database, db_user, \
-             secret_arn, state, max_attempts, retry, timeout_secs, error, created_at, ready_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+             secret_arn, state, max_attempts, retry, timeout_secs, error, created_at, ready_at, finished_at, \
+             execution_mode) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+             RETURNING id",
         )
         .bind(new_uid())
         .bind(&job.run_id)
@@ -1788,6 +1796,7 @@ macro_rules! ledger_queries {
         .bind(now)
         .bind((state == JobState::Ready).then_some(now))
         .bind(state.is_terminal().then_some(now))
+        .bind(&job.execution_mode)
         .fetch_one(&mut **tx)
         .await?;
         for dep in &job.depends_on {
@@ -1977,7 +1986,12 @@ macro_rules! ledger_queries {
         .bind(rows)
         .bind(error)
         .bind(next.is_terminal().then_some(now))
-        .bind((next == JobState::Finished).then_some(ResultState::Pending))
+        // Nothing to fetch when ExecuteStatement said there is no result set.
+        .bind((next == JobState::Finished).then_some(if job.has_result_set == Some(false) {
+            ResultState::None
+        } else {
+            ResultState::Pending
+        }))
         .bind(not_before)
         .bind(job.id)
         .bind(job.attempt)

@@ -39,6 +39,8 @@ pub struct NewJob {
     pub retry: Option<serde_json::Value>,
     pub timeout_secs: Option<i64>,
     pub run_id: Option<String>,
+    /// A batch's ExecutionMode: `Some("AUTO_COMMIT")`, or one transaction.
+    pub execution_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, FromRow)]
@@ -80,6 +82,11 @@ pub struct Job {
     pub expire_at: Option<i64>,
     /// When retention removed the job's result files.
     pub results_pruned_at: Option<i64>,
+    /// HasResultSet as the current attempt's ExecuteStatement answered it
+    /// (None: the response did not say; DescribeStatement will).
+    pub has_result_set: Option<bool>,
+    /// A batch's ExecutionMode: `Some("AUTO_COMMIT")`, or one transaction.
+    pub execution_mode: Option<String>,
 }
 
 impl Job {

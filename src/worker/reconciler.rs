@@ -2,6 +2,13 @@
 //! came (events are best effort), on the leader.
 
 use super::*;
+use futures_util::StreamExt;
+
+/// How long the reconciler's DescribeStatement waits for a running
+/// statement's end (WaitTimeSeconds; the Data API allows up to 30).
+const RECONCILE_WAIT_SECS: i32 = 5;
+/// How many statements the reconciler describes at once.
+const RECONCILE_CONCURRENCY: usize = 4;
 
 impl Worker {
     /// Checks with DescribeStatement the statements that got no end event
@@ -41,16 +48,31 @@ impl Worker {
             } else {
                 self.clock.now_ms() - after_ms
             };
+            // The sweep at start-up only looks (the events of statements
+            // still running are on their way); later sweeps look at
+            // statements overdue for their event, and wait for their end.
+            let wait = (!first).then_some(RECONCILE_WAIT_SECS);
             first = false;
             match self.ledger.open_attempts_before(cutoff).await {
                 Ok(open) => {
-                    for (job, _attempt, sid) in open {
-                        if stop.is_cancelled() {
-                            return Ok(());
-                        }
-                        self.reconcile_one(job, &sid).await;
-                        // A gentle rate: DescribeStatement shares the account's quota.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Each DescribeStatement of an overdue statement waits
+                    // (WaitTimeSeconds) for its end, so one still running is
+                    // recorded as it ends, not a period later; a few at once,
+                    // paced by the DescribeStatement rate limit.
+                    let this = &*self;
+                    futures_util::stream::iter(open)
+                        .for_each_concurrent(RECONCILE_CONCURRENCY, |(job, _attempt, sid)| {
+                            let stop = &stop;
+                            async move {
+                                tokio::select! {
+                                    _ = stop.cancelled() => {}
+                                    _ = this.reconcile_one(job, &sid, wait) => {}
+                                }
+                            }
+                        })
+                        .await;
+                    if stop.is_cancelled() {
+                        return Ok(());
                     }
                 }
                 Err(e) => error!(error = %e, "Cannot read in-flight jobs."),
@@ -63,8 +85,8 @@ impl Worker {
     }
 
     /// Records a statement's end as DescribeStatement tells it, if it ended.
-    pub(super) async fn reconcile_one(&self, job: i64, sid: &str) {
-        let outcome = match self.api.describe(sid).await {
+    pub(super) async fn reconcile_one(&self, job: i64, sid: &str, wait_secs: Option<i32>) {
+        let outcome = match self.api.describe_waiting(sid, wait_secs).await {
             Ok(d) => d.outcome(),
             Err(e) => {
                 warn!(job, statement = %sid, error = %e, "Cannot describe a job's statement.");

@@ -56,9 +56,16 @@ pub async fn submit_job(
     };
     ticket.job.params = params;
     match api.submit(&ticket).await {
-        Ok(sid) => {
+        Ok(accepted) => {
+            let sid = accepted.id;
             match ledger
-                .mark_submitted(job_id, ticket.attempt, &sid, clock.now_ms())
+                .mark_submitted(
+                    job_id,
+                    ticket.attempt,
+                    &sid,
+                    accepted.has_result_set,
+                    clock.now_ms(),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -346,7 +353,7 @@ impl Worker {
                     warn!(job = job.id, statement = %sid, timeout_secs = secs, "Job timed out: its statement is being cancelled.");
                     // Its real end, now if it has ended; else its event or
                     // the reconciler records it.
-                    self.reconcile_one(job.id, &sid).await;
+                    self.reconcile_one(job.id, &sid, None).await;
                 }
                 Ok(false) => warn!(
                     job = job.id,
@@ -357,7 +364,7 @@ impl Worker {
                 // Already ended: its event (or the reconciler) decides.
                 Err(ApiError::Rejected(m)) => {
                     debug!(job = job.id, error = %m, "Timed-out statement had already ended.");
-                    self.reconcile_one(job.id, &sid).await;
+                    self.reconcile_one(job.id, &sid, None).await;
                 }
                 Err(e) => {
                     warn!(job = job.id, error = %e, "Cannot cancel a timed-out statement; the reconciler will record its end.")
