@@ -85,6 +85,9 @@ pub struct Config {
     /// that ended before then; a job that has not ended keeps everything.
     /// 0 keeps everything forever. `redrelay ledger prune` does it on demand.
     pub retention_days: u64,
+    /// The files results are written as, unless a job says otherwise:
+    /// `csv` (the default), `jsonl` or `csv,jsonl`.
+    pub result_formats: crate::results::ResultFormats,
     /// Address of the worker's HTTP listener (/metrics, /healthz, /readyz):
     /// loopback by default; "" turns it off; port 0 picks a free port.
     pub listen: String,
@@ -126,6 +129,7 @@ impl Default for Config {
             max_in_flight_per_target: 0,
             api_rate_scale: 1.0,
             retention_days: 30,
+            result_formats: crate::results::ResultFormats::CSV,
             listen: "127.0.0.1:9464".into(),
             publish_events: false,
             publish_bus: "default".into(),
@@ -215,6 +219,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("max_in_flight_per_target", Kind::Count),
     ("api_rate_scale", Kind::Number),
     ("retention_days", Kind::Count),
+    ("result_formats", Kind::Choice("csv, jsonl or csv,jsonl")),
     ("listen", Kind::Address),
     ("publish_events", Kind::Flag),
     ("publish_bus", Kind::Text),
@@ -493,7 +498,12 @@ mod tests {
             let var = env_var(k);
             let value = match kind {
                 Kind::Count | Kind::Number => "5",
-                Kind::Text | Kind::Choice(_) => "ack",
+                Kind::Text => "ack",
+                // The first word the choice names.
+                Kind::Choice(words) => words
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .next()
+                    .unwrap(),
                 Kind::Flag => "true",
                 Kind::Address => "127.0.0.1:0",
             };

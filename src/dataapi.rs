@@ -166,8 +166,11 @@ impl DataApi {
 
     /// Submits an attempt with WithEvent=true, its StatementName and its
     /// ClientToken. Returns the statement id, and whether it has a result
-    /// set when the response says.
-    pub async fn submit(&self, t: &Ticket) -> Result<Accepted, ApiError> {
+    /// set when the response says. With `csv_results` the statement runs
+    /// with ResultFormat CSV (its pages are then read with
+    /// [`DataApi::csv_page`]).
+    pub async fn submit(&self, t: &Ticket, csv_results: bool) -> Result<Accepted, ApiError> {
+        let format = csv_results.then_some(aws_sdk_redshiftdata::types::ResultFormatString::Csv);
         let target = t.job.target();
         target.check().map_err(ApiError::Rejected)?;
         let params = sql_parameters(&t.job.params)?;
@@ -180,6 +183,7 @@ impl DataApi {
                     .statement_name(&t.statement_name)
                     .client_token(&t.client_token)
                     .with_event(true)
+                    .set_result_format(format)
                     .set_workgroup_name(target.workgroup)
                     .set_cluster_identifier(target.cluster)
                     .set_database(target.database)
@@ -308,18 +312,7 @@ impl DataApi {
         self.note("GetStatementResult", &out);
         let out = out?;
         Ok(Page {
-            columns: out
-                .column_metadata()
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    c.label()
-                        .or(c.name())
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("column{}", i + 1))
-                })
-                .collect(),
+            columns: column_names(out.column_metadata()),
             next_token: out
                 .next_token()
                 .filter(|t| !t.is_empty())
@@ -327,6 +320,62 @@ impl DataApi {
             records: out.records,
         })
     }
+
+    /// One page of a result kept as CSV (the statement ran with
+    /// ResultFormat CSV), by GetStatementResultV2: CSV text as the Data API
+    /// wrote it (the first page starts with the header row), no per-field
+    /// JSON to decode.
+    pub async fn csv_page(&self, id: &str, token: Option<String>) -> Result<CsvPage, ApiError> {
+        self.limits.get_result.take().await;
+        let out = self
+            .client
+            .get_statement_result_v2()
+            .id(id)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(ApiError::classify);
+        self.note("GetStatementResultV2", &out);
+        let out = out?;
+        let mut text = String::new();
+        for r in out.records() {
+            if let aws_sdk_redshiftdata::types::QueryRecords::CsvRecords(t) = r {
+                text.push_str(t);
+            }
+        }
+        Ok(CsvPage {
+            columns: column_names(out.column_metadata()),
+            total_rows: out.total_num_rows(),
+            next_token: out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+            text,
+        })
+    }
+}
+
+/// Column labels (names when unlabelled, `columnN` when neither).
+fn column_names(meta: &[aws_sdk_redshiftdata::types::ColumnMetadata]) -> Vec<String> {
+    meta.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.label()
+                .or(c.name())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("column{}", i + 1))
+        })
+        .collect()
+}
+
+/// One page of a CSV result ([`DataApi::csv_page`]).
+pub struct CsvPage {
+    pub columns: Vec<String>,
+    /// The result's rows in all pages (TotalNumRows).
+    pub total_rows: i64,
+    pub next_token: Option<String>,
+    pub text: String,
 }
 
 fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, ApiError> {

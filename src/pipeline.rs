@@ -35,6 +35,7 @@ pub struct Defaults {
     pub secret_arn: Option<String>,
     pub retries: Option<RetrySpec>,
     pub timeout_secs: Option<u64>,
+    pub result_formats: Option<crate::results::ResultFormats>,
 }
 
 /// SQL: one statement, or a list run as one BatchExecuteStatement.
@@ -84,6 +85,8 @@ pub struct JobSpec {
     /// A batch's ExecutionMode: "transaction" (the default: every SQL of the
     /// list in one transaction) or "auto_commit" (each committed on its own).
     pub execution_mode: Option<String>,
+    /// The files its results are written as: "csv", "jsonl" or "csv,jsonl".
+    pub result_formats: Option<crate::results::ResultFormats>,
     #[serde(default)]
     pub params: toml::Table,
 }
@@ -132,6 +135,7 @@ pub struct PlannedJob {
     pub timeout_secs: Option<u64>,
     /// `Some("AUTO_COMMIT")` for a batch run with execution_mode = "auto_commit".
     pub execution_mode: Option<&'static str>,
+    pub result_formats: Option<crate::results::ResultFormats>,
     pub params: Vec<(String, ParamValue)>,
 }
 
@@ -427,6 +431,7 @@ pub fn parse(
             retry,
             timeout_secs,
             execution_mode,
+            result_formats: spec.result_formats.or(d.result_formats),
             params,
         });
     }
@@ -831,6 +836,7 @@ impl Pipeline {
                     timeout_secs: j.timeout_secs.map(|t| t as i64),
                     run_id: None,
                     execution_mode: j.execution_mode.map(str::to_string),
+                    result_formats: j.result_formats,
                 },
                 deps: j
                     .depends_on

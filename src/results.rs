@@ -37,6 +37,88 @@ impl From<ApiError> for FetchError {
     }
 }
 
+/// Which files a job's results are written as: CSV (with a header row)
+/// and/or JSON Lines. Written `csv`, `jsonl` or `csv,jsonl` (in
+/// redrelay.toml, REDRELAY_RESULT_FORMATS, a pipeline's `result_formats`
+/// and `submit --result-formats`); a TOML list also reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultFormats {
+    pub csv: bool,
+    pub jsonl: bool,
+}
+
+impl ResultFormats {
+    /// The default: CSV only.
+    pub const CSV: ResultFormats = ResultFormats {
+        csv: true,
+        jsonl: false,
+    };
+
+    /// CSV only: the statement runs with ResultFormat CSV and its pages are
+    /// read with GetStatementResultV2 as CSV text (no per-field JSON).
+    pub fn csv_only(self) -> bool {
+        self.csv && !self.jsonl
+    }
+
+    /// Reads `csv`, `jsonl`, `csv,jsonl` (any order, spaces allowed).
+    pub fn parse(text: &str) -> Result<ResultFormats, String> {
+        let mut f = ResultFormats {
+            csv: false,
+            jsonl: false,
+        };
+        for word in text.split(',').map(str::trim) {
+            match word.to_ascii_lowercase().as_str() {
+                "csv" => f.csv = true,
+                "jsonl" => f.jsonl = true,
+                other => {
+                    return Err(format!(
+                        "result format {other:?} is not one of csv, jsonl (give csv, jsonl or csv,jsonl)"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+impl Default for ResultFormats {
+    fn default() -> Self {
+        ResultFormats::CSV
+    }
+}
+
+impl std::fmt::Display for ResultFormats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match (self.csv, self.jsonl) {
+            (true, true) => "csv,jsonl",
+            (false, true) => "jsonl",
+            _ => "csv",
+        })
+    }
+}
+
+impl serde::Serialize for ResultFormats {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ResultFormats {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            One(String),
+            List(Vec<String>),
+        }
+        let text = match Text::deserialize(d)? {
+            Text::One(s) => s,
+            Text::List(v) => v.join(","),
+        };
+        ResultFormats::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The directory that holds a job's result files.
 pub fn job_dir(results_dir: &Path, job_id: i64) -> PathBuf {
     results_dir.join(format!("job-{job_id}"))
@@ -56,7 +138,9 @@ pub async fn fetch_job(
     api: &DataApi,
     job: &Job,
     results_dir: &Path,
+    default_formats: ResultFormats,
 ) -> Result<Fetched, FetchError> {
+    let formats = job.result_formats_or(default_formats);
     let Some(sid) = job.statement_id.as_deref() else {
         return Err(FetchError::Rejected(format!(
             "job {} has no statement id",
@@ -67,7 +151,7 @@ pub async fn fetch_job(
     if job.sqls.len() == 1 && job.has_result_set == Some(true) {
         // ExecuteStatement said so: no DescribeStatement needed.
         wanted.push((0, sid.to_string()));
-        return fetch_wanted(api, job, results_dir, wanted).await;
+        return fetch_wanted(api, job, results_dir, wanted, formats).await;
     }
     let described = api.describe(sid).await?;
     if described.subs.is_empty() {
@@ -86,7 +170,7 @@ pub async fn fetch_job(
             }
         }
     }
-    fetch_wanted(api, job, results_dir, wanted).await
+    fetch_wanted(api, job, results_dir, wanted, formats).await
 }
 
 /// Fetches the result sets `wanted` ((sub-statement number, id)).
@@ -95,6 +179,7 @@ async fn fetch_wanted(
     job: &Job,
     results_dir: &Path,
     wanted: Vec<(i64, String)>,
+    formats: ResultFormats,
 ) -> Result<Fetched, FetchError> {
     let dir = job_dir(results_dir, job.id);
     let mut out = Fetched::default();
@@ -104,7 +189,11 @@ async fn fetch_wanted(
         } else {
             format!("statement-{sub}")
         };
-        let (file, first_row) = fetch_statement(api, &id, sub, &dir, &stem).await?;
+        let (file, first_row) = if formats.csv_only() {
+            fetch_csv(api, &id, sub, &dir, &stem).await?
+        } else {
+            fetch_statement(api, &id, sub, &dir, &stem, formats).await?
+        };
         out.files.push(file);
         out.first_row = first_row;
     }
@@ -132,63 +221,185 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
 
 type Row = serde_json::Map<String, serde_json::Value>;
 
-async fn fetch_statement(
+/// A result file being written under a temporary name (`.NAME.part`),
+/// renamed to its final name once complete.
+struct PartFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl PartFile {
+    fn create(dir: &Path, name: &str) -> Result<PartFile, FetchError> {
+        let tmp = dir.join(format!(".{name}.part"));
+        let path = dir.join(name);
+        let file = create_private_file(&tmp).map_err(|e| io_error(&tmp, e))?;
+        Ok(PartFile {
+            out: std::io::BufWriter::with_capacity(256 * 1024, file),
+            tmp,
+            path,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| io_error(&self.tmp, e))
+    }
+
+    /// Flushed, synced and renamed: complete under its final name.
+    fn finish(self) -> Result<String, FetchError> {
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io_error(&self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io_error(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| io_error(&self.path, e))?;
+        Ok(self.path.display().to_string())
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> FetchError {
+    FetchError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A result kept as CSV, page by page with GetStatementResultV2: the CSV
+/// text goes to the file as the Data API wrote it; only the first data row
+/// is parsed (for upstream parameters). Memory stays at one page.
+async fn fetch_csv(
     api: &DataApi,
     id: &str,
     sub: i64,
     dir: &Path,
     stem: &str,
 ) -> Result<(ResultFile, Option<Row>), FetchError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| FetchError::Io { path, source }
-    };
-    let csv_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |e: csv::Error| FetchError::Io {
-            path,
-            source: std::io::Error::other(e),
+    create_private_dir(dir).map_err(|e| io_error(dir, e))?;
+    let mut csv = PartFile::create(dir, &format!("{stem}.csv"))?;
+    let mut token = None;
+    let mut rows = 0i64;
+    let mut first_row = None;
+    let mut first = true;
+    loop {
+        let page = api.csv_page(id, token.take()).await?;
+        if first {
+            first = false;
+            rows = page.total_rows.max(0);
+            first_row = first_csv_row(&page.text);
+            if page.text.is_empty() {
+                // No row at all: the header from the column metadata.
+                let mut w = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::Any(b'\n'))
+                    .from_writer(Vec::new());
+                w.write_record(&page.columns)
+                    .map_err(|e| io_error(&csv.tmp, std::io::Error::other(e)))?;
+                let header = w
+                    .into_inner()
+                    .map_err(|e| io_error(&csv.tmp, std::io::Error::other(e.to_string())))?;
+                csv.write(&header)?;
+            }
         }
+        csv.write(page.text.as_bytes())?;
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let csv_path = csv.finish()?;
+    let file = ResultFile {
+        sub,
+        statement_id: id.to_string(),
+        rows,
+        csv_path,
+        jsonl_path: String::new(),
     };
-    create_private_dir(dir).map_err(io(dir))?;
-    let csv_path = dir.join(format!("{stem}.csv"));
-    let jsonl_path = dir.join(format!("{stem}.jsonl"));
-    let csv_tmp = dir.join(format!(".{stem}.csv.part"));
-    let jsonl_tmp = dir.join(format!(".{stem}.jsonl.part"));
-    let mut csv = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(create_private_file(&csv_tmp).map_err(io(&csv_tmp))?);
-    let mut jsonl =
-        std::io::BufWriter::new(create_private_file(&jsonl_tmp).map_err(io(&jsonl_tmp))?);
+    Ok((file, first_row))
+}
+
+/// The first data row of CSV text that starts with its header row, as
+/// column -> text.
+fn first_csv_row(text: &str) -> Option<Row> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = r.headers().ok()?.clone();
+    let record = r.records().next()?.ok()?;
+    Some(
+        header
+            .iter()
+            .zip(record.iter())
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect(),
+    )
+}
+
+/// A result kept as JSON, page by page with GetStatementResult, written as
+/// the files `formats` asks for.
+async fn fetch_statement(
+    api: &DataApi,
+    id: &str,
+    sub: i64,
+    dir: &Path,
+    stem: &str,
+    formats: ResultFormats,
+) -> Result<(ResultFile, Option<Row>), FetchError> {
+    create_private_dir(dir).map_err(|e| io_error(dir, e))?;
+    let mut csv = match formats.csv {
+        true => Some(PartFile::create(dir, &format!("{stem}.csv"))?),
+        false => None,
+    };
+    let mut jsonl = match formats.jsonl {
+        true => Some(PartFile::create(dir, &format!("{stem}.jsonl"))?),
+        false => None,
+    };
     let mut token = None;
     let mut rows = 0i64;
     let mut columns: Option<Vec<String>> = None;
     let mut first_row = None;
+    let mut line = Vec::with_capacity(4096);
+    let csv_tmp = csv.as_ref().map(|c| c.tmp.clone()).unwrap_or_default();
+    let csv_error = |e: csv::Error| io_error(&csv_tmp, std::io::Error::other(e));
+    let mut csv_out = csv.as_mut().map(|c| {
+        csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(&mut c.out)
+    });
     loop {
         let page = api.result_page(id, token.take()).await?;
         if columns.is_none() {
-            csv.write_record(&page.columns).map_err(csv_err(&csv_tmp))?;
+            if let Some(w) = csv_out.as_mut() {
+                w.write_record(&page.columns).map_err(csv_error)?;
+            }
             columns = Some(page.columns.clone());
         }
         let cols = columns.as_deref().unwrap_or_default();
         for record in &page.records {
-            csv.write_record(record.iter().map(field_text))
-                .map_err(csv_err(&csv_tmp))?;
-            let mut obj = serde_json::Map::with_capacity(record.len());
-            for (i, f) in record.iter().enumerate() {
-                let key = cols
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("column{}", i + 1));
-                obj.insert(key, field_json(f));
+            if let Some(w) = csv_out.as_mut() {
+                w.write_record(record.iter().map(field_text))
+                    .map_err(csv_error)?;
             }
-            serde_json::to_writer(&mut jsonl, &obj).map_err(|e| FetchError::Io {
-                path: jsonl_tmp.display().to_string(),
-                source: e.into(),
-            })?;
-            jsonl.write_all(b"\n").map_err(io(&jsonl_tmp))?;
-            if first_row.is_none() {
-                first_row = Some(obj);
+            if jsonl.is_some() || first_row.is_none() {
+                let mut obj = serde_json::Map::with_capacity(record.len());
+                for (i, f) in record.iter().enumerate() {
+                    let key = cols
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("column{}", i + 1));
+                    obj.insert(key, field_json(f));
+                }
+                if let Some(out) = jsonl.as_mut() {
+                    line.clear();
+                    serde_json::to_writer(&mut line, &obj)
+                        .map_err(|e| io_error(&out.tmp, e.into()))?;
+                    line.push(b'\n');
+                    out.write(&line)?;
+                }
+                if first_row.is_none() {
+                    first_row = Some(obj);
+                }
             }
             rows += 1;
         }
@@ -197,24 +408,18 @@ async fn fetch_statement(
             None => break,
         }
     }
-    let csv = csv.into_inner().map_err(|e| FetchError::Io {
-        path: csv_tmp.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let jsonl = jsonl.into_inner().map_err(|e| FetchError::Io {
-        path: jsonl_tmp.display().to_string(),
-        source: e.into_error(),
-    })?;
-    for (file, tmp, path) in [(csv, &csv_tmp, &csv_path), (jsonl, &jsonl_tmp, &jsonl_path)] {
-        file.sync_all().map_err(io(tmp))?;
-        std::fs::rename(tmp, path).map_err(io(path))?;
+    if let Some(mut w) = csv_out.take() {
+        w.flush().map_err(|e| io_error(&csv_tmp, e))?;
     }
+    drop(csv_out);
+    let csv_path = csv.map(PartFile::finish).transpose()?.unwrap_or_default();
+    let jsonl_path = jsonl.map(PartFile::finish).transpose()?.unwrap_or_default();
     let file = ResultFile {
         sub,
         statement_id: id.to_string(),
         rows,
-        csv_path: csv_path.display().to_string(),
-        jsonl_path: jsonl_path.display().to_string(),
+        csv_path,
+        jsonl_path,
     };
     // The first row of the last result set is what upstream parameters
     // read; `None` when this set is empty.

@@ -49,6 +49,8 @@ async fn chain_of_three_finishes_in_order() {
         &b.to_string(),
         "--param",
         "min=10",
+        "--result-formats",
+        "csv,jsonl",
         "--sql",
         "SELECT COUNT(*) AS n, SUM(v) AS total FROM target WHERE id >= :min",
     ]);
@@ -261,12 +263,15 @@ async fn batch_results_are_fetched_per_sub_statement() {
         std::fs::read_to_string(&files[1].csv_path).unwrap(),
         "n\n3\n"
     );
-    let jsonl = std::fs::read_to_string(&files[0].jsonl_path).unwrap();
-    let rows: Vec<serde_json::Value> = jsonl
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows[2], serde_json::json!({"a": 3, "b": null}));
+    // CSV only by default (read with GetStatementResultV2): no JSON Lines.
+    assert_eq!(files[0].jsonl_path, "");
+    let err = stack.run(&["results", &id.to_string(), "--format", "jsonl"]);
+    assert!(!err.status.success());
+    assert!(
+        common::stderr(&err).contains("kept its results as csv only"),
+        "{}",
+        common::stderr(&err)
+    );
     assert_eq!(job.result_rows, Some(4));
     assert_eq!(
         stack.ok(&["results", &id.to_string(), "--statement", "4"]),
@@ -294,9 +299,21 @@ async fn a_result_of_many_pages_is_complete() {
         "CREATE TABLE src AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 103) \
          SELECT i AS id, 'name ' || i AS name, i * 1.5 AS score FROM n",
     ]);
+    // Both formats (typed pages of GetStatementResult) and CSV only (CSV
+    // pages of GetStatementResultV2): the same CSV file.
     let b = stack.submit(&[
         "--name",
         "read",
+        "--after",
+        &a.to_string(),
+        "--result-formats",
+        "jsonl,csv",
+        "--sql",
+        "SELECT id, name, score FROM src ORDER BY id",
+    ]);
+    let c = stack.submit(&[
+        "--name",
+        "read_csv",
         "--after",
         &a.to_string(),
         "--sql",
@@ -304,6 +321,7 @@ async fn a_result_of_many_pages_is_complete() {
     ]);
     stack.wait_state(b, "FINISHED", WAIT);
     stack.wait_fetched(b, WAIT);
+    stack.wait_fetched(c, WAIT);
     let ledger = stack.ledger().await;
     let files = ledger.results(b).await.unwrap();
     assert_eq!(files.len(), 1);
@@ -327,6 +345,14 @@ async fn a_result_of_many_pages_is_complete() {
     let csv = std::fs::read_to_string(&files[0].csv_path).unwrap();
     assert_eq!(csv.lines().count(), 104);
     assert_eq!(ledger.job(b).await.unwrap().result_rows, Some(103));
+    let csv_only = ledger.results(c).await.unwrap();
+    assert_eq!(csv_only[0].rows, 103);
+    assert_eq!(csv_only[0].jsonl_path, "");
+    assert_eq!(std::fs::read_to_string(&csv_only[0].csv_path).unwrap(), csv);
+    assert_eq!(
+        ledger.job(c).await.unwrap().result_formats.as_deref(),
+        Some("csv")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

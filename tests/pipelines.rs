@@ -410,6 +410,11 @@ async fn validate_names_cycles_missing_dependencies_and_unknown_keys() {
             "job a: execution_mode = \"auto_commit\" applies to a batch",
         ),
         (
+            "formats.toml",
+            "[jobs.a]\nsql = \"SELECT 1\"\nresult_formats = \"parquet\"\n",
+            "result format \"parquet\" is not one of csv, jsonl",
+        ),
+        (
             "mode2.toml",
             "[jobs.a]\nsql = [\"SELECT 1\", \"SELECT 2\"]\nexecution_mode = \"autocommit\"\n",
             "job a: execution_mode \"autocommit\" is not one of",

@@ -44,6 +44,7 @@ fn new_job(name: &str, sql: &str) -> NewJob {
         timeout_secs: None,
         run_id: None,
         execution_mode: None,
+        result_formats: None,
     }
 }
 
@@ -61,7 +62,7 @@ async fn submit_then_crash(stack: &Stack, name: &str, sql: &str) -> (i64, String
         .unwrap()
         .expect("the job is READY");
     let api = stack.data_api().await;
-    let accepted = api.submit(&ticket).await.expect("ExecuteStatement");
+    let accepted = api.submit(&ticket, false).await.expect("ExecuteStatement");
     assert!(!accepted.id.is_empty());
     // The crash: no mark_submitted.
     ledger.close().await;
@@ -327,11 +328,12 @@ async fn results_that_expired_before_the_worker_came_are_marked_expired() {
         .expect("submitted")
         .to_string();
     // The statement ends and its results expire (1 s) before any worker
-    // runs: GetStatementResult, asked with boto3, no longer gives them.
+    // runs: GetStatementResultV2 (the result is kept as CSV, the default),
+    // asked with boto3, no longer gives them.
     let script = format!(
         "import boto3,botocore\n\
          c=boto3.client('redshift-data', endpoint_url={url:?})\n\
-         try:\n    c.get_statement_result(Id={sid:?})\n    print('available')\n\
+         try:\n    c.get_statement_result_v2(Id={sid:?})\n    print('available')\n\
          except botocore.exceptions.ClientError as e:\n    print(e.response['Error']['Code'])\n",
         url = stack.data_url
     );

@@ -201,10 +201,11 @@ async fn show_job(ledger: &Ledger, id: i64, json: bool) -> Result<()> {
         } else {
             format!("result {}", r.sub)
         };
-        println!(
-            "{label:<12} {} rows in {}, {}",
-            r.rows, r.csv_path, r.jsonl_path
-        );
+        let files: Vec<&str> = [r.csv_path.as_str(), r.jsonl_path.as_str()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        println!("{label:<12} {} rows in {}", r.rows, files.join(", "));
     }
     Ok(())
 }

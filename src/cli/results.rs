@@ -66,10 +66,20 @@ pub(super) async fn run(cfg: &Config, args: ResultsArgs) -> Result<()> {
         })?,
         None => files.last().context("no result file")?,
     };
-    let path = match args.format {
-        ResultFormat::Csv => &file.csv_path,
-        ResultFormat::Jsonl => &file.jsonl_path,
+    let (path, name) = match args.format {
+        ResultFormat::Csv => (&file.csv_path, "csv"),
+        ResultFormat::Jsonl => (&file.jsonl_path, "jsonl"),
     };
+    if path.is_empty() {
+        bail!(
+            "job {} kept its results as {} only, not {name} (result_formats); \
+             run `redrelay results {} --format {}`, or give the job result_formats = \"csv,jsonl\"",
+            args.id,
+            if name == "csv" { "jsonl" } else { "csv" },
+            args.id,
+            if name == "csv" { "jsonl" } else { "csv" },
+        );
+    }
     let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
     std::io::copy(&mut f, &mut std::io::stdout().lock())?;
     Ok(())

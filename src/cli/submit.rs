@@ -44,12 +44,20 @@ pub struct SubmitArgs {
     /// Run only after this job has FINISHED. Repeatable.
     #[arg(long = "after", value_name = "JOB")]
     pub after: Vec<i64>,
+    /// The files its results are written as: csv, jsonl or csv,jsonl
+    /// (default: `result_formats` in the config, csv).
+    #[arg(long, value_name = "FORMATS", value_parser = parse_formats)]
+    pub result_formats: Option<crate::results::ResultFormats>,
     /// Attempts in all (1 = no retry).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=100))]
     pub max_attempts: i64,
     /// Print the job as JSON instead of its id.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_formats(s: &str) -> Result<crate::results::ResultFormats, String> {
+    crate::results::ResultFormats::parse(s)
 }
 
 pub(super) fn parse_param(s: &str) -> Result<Param> {
@@ -110,6 +118,7 @@ pub(super) async fn run(cfg: &Config, args: SubmitArgs) -> Result<()> {
                 retry: None,
                 timeout_secs: None,
                 execution_mode: None,
+                result_formats: args.result_formats,
                 run_id: None,
             },
             clock.now_ms(),
@@ -122,17 +131,7 @@ pub(super) async fn run(cfg: &Config, args: SubmitArgs) -> Result<()> {
         let sdk = crate::aws::sdk_config().await?;
         let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
         let claimant = format!("cli-{}", std::process::id());
-        match worker::submit_job(
-            &ledger,
-            &api,
-            &clock,
-            &job,
-            cfg.in_flight_limits(),
-            &claimant,
-            None,
-        )
-        .await?
-        {
+        match worker::submit_job(&ledger, &api, &clock, &job, cfg, &claimant, None).await? {
             Submitted::Statement(_) | Submitted::NotReady | Submitted::Waiting => {}
             Submitted::NoRoom(why) => eprintln!(
                 "job {} is recorded READY: {why}; the worker submits it when a slot frees",

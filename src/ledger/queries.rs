@@ -26,7 +26,7 @@ macro_rules! ledger_queries {
          db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
          statement_id, rows, error, result_state, result_rows, result_path, result_error, \
          created_at, ready_at, submitted_at, finished_at, timed_out_at, expire_at, results_pruned_at, \
-         has_result_set, execution_mode";
+         has_result_set, execution_mode, result_formats";
 
     impl Store {
         // ----- jobs -------------------------------------------------------------
@@ -443,18 +443,21 @@ macro_rules! ledger_queries {
             attempt: i64,
             statement_id: &str,
             has_result_set: Option<bool>,
+            result_formats: crate::results::ResultFormats,
             now: i64,
         ) -> Result<Vec<Disposition>> {
             let mut tx = self.begin().await?;
             let changed = sqlx::query(
                 "UPDATE jobs SET state = 'SUBMITTED', statement_id = $1, submitted_at = $2, \
-                 has_result_set = $5 WHERE id = $3 AND state = 'READY' AND attempt = $4",
+                 has_result_set = $5, result_formats = COALESCE(result_formats, $6) \
+                 WHERE id = $3 AND state = 'READY' AND attempt = $4",
             )
             .bind(statement_id)
             .bind(now)
             .bind(job_id)
             .bind(attempt)
             .bind(has_result_set)
+            .bind(result_formats.to_string())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -1043,10 +1046,12 @@ macro_rules! ledger_queries {
                         .bind(id)
                         .fetch_all(&mut *tx)
                         .await?;
-                for (csv, jsonl) in rows {
-                    files.push(csv);
-                    files.push(jsonl);
-                }
+                // An empty path: that format was not kept (result_formats).
+                files.extend(
+                    rows.into_iter()
+                        .flat_map(|(csv, jsonl)| [csv, jsonl])
+                        .filter(|p| !p.is_empty()),
+                );
                 files.extend(dir.clone());
                 sqlx::query("DELETE FROM results WHERE job_id = $1")
                     .bind(id)
@@ -1236,10 +1241,10 @@ macro_rules! ledger_queries {
                      not_before, timeout_secs, statement_id, rows, error, result_state, \
                      result_rows, result_path, result_error, created_at, ready_at, submitted_at, \
                      finished_at, timed_out_at, expire_at, results_pruned_at, first_row, \
-                     has_result_set, execution_mode) \
+                     has_result_set, execution_mode, result_formats) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                      $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, \
-                     $31, $32, $33, $34)",
+                     $31, $32, $33, $34, $35)",
                 )
                 .bind(j.id)
                 .bind(&j.uid)
@@ -1275,6 +1280,7 @@ macro_rules! ledger_queries {
                 .bind(first.get(&j.id).and_then(|r| r.as_deref()))
                 .bind(j.has_result_set)
                 .bind(&j.execution_mode)
+                .bind(&j.result_formats)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -1774,9 +1780,9 @@ macro_rules! ledger_queries {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO jobs (uid, run_id, name, sqls, params, workgroup, cluster, database, db_user, \
              secret_arn, state, max_attempts, retry, timeout_secs, error, created_at, ready_at, finished_at, \
-             execution_mode) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-             RETURNING id",
+             execution_mode, result_formats) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+             $20) RETURNING id",
         )
         .bind(new_uid())
         .bind(&job.run_id)
@@ -1797,6 +1803,7 @@ macro_rules! ledger_queries {
         .bind((state == JobState::Ready).then_some(now))
         .bind(state.is_terminal().then_some(now))
         .bind(&job.execution_mode)
+        .bind(job.result_formats.map(|f| f.to_string()))
         .fetch_one(&mut **tx)
         .await?;
         for dep in &job.depends_on {

@@ -41,6 +41,9 @@ pub struct NewJob {
     pub run_id: Option<String>,
     /// A batch's ExecutionMode: `Some("AUTO_COMMIT")`, or one transaction.
     pub execution_mode: Option<String>,
+    /// The files its results are written as (None: the worker's
+    /// `result_formats`).
+    pub result_formats: Option<crate::results::ResultFormats>,
 }
 
 #[derive(Debug, Clone, Serialize, FromRow)]
@@ -87,9 +90,23 @@ pub struct Job {
     pub has_result_set: Option<bool>,
     /// A batch's ExecutionMode: `Some("AUTO_COMMIT")`, or one transaction.
     pub execution_mode: Option<String>,
+    /// The files its results are written as (`csv`, `jsonl`, `csv,jsonl`):
+    /// its own choice, else the submitting worker's `result_formats`.
+    pub result_formats: Option<String>,
 }
 
 impl Job {
+    /// The files its results are written as: its own, else `default`.
+    pub fn result_formats_or(
+        &self,
+        default: crate::results::ResultFormats,
+    ) -> crate::results::ResultFormats {
+        self.result_formats
+            .as_deref()
+            .and_then(|f| crate::results::ResultFormats::parse(f).ok())
+            .unwrap_or(default)
+    }
+
     pub fn target(&self) -> Target {
         Target {
             workgroup: self.workgroup.clone(),
@@ -125,7 +142,9 @@ pub struct ResultFile {
     pub sub: i64,
     pub statement_id: String,
     pub rows: i64,
+    /// The CSV file ("" when the job's result_formats left CSV out).
     pub csv_path: String,
+    /// The JSON Lines file ("" when left out: the default keeps CSV only).
     pub jsonl_path: String,
 }
 

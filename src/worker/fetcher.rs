@@ -18,9 +18,9 @@ impl Worker {
                 Ok(jobs) => {
                     let now = self.clock.now_ms();
                     let due = jobs.into_iter().filter(|job| {
-                        !lock(&retry_at)
+                        lock(&retry_at)
                             .get(&job.id)
-                            .is_some_and(|(_, at)| *at > now)
+                            .is_none_or(|(_, at)| *at <= now)
                     });
                     // Several results at once (each job's pages in order);
                     // the GetStatementResult rate limit paces the pages.
@@ -63,7 +63,8 @@ impl Worker {
         retry_at: &Mutex<HashMap<i64, (u32, i64)>>,
     ) {
         let started = std::time::Instant::now();
-        let recorded = match results::fetch_job(&self.api, job, dir).await {
+        let recorded = match results::fetch_job(&self.api, job, dir, self.cfg.result_formats).await
+        {
             Ok(fetched) => {
                 self.metrics
                     .fetch_time

@@ -28,9 +28,7 @@ use crate::clock::Clock;
 use crate::config::{Config, OnReject};
 use crate::dataapi::{ApiError, DataApi};
 use crate::event::{self, Origin, StatementState};
-use crate::ledger::{
-    Claim, Disposition, InFlightLimits, Job, Ledger, LedgerError, Param, WorkerInfo,
-};
+use crate::ledger::{Claim, Disposition, Job, Ledger, LedgerError, Param, WorkerInfo};
 use crate::results::{self, FetchError};
 use crate::retry::RetryPolicy;
 use crate::state::{JobState, Outcome, ResultState};

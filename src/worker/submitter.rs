@@ -32,7 +32,7 @@ pub async fn submit_job(
     api: &DataApi,
     clock: &dyn Clock,
     job: &Job,
-    limits: InFlightLimits,
+    cfg: &Config,
     claimant: &str,
     metrics: Option<&crate::metrics::Metrics>,
 ) -> Result<Submitted, LedgerError> {
@@ -47,7 +47,12 @@ pub async fn submit_job(
         }
     };
     let mut ticket = match ledger
-        .claim(job_id, Some(limits), claimant, clock.now_ms())
+        .claim(
+            job_id,
+            Some(cfg.in_flight_limits()),
+            claimant,
+            clock.now_ms(),
+        )
         .await?
     {
         Claim::Ticket(t) => t,
@@ -55,7 +60,8 @@ pub async fn submit_job(
         Claim::NoRoom(why) => return Ok(Submitted::NoRoom(why)),
     };
     ticket.job.params = params;
-    match api.submit(&ticket).await {
+    let formats = job.result_formats_or(cfg.result_formats);
+    match api.submit(&ticket, formats.csv_only()).await {
         Ok(accepted) => {
             let sid = accepted.id;
             match ledger
@@ -64,6 +70,7 @@ pub async fn submit_job(
                     ticket.attempt,
                     &sid,
                     accepted.has_result_set,
+                    formats,
                     clock.now_ms(),
                 )
                 .await
@@ -276,7 +283,6 @@ impl Worker {
         // call) one at a time caps a worker at a few jobs a second. The
         // per-operation rate limits pace the calls; a throttled answer
         // stops the round (the calls already under way finish).
-        let limits = self.cfg.in_flight_limits();
         let throttled = std::sync::Mutex::new(None::<String>);
         let outcomes: Vec<Result<Submitted, LedgerError>> =
             futures_util::stream::iter(chosen.into_iter().map(|job| {
@@ -291,7 +297,7 @@ impl Worker {
                         &self.api,
                         self.clock.as_ref(),
                         job,
-                        limits,
+                        &self.cfg,
                         &self.info.id,
                         Some(&self.metrics),
                     )

@@ -4,3 +4,8 @@
 ALTER TABLE jobs ADD COLUMN has_result_set INTEGER;
 -- A batch job's ExecutionMode ('AUTO_COMMIT'; NULL = one transaction).
 ALTER TABLE jobs ADD COLUMN execution_mode TEXT;
+-- The files its results are written as ('csv', 'jsonl', 'csv,jsonl'):
+-- the job's own choice, else the worker's result_formats, recorded when
+-- the job is submitted (with 'csv' alone the statement runs with
+-- ResultFormat CSV and its pages are read with GetStatementResultV2).
+ALTER TABLE jobs ADD COLUMN result_formats TEXT;
