@@ -106,14 +106,7 @@ impl Described {
     }
 }
 
-/// What ExecuteStatement / BatchExecuteStatement answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    pub id: String,
-    /// HasResultSet, when the response carries it: with `Some(false)` the
-    /// results need no DescribeStatement and no fetch.
-    pub has_result_set: Option<bool>,
-}
+pub use crate::ledger::Accepted;
 
 /// One page of a statement's result.
 pub struct Page {
@@ -176,6 +169,18 @@ impl DataApi {
         let params = sql_parameters(&t.job.params)?;
         // ExecuteStatement and BatchExecuteStatement take the same fields
         // and answer the same ones, but are distinct types.
+        // In a session already open, the session has the target; the call
+        // names only the session (the Data API refuses both).
+        let (target, session_id, keep_alive) = match &t.session {
+            Some(s) if s.id.is_some() => (
+                crate::domain::Target::default(),
+                s.id.clone(),
+                Some(s.keep_alive_secs),
+            ),
+            Some(s) => (target, None, Some(s.keep_alive_secs)),
+            None => (target, None, None),
+        };
+        let keep_alive = keep_alive.map(|k| k.clamp(1, 86_400) as i32);
         macro_rules! send_with_common_fields {
             ($builder:expr) => {{
                 let out = $builder
@@ -184,6 +189,8 @@ impl DataApi {
                     .client_token(&t.client_token)
                     .with_event(true)
                     .set_result_format(format)
+                    .set_session_id(session_id)
+                    .set_session_keep_alive_seconds(keep_alive)
                     .set_workgroup_name(target.workgroup)
                     .set_cluster_identifier(target.cluster)
                     .set_database(target.database)
@@ -195,6 +202,7 @@ impl DataApi {
                 out.id().map(|id| Accepted {
                     id: id.to_string(),
                     has_result_set: out.has_result_set(),
+                    session_id: out.session_id().map(str::to_string),
                 })
             }};
         }

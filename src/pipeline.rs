@@ -103,8 +103,17 @@ pub struct PipelineFile {
     /// When the pipeline runs by itself ([`ScheduleSpec`]); read apart so
     /// its problems are listed with the others.
     pub schedule: Option<toml::Table>,
+    /// Every job of a run in one Data API session, one statement at a
+    /// time: temporary tables and session settings carry from job to job.
+    #[serde(default)]
+    pub session: bool,
+    /// How long the session lives after each statement (SessionKeepAliveSeconds).
+    pub session_keep_alive_secs: Option<i64>,
     pub jobs: toml::Table,
 }
+
+/// How long a run's session lives between its statements, by default.
+pub const SESSION_KEEP_ALIVE_SECS: i64 = 600;
 
 /// The built-in run-time parameter: the schedule's fire time, RFC 3339 in
 /// UTC ("2026-11-28T02:00:00Z"); the time of `pipeline run` when run by
@@ -150,6 +159,8 @@ pub struct Pipeline {
     pub run_params: BTreeMap<String, Option<String>>,
     /// The `[schedule]` table, when the file has one.
     pub schedule: Option<Schedule>,
+    /// `session = true`: the session's keep-alive (seconds).
+    pub session_keep_alive_secs: Option<i64>,
 }
 
 /// Every problem found in a pipeline file, each naming the file, the job
@@ -246,6 +257,24 @@ pub fn parse(
         }
     }
 
+    let session_keep_alive_secs = match (file.session, file.session_keep_alive_secs) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            problems.push(format!(
+                "{shown}: session_keep_alive_secs applies with session = true: add it, or remove session_keep_alive_secs"
+            ));
+            None
+        }
+        (true, k) => {
+            let k = k.unwrap_or(SESSION_KEEP_ALIVE_SECS);
+            if !(1..=86_400).contains(&k) {
+                problems.push(format!(
+                    "{shown}: session_keep_alive_secs must be 1 to 86400 (the Data API's 24 hours)"
+                ));
+            }
+            Some(k)
+        }
+    };
     let mut specs: Vec<(String, JobSpec)> = Vec::new();
     if file.jobs.is_empty() {
         problems.push(format!("{shown}: no jobs: add a [jobs.NAME] table"));
@@ -470,6 +499,7 @@ pub fn parse(
         jobs,
         run_params,
         schedule,
+        session_keep_alive_secs,
     })
 }
 
@@ -837,6 +867,7 @@ impl Pipeline {
                     run_id: None,
                     execution_mode: j.execution_mode.map(str::to_string),
                     result_formats: j.result_formats,
+                    session_keep_alive_secs: self.session_keep_alive_secs,
                 },
                 deps: j
                     .depends_on

@@ -6,7 +6,9 @@
 mod common;
 
 use redrelay::event::{parse, Origin, StatusEvent};
-use redrelay::ledger::{statement_name, Disposition, Fired, Ledger, LedgerError, NewJob, Target};
+use redrelay::ledger::{
+    statement_name, Accepted, Disposition, Fired, Ledger, LedgerError, NewJob, Target,
+};
 use redrelay::state::{AttemptState, JobState, ResultState, RunState};
 
 fn new_job(name: &str, deps: Vec<i64>) -> NewJob {
@@ -26,6 +28,7 @@ fn new_job(name: &str, deps: Vec<i64>) -> NewJob {
         run_id: None,
         execution_mode: None,
         result_formats: None,
+        session_keep_alive_secs: None,
     }
 }
 
@@ -64,7 +67,7 @@ async fn ledger(b: Backend) -> (tempfile::TempDir, Ledger) {
 
 async fn submitted(l: &Ledger, job: i64, sid: &str, now: i64) -> String {
     let t = l.begin_attempt(job, now).await.unwrap().unwrap();
-    l.mark_submitted(job, t.attempt, sid, None, Default::default(), now)
+    l.mark_submitted(job, t.attempt, &Accepted::id(sid), Default::default(), now)
         .await
         .unwrap();
     t.statement_name
@@ -125,7 +128,13 @@ async fn an_event_before_its_statement_id_is_deferred_then_applied(b: Backend) {
     assert_eq!((d, job), (Disposition::Deferred, Some(a.id)));
     assert_eq!(l.job(a.id).await.unwrap().state, JobState::Ready);
     let applied = l
-        .mark_submitted(a.id, t.attempt, "s-early", None, Default::default(), 4)
+        .mark_submitted(
+            a.id,
+            t.attempt,
+            &Accepted::id("s-early"),
+            Default::default(),
+            4,
+        )
         .await
         .unwrap();
     assert_eq!(applied, vec![Disposition::Applied]);
@@ -188,7 +197,7 @@ async fn retries_wait_then_use_a_new_token_and_old_events_are_stale(b: Backend) 
     );
     let a = l.insert_job(&spec, 0).await.unwrap();
     let t1 = l.begin_attempt(a.id, 0).await.unwrap().unwrap();
-    l.mark_submitted(a.id, 1, "s1", None, Default::default(), 0)
+    l.mark_submitted(a.id, 1, &Accepted::id("s1"), Default::default(), 0)
         .await
         .unwrap();
     let (ev, body) = event("e1", "s1", &t1.statement_name, "FAILED");
@@ -203,7 +212,7 @@ async fn retries_wait_then_use_a_new_token_and_old_events_are_stale(b: Backend) 
     let t2 = l.begin_attempt(a.id, 11_000).await.unwrap().unwrap();
     assert_eq!(t2.attempt, 2);
     assert_ne!(t1.client_token, t2.client_token);
-    l.mark_submitted(a.id, 2, "s2", None, Default::default(), 11_001)
+    l.mark_submitted(a.id, 2, &Accepted::id("s2"), Default::default(), 11_001)
         .await
         .unwrap();
     // A late duplicate of attempt 1's statement under another event id.
@@ -239,16 +248,22 @@ async fn a_crashed_submission_resumes_with_the_same_token(b: Backend) {
     let t2 = l.begin_attempt(a.id, 5).await.unwrap().unwrap();
     assert_eq!(t1.client_token, t2.client_token);
     assert_eq!(t1.attempt, t2.attempt);
-    l.mark_submitted(a.id, t2.attempt, "s", None, Default::default(), 6)
+    l.mark_submitted(a.id, t2.attempt, &Accepted::id("s"), Default::default(), 6)
         .await
         .unwrap();
     // A second process recording the same idempotent answer is fine...
-    l.mark_submitted(a.id, t2.attempt, "s", None, Default::default(), 7)
+    l.mark_submitted(a.id, t2.attempt, &Accepted::id("s"), Default::default(), 7)
         .await
         .unwrap();
     // ...a different statement for the same attempt is a conflict.
     let err = l
-        .mark_submitted(a.id, t2.attempt, "other", None, Default::default(), 8)
+        .mark_submitted(
+            a.id,
+            t2.attempt,
+            &Accepted::id("other"),
+            Default::default(),
+            8,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, LedgerError::Conflict { .. }), "{err}");

@@ -415,6 +415,11 @@ async fn validate_names_cycles_missing_dependencies_and_unknown_keys() {
             "result format \"parquet\" is not one of csv, jsonl",
         ),
         (
+            "keepalive.toml",
+            "session_keep_alive_secs = 60\n[jobs.a]\nsql = \"SELECT 1\"\n",
+            "session_keep_alive_secs applies with session = true",
+        ),
+        (
             "mode2.toml",
             "[jobs.a]\nsql = [\"SELECT 1\", \"SELECT 2\"]\nexecution_mode = \"autocommit\"\n",
             "job a: execution_mode \"autocommit\" is not one of",
@@ -578,4 +583,66 @@ async fn an_auto_commit_batch_keeps_what_ran_before_a_failure() {
         warehouse_query(&stack.warehouse_path(), "SELECT src FROM landed"),
         vec![vec![json!("auto")]]
     );
+}
+
+/// Issue 11: `session = true` runs a pipeline's jobs in one Data API
+/// session, one statement at a time: a temporary table made by one job is
+/// there for the next, parallel branches take turns, and every statement
+/// names the same session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_pipeline_carries_temporary_tables_from_job_to_job() {
+    let stack = Stack::start("session");
+    let file = write(
+        &stack,
+        "session.toml",
+        r#"
+        session = true
+        session_keep_alive_secs = 60
+        [jobs.stage]
+        sql = "CREATE TEMP TABLE stage AS SELECT 1 AS x UNION ALL SELECT 2"
+        [jobs.more]
+        sql = "INSERT INTO stage VALUES (3)"
+        depends_on = ["stage"]
+        [jobs.count]
+        sql = "SELECT COUNT(*) AS n FROM stage"
+        depends_on = ["stage"]
+        [jobs.keep]
+        sql = "CREATE TABLE kept AS SELECT SUM(x) AS total FROM stage"
+        depends_on = ["more", "count"]
+        "#,
+    );
+    let run = run_pipeline(&stack, &file, &[]);
+    let _worker = stack.spawn_worker(&[]);
+    let shown = stack.wait_run(&run, WAIT);
+    assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
+    assert_eq!(
+        warehouse_query(&stack.warehouse_path(), "SELECT total FROM kept"),
+        vec![vec![json!(6)]]
+    );
+    // One session for the four statements, never two at once in it.
+    let jobs = by_name(&shown);
+    let record = stack.record();
+    let mut sessions = std::collections::HashSet::new();
+    let mut spans = Vec::new();
+    for name in ["stage", "more", "count", "keep"] {
+        let sid = jobs[name]["statement_id"].as_str().unwrap();
+        let st = record
+            .iter()
+            .find(|r| r["id"] == sid)
+            .expect("in the record");
+        sessions.insert(st["session_id"].to_string());
+        spans.push((
+            st["created_ms"].as_i64().unwrap_or_default(),
+            st["ended_ms"].as_i64().unwrap_or_default(),
+        ));
+    }
+    assert_eq!(sessions.len(), 1, "{sessions:?} {record:#?}");
+    assert!(!sessions.contains("null"), "{record:#?}");
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1,
+            "two statements at once in the session: {spans:?}"
+        );
+    }
 }

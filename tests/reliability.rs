@@ -45,6 +45,7 @@ fn new_job(name: &str, sql: &str) -> NewJob {
         run_id: None,
         execution_mode: None,
         result_formats: None,
+        session_keep_alive_secs: None,
     }
 }
 

@@ -9,3 +9,8 @@ ALTER TABLE jobs ADD COLUMN execution_mode TEXT;
 -- the job is submitted (with 'csv' alone the statement runs with
 -- ResultFormat CSV and its pages are read with GetStatementResultV2).
 ALTER TABLE jobs ADD COLUMN result_formats TEXT;
+-- A job of a pipeline run in one session (`session = true`): how long the
+-- session is kept between statements; NULL = no session.
+ALTER TABLE jobs ADD COLUMN session_keep_alive_secs INTEGER;
+-- The session of such a run, from the first ExecuteStatement's answer.
+ALTER TABLE runs ADD COLUMN session_id TEXT;

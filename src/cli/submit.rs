@@ -119,6 +119,7 @@ pub(super) async fn run(cfg: &Config, args: SubmitArgs) -> Result<()> {
                 timeout_secs: None,
                 execution_mode: None,
                 result_formats: args.result_formats,
+                session_keep_alive_secs: None,
                 run_id: None,
             },
             clock.now_ms(),

@@ -1864,6 +1864,7 @@ fn statement_line(st: &Statement) -> Json {
         "created_ms": st.created_ms,
         "started_ms": st.started_ms,
         "ended_ms": st.ended_ms,
+        "session_id": st.session_id,
     })
 }
 

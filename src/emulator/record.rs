@@ -6,7 +6,7 @@
 //! - `statement`: a statement reached a terminal state (or was still
 //!   running at shutdown): id, client_token, statement_name, sqls, is_batch,
 //!   state, error, rows, with_event, faults, created_ms, started_ms,
-//!   ended_ms (epoch milliseconds).
+//!   ended_ms (epoch milliseconds), session_id (null outside sessions).
 //! - `replay`: an ExecuteStatement repeated a ClientToken; nothing ran.
 //! - `rejected`: an Execute call was refused by fault injection.
 //! - `event`: what happened to one completion event (sent, dropped,

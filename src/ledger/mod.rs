@@ -220,7 +220,7 @@ forward! {
     pub async fn claim(&self, job_id: i64, limits: Option<InFlightLimits>, claimant: &str, now: i64) -> Result<Claim>;
     /// Lets go of an attempt after a throttled or failed call.
     pub async fn release_claim(&self, job_id: i64, attempt: i64, claimant: &str) -> Result<()>;
-    pub async fn mark_submitted(&self, job_id: i64, attempt: i64, statement_id: &str, has_result_set: Option<bool>, result_formats: crate::results::ResultFormats, now: i64) -> Result<Vec<Disposition>>;
+    pub async fn mark_submitted(&self, job_id: i64, attempt: i64, accepted: &Accepted, result_formats: crate::results::ResultFormats, now: i64) -> Result<Vec<Disposition>>;
     pub async fn fail_submission(&self, job_id: i64, attempt: i64, error: &str, now: i64) -> Result<()>;
     pub async fn create_run(&self, pipeline: &str, jobs: &[RunJob], now: i64) -> Result<(String, Vec<i64>)>;
     pub async fn runs(&self) -> Result<Vec<Run>>;

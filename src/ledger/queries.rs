@@ -11,7 +11,7 @@ macro_rules! ledger_queries {
     use $crate::ledger::{
         conflict, AttemptRow, Attempt, Claim, Disposition, Dump, EventRow, Fired, InFlightLimits, Job, ScheduleRow,
         LedgerError, NewJob, ParamFrom, Pruned, ResultFile, Result, RetryRefused, Run, RunJob,
-        Ticket, WorkerInfo, WorkerRow,
+        Ticket, WorkerInfo, WorkerRow, Accepted, Session,
     };
     use $crate::retry::{seed_of, RetryPolicy};
     use $crate::state::{after_attempt, AttemptState, JobState, Outcome, ResultState, RunState};
@@ -26,7 +26,7 @@ macro_rules! ledger_queries {
          db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
          statement_id, rows, error, result_state, result_rows, result_path, result_error, \
          created_at, ready_at, submitted_at, finished_at, timed_out_at, expire_at, results_pruned_at, \
-         has_result_set, execution_mode, result_formats";
+         has_result_set, execution_mode, result_formats, session_keep_alive_secs";
 
     impl Store {
         // ----- jobs -------------------------------------------------------------
@@ -354,6 +354,35 @@ macro_rules! ledger_queries {
                     )));
                 }
             }
+            // A run in one session: a session runs one statement at a time.
+            let session = match (job.session_keep_alive_secs, &job.run_id) {
+                (Some(keep_alive_secs), Some(run)) => {
+                    dialect::serialize_claims(&mut tx).await?;
+                    let busy: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM jobs j WHERE j.run_id = $1 AND j.id <> $2 \
+                         AND (j.state = 'SUBMITTED' OR (j.state = 'READY' \
+                           AND EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = j.id \
+                                       AND a.attempt = j.attempt AND a.state = 'SUBMITTING')))",
+                    )
+                    .bind(run)
+                    .bind(job_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if busy > 0 {
+                        return Ok(Claim::NoRoom(format!(
+                            "its run's session runs one statement at a time ({busy} in flight)"
+                        )));
+                    }
+                    let id: Option<String> =
+                        sqlx::query_scalar("SELECT session_id FROM runs WHERE id = $1")
+                            .bind(run)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .flatten();
+                    Some(Session { id, keep_alive_secs })
+                }
+                _ => None,
+            };
             let open: Option<String> = sqlx::query_scalar(
                 "SELECT client_token FROM attempts WHERE job_id = $1 AND attempt = $2 AND state = 'SUBMITTING'",
             )
@@ -416,6 +445,7 @@ macro_rules! ledger_queries {
                 client_token: token,
                 statement_name,
                 resumed,
+                session,
             })))
         }
 
@@ -441,12 +471,24 @@ macro_rules! ledger_queries {
             &self,
             job_id: i64,
             attempt: i64,
-            statement_id: &str,
-            has_result_set: Option<bool>,
+            accepted: &Accepted,
             result_formats: crate::results::ResultFormats,
             now: i64,
         ) -> Result<Vec<Disposition>> {
+            let statement_id = accepted.id.as_str();
+            let has_result_set = accepted.has_result_set;
             let mut tx = self.begin().await?;
+            if let Some(session) = &accepted.session_id {
+                // The run's session, opened by its first statement.
+                sqlx::query(
+                    "UPDATE runs SET session_id = $1 WHERE session_id IS NULL \
+                     AND id = (SELECT run_id FROM jobs WHERE id = $2)",
+                )
+                .bind(session)
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+            }
             let changed = sqlx::query(
                 "UPDATE jobs SET state = 'SUBMITTED', statement_id = $1, submitted_at = $2, \
                  has_result_set = $5, result_formats = COALESCE(result_formats, $6) \
@@ -1241,10 +1283,10 @@ macro_rules! ledger_queries {
                      not_before, timeout_secs, statement_id, rows, error, result_state, \
                      result_rows, result_path, result_error, created_at, ready_at, submitted_at, \
                      finished_at, timed_out_at, expire_at, results_pruned_at, first_row, \
-                     has_result_set, execution_mode, result_formats) \
+                     has_result_set, execution_mode, result_formats, session_keep_alive_secs) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                      $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, \
-                     $31, $32, $33, $34, $35)",
+                     $31, $32, $33, $34, $35, $36)",
                 )
                 .bind(j.id)
                 .bind(&j.uid)
@@ -1281,6 +1323,7 @@ macro_rules! ledger_queries {
                 .bind(j.has_result_set)
                 .bind(&j.execution_mode)
                 .bind(&j.result_formats)
+                .bind(j.session_keep_alive_secs)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -1780,9 +1823,9 @@ macro_rules! ledger_queries {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO jobs (uid, run_id, name, sqls, params, workgroup, cluster, database, db_user, \
              secret_arn, state, max_attempts, retry, timeout_secs, error, created_at, ready_at, finished_at, \
-             execution_mode, result_formats) \
+             execution_mode, result_formats, session_keep_alive_secs) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-             $20) RETURNING id",
+             $20, $21) RETURNING id",
         )
         .bind(new_uid())
         .bind(&job.run_id)
@@ -1804,6 +1847,7 @@ macro_rules! ledger_queries {
         .bind(state.is_terminal().then_some(now))
         .bind(&job.execution_mode)
         .bind(job.result_formats.map(|f| f.to_string()))
+        .bind(job.session_keep_alive_secs)
         .fetch_one(&mut **tx)
         .await?;
         for dep in &job.depends_on {

@@ -44,6 +44,8 @@ pub struct NewJob {
     /// The files its results are written as (None: the worker's
     /// `result_formats`).
     pub result_formats: Option<crate::results::ResultFormats>,
+    /// Runs in its run's session, kept this long between statements.
+    pub session_keep_alive_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, FromRow)]
@@ -93,6 +95,9 @@ pub struct Job {
     /// The files its results are written as (`csv`, `jsonl`, `csv,jsonl`):
     /// its own choice, else the submitting worker's `result_formats`.
     pub result_formats: Option<String>,
+    /// Runs in its run's session (`session = true`), kept this long
+    /// between statements.
+    pub session_keep_alive_secs: Option<i64>,
 }
 
 impl Job {
@@ -241,6 +246,39 @@ pub struct Ticket {
     /// The attempt was begun before (a crash, a throttled call, another
     /// worker): its ClientToken is sent again.
     pub resumed: bool,
+    /// The run's session, for a job of a `session = true` run.
+    pub session: Option<Session>,
+}
+
+/// The session a job's statement runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The run's session, once its first statement opened it.
+    pub id: Option<String>,
+    /// SessionKeepAliveSeconds.
+    pub keep_alive_secs: i64,
+}
+
+/// What ExecuteStatement / BatchExecuteStatement answered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Accepted {
+    /// The statement id.
+    pub id: String,
+    /// HasResultSet, when the response carries it: with `Some(false)` the
+    /// results need no DescribeStatement and no fetch.
+    pub has_result_set: Option<bool>,
+    /// SessionId, for a statement run in a session.
+    pub session_id: Option<String>,
+}
+
+impl Accepted {
+    /// An answer with the statement id only.
+    pub fn id(id: &str) -> Accepted {
+        Accepted {
+            id: id.to_string(),
+            ..Accepted::default()
+        }
+    }
 }
 
 /// (job, attempt, state, statement id, started at, finished at)

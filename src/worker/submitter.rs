@@ -63,16 +63,9 @@ pub async fn submit_job(
     let formats = job.result_formats_or(cfg.result_formats);
     match api.submit(&ticket, formats.csv_only()).await {
         Ok(accepted) => {
-            let sid = accepted.id;
+            let sid = accepted.id.clone();
             match ledger
-                .mark_submitted(
-                    job_id,
-                    ticket.attempt,
-                    &sid,
-                    accepted.has_result_set,
-                    formats,
-                    clock.now_ms(),
-                )
+                .mark_submitted(job_id, ticket.attempt, &accepted, formats, clock.now_ms())
                 .await
             {
                 Ok(_) => {}
