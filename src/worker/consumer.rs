@@ -272,6 +272,9 @@ impl Worker {
                 self.count_event(disposition.as_str());
                 match disposition {
                     Disposition::Applied => {
+                        // Dependents released by this event are submitted
+                        // now, not after the rest of the batch.
+                        self.submit_wake.notify_one();
                         if let Ok(j) = self.ledger.job(job.unwrap_or_default()).await {
                             self.job_ended(&j);
                             info!(

@@ -210,8 +210,17 @@ const SUBMIT_CONCURRENCY: usize = 32;
 impl Worker {
     pub(super) async fn submit_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
         let mut throttled = 0u32;
+        let mut maintained: Option<std::time::Instant> = None;
         loop {
             let mut wait = Duration::from_secs(1);
+            // The leader's maintenance (timeouts, retry promotion) at most
+            // once a second: off the hot path of a wake-up by an event.
+            if self.is_leader() && maintained.is_none_or(|at| at.elapsed() >= wait) {
+                maintained = Some(std::time::Instant::now());
+                if let Err(e) = self.maintain().await {
+                    error!(error = %e, "Maintenance round failed (timeouts, retries).");
+                }
+            }
             match self.submit_round().await {
                 Ok((_, None)) => throttled = 0,
                 Ok((submitted, Some(reason))) => {
@@ -237,18 +246,21 @@ impl Worker {
 
     /// Submits READY jobs up to the in-flight limits. Returns how many were
     /// submitted, and the reason when the Data API throttled.
-    pub(super) async fn submit_round(&self) -> Result<(u32, Option<String>), LedgerError> {
-        // Maintenance: the leader's.
-        if self.is_leader() {
-            self.stop_timed_out().await?;
-            let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
-            if promoted > 0 {
-                info!(
-                    jobs = promoted,
-                    "Backoff over: jobs READY for another attempt."
-                );
-            }
+    /// The leader's maintenance: timed-out statements cancelled, jobs whose
+    /// backoff is over made READY.
+    pub(super) async fn maintain(&self) -> Result<(), LedgerError> {
+        self.stop_timed_out().await?;
+        let promoted = self.ledger.promote_retries(self.clock.now_ms()).await?;
+        if promoted > 0 {
+            info!(
+                jobs = promoted,
+                "Backoff over: jobs READY for another attempt."
+            );
         }
+        Ok(())
+    }
+
+    pub(super) async fn submit_round(&self) -> Result<(u32, Option<String>), LedgerError> {
         let mut room = i64::from(self.cfg.max_in_flight) - self.ledger.in_flight().await?;
         if room <= 0 {
             return Ok((0, None));
