@@ -261,16 +261,17 @@ impl Worker {
     }
 
     pub(super) async fn submit_round(&self) -> Result<(u32, Option<String>), LedgerError> {
-        let mut room = i64::from(self.cfg.max_in_flight) - self.ledger.in_flight().await?;
-        if room <= 0 {
+        let ready = self.ledger.ready_jobs(10_000).await?;
+        if ready.is_empty() {
             return Ok((0, None));
         }
         // The jobs to submit this round, within the limits as the ledger
         // counts them now; each claim checks them again in its transaction.
-        let per_target = i64::from(self.cfg.max_in_flight_per_target);
         let mut by_target = self.ledger.in_flight_by_target().await?;
+        let mut room = i64::from(self.cfg.max_in_flight) - by_target.values().sum::<i64>();
+        let per_target = i64::from(self.cfg.max_in_flight_per_target);
         let mut chosen = Vec::new();
-        for job in self.ledger.ready_jobs(10_000).await? {
+        for job in ready {
             if room <= 0 {
                 break;
             }
