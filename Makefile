@@ -53,10 +53,16 @@ endif
 deploy-check: venv
 	bash deploy/check.sh
 
-# Benchmarks print figures (docs/performance.md); they are not part of `test`.
-bench: venv
-	cargo test --test bench_reaction -- --ignored --nocapture
-	cargo test --test bench_fleet -- --ignored --nocapture --test-threads 1
+# Benchmarks print figures (docs/performance.md); they are not part of
+# `test`. Release build: the figures are what users run.
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $@
+
+bench: venv pg $(VENV)/.bench-installed
+	cargo test --release --test bench_compare -- --ignored --nocapture
+	cargo test --release --test bench_reaction -- --ignored --nocapture
+	cargo test --release --test bench_fleet -- --ignored --nocapture --test-threads 1
 
 clean:
 	cargo clean

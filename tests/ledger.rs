@@ -608,6 +608,46 @@ async fn a_schedule_fires_each_time_once_and_skips_overlaps(b: Backend) {
     assert!(l.schedules().await.unwrap().is_empty());
 }
 
+/// An SQS batch in one transaction: each event as `apply_event` would
+/// (applied, duplicate within the batch, foreign); a job with no result set
+/// (HasResultSet false at submission) needs no fetch.
+async fn a_batch_of_events_applies_in_one_transaction(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let a = l.insert_job(&new_job("a", vec![]), 1).await.unwrap();
+    let c = l.insert_job(&new_job("c", vec![a.id]), 1).await.unwrap();
+    let t = l.begin_attempt(a.id, 2).await.unwrap().unwrap();
+    let answer = Accepted {
+        id: "s-a".into(),
+        has_result_set: Some(false),
+        session_id: None,
+    };
+    l.mark_submitted(a.id, t.attempt, &answer, Default::default(), 2)
+        .await
+        .unwrap();
+    let (e1, b1) = event("e1", "s-a", &t.statement_name, "FINISHED");
+    let (e2, b2) = event("e2", "s-other", "someone-else", "FINISHED");
+    let batch = [
+        (&e1, None, Some("m1"), b1.as_str()),
+        (&e1, None, Some("m1"), b1.as_str()),
+        (&e2, None, Some("m2"), b2.as_str()),
+    ];
+    let out = l.apply_events(&batch, 3).await.unwrap();
+    let dispositions: Vec<Disposition> = out.iter().map(|(d, _)| *d).collect();
+    assert_eq!(
+        dispositions,
+        vec![
+            Disposition::Applied,
+            Disposition::Duplicate,
+            Disposition::Foreign
+        ]
+    );
+    let a2 = l.job(a.id).await.unwrap();
+    assert_eq!(a2.state, JobState::Finished);
+    assert_eq!(a2.has_result_set, Some(false));
+    assert_eq!(a2.result_state, Some(ResultState::None));
+    assert_eq!(l.job(c.id).await.unwrap().state, JobState::Ready);
+}
+
 /// Each test of the suite, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -631,6 +671,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_batch_of_events_applies_in_one_transaction,
     a_schedule_fires_each_time_once_and_skips_overlaps,
     finished_event_releases_dependents_once,
     an_event_before_its_statement_id_is_deferred_then_applied,

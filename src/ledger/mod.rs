@@ -245,6 +245,8 @@ forward! {
     /// The invariants: jobs checked, and one line per violation.
     pub async fn check(&self) -> Result<(usize, Vec<String>)>;
     pub async fn apply_event(&self, ev: &StatusEvent, error: Option<&str>, message_id: Option<&str>, body: &str, now: i64) -> Result<(Disposition, Option<i64>)>;
+    /// Several events (an SQS batch) in one transaction.
+    pub async fn apply_events(&self, events: &[(&StatusEvent, Option<&str>, Option<&str>, &str)], now: i64) -> Result<Vec<(Disposition, Option<i64>)>>;
     pub async fn quarantine(&self, message_id: Option<&str>, body: &str, reason: &str, now: i64) -> Result<()>;
     pub async fn apply_reconciled(&self, job_id: i64, statement_id: &str, outcome: &Outcome, now: i64) -> Result<Disposition>;
     pub async fn record_results(&self, job_id: i64, files: &[ResultFile], dir: Option<&str>, first_row: Option<&serde_json::Map<String, serde_json::Value>>, now: i64) -> Result<()>;

@@ -1444,83 +1444,25 @@ macro_rules! ledger_queries {
             now: i64,
         ) -> Result<(Disposition, Option<i64>)> {
             let mut tx = self.begin().await?;
-            let sid = &ev.detail.statement_id;
-            // The inbox row first: its unique event id is the dedupe across
-            // workers (a second worker waits here, then finds it).
-            let seq: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO events (event_id, message_id, received_at, statement_id, state, \
-                 disposition, body) VALUES ($1, $2, $3, $4, $5, 'ignored', $6) \
-                 ON CONFLICT DO NOTHING RETURNING seq",
-            )
-            .bind(&ev.event_id)
-            .bind(message_id)
-            .bind(now)
-            .bind(sid)
-            .bind(ev.detail.state.as_str())
-            .bind(body)
-            .fetch_optional(&mut *tx)
-            .await?;
-            // The job's row next (PostgreSQL): an event and the recording of
-            // its statement id, or two events of one statement, take turns,
-            // so that none is left deferred or applied twice.
-            let uid = ev
-                .detail
-                .statement_name
-                .as_deref()
-                .and_then(parse_statement_name)
-                .filter(|_| ROW_LOCKS);
-            if let Some(uid) = uid {
-                let sql = format!("SELECT id FROM jobs WHERE uid = $1{}", dialect::FOR_UPDATE);
-                let _: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(uid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            }
-            let Some(seq) = seq else {
-                let seen: Option<Disposition> =
-                    sqlx::query_scalar("SELECT disposition FROM events WHERE event_id = $1")
-                        .bind(&ev.event_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                return Ok(match seen {
-                    // Still not ours: the same answer, so `on_foreign = "leave"`
-                    // leaves it again, until SQS moves it to the dead-letter queue.
-                    Some(Disposition::Foreign) => (Disposition::Foreign, None),
-                    _ => (Disposition::Duplicate, None),
-                });
-            };
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT job_id FROM attempts WHERE statement_id = $1")
-                    .bind(sid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let (disposition, reason, job_id) = match known {
-                Some(job_id) => {
-                    let (d, r) = apply_to_attempt(&mut tx, ev, error, now).await?;
-                    (d, r, Some(job_id))
-                }
-                None => match deferrable_job(&mut tx, ev).await? {
-                    Some(job_id) => (
-                        Disposition::Deferred,
-                        Some("arrived before its statement id was recorded".to_string()),
-                        Some(job_id),
-                    ),
-                    None => (
-                        Disposition::Foreign,
-                        Some(format!("statement {sid} is not a job of this ledger")),
-                        None,
-                    ),
-                },
-            };
-            sqlx::query("UPDATE events SET job_id = $1, disposition = $2, reason = $3 WHERE seq = $4")
-                .bind(job_id)
-                .bind(disposition)
-                .bind(reason)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
+            let applied = apply_event_tx(&mut tx, ev, error, message_id, body, now).await?;
             tx.commit().await?;
-            Ok((disposition, job_id))
+            Ok(applied)
+        }
+
+        /// Applies several events in one transaction (an SQS batch), each as
+        /// [`Store::apply_event`] would; the dispositions in their order.
+        pub async fn apply_events(
+            &self,
+            events: &[(&StatusEvent, Option<&str>, Option<&str>, &str)],
+            now: i64,
+        ) -> Result<Vec<(Disposition, Option<i64>)>> {
+            let mut tx = self.begin().await?;
+            let mut out = Vec::with_capacity(events.len());
+            for (ev, error, message_id, body) in events {
+                out.push(apply_event_tx(&mut tx, ev, *error, *message_id, body, now).await?);
+            }
+            tx.commit().await?;
+            Ok(out)
         }
 
         /// Records a message that is not a valid event of the configured origin.
@@ -1798,6 +1740,93 @@ macro_rules! ledger_queries {
         } else {
             None
         }))
+    }
+
+    /// One event applied inside `tx` (see [`Store::apply_event`]).
+    async fn apply_event_tx(
+        tx: &mut Tx,
+        ev: &StatusEvent,
+        error: Option<&str>,
+        message_id: Option<&str>,
+        body: &str,
+        now: i64,
+    ) -> Result<(Disposition, Option<i64>)> {
+            let sid = &ev.detail.statement_id;
+            // The inbox row first: its unique event id is the dedupe across
+            // workers (a second worker waits here, then finds it).
+            let seq: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO events (event_id, message_id, received_at, statement_id, state, \
+                 disposition, body) VALUES ($1, $2, $3, $4, $5, 'ignored', $6) \
+                 ON CONFLICT DO NOTHING RETURNING seq",
+            )
+            .bind(&ev.event_id)
+            .bind(message_id)
+            .bind(now)
+            .bind(sid)
+            .bind(ev.detail.state.as_str())
+            .bind(body)
+            .fetch_optional(&mut **tx)
+            .await?;
+            // The job's row next (PostgreSQL): an event and the recording of
+            // its statement id, or two events of one statement, take turns,
+            // so that none is left deferred or applied twice.
+            let uid = ev
+                .detail
+                .statement_name
+                .as_deref()
+                .and_then(parse_statement_name)
+                .filter(|_| ROW_LOCKS);
+            if let Some(uid) = uid {
+                let sql = format!("SELECT id FROM jobs WHERE uid = $1{}", dialect::FOR_UPDATE);
+                let _: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(uid)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            }
+            let Some(seq) = seq else {
+                let seen: Option<Disposition> =
+                    sqlx::query_scalar("SELECT disposition FROM events WHERE event_id = $1")
+                        .bind(&ev.event_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                return Ok(match seen {
+                    // Still not ours: the same answer, so `on_foreign = "leave"`
+                    // leaves it again, until SQS moves it to the dead-letter queue.
+                    Some(Disposition::Foreign) => (Disposition::Foreign, None),
+                    _ => (Disposition::Duplicate, None),
+                });
+            };
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT job_id FROM attempts WHERE statement_id = $1")
+                    .bind(sid)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let (disposition, reason, job_id) = match known {
+                Some(job_id) => {
+                    let (d, r) = apply_to_attempt(tx, ev, error, now).await?;
+                    (d, r, Some(job_id))
+                }
+                None => match deferrable_job(tx, ev).await? {
+                    Some(job_id) => (
+                        Disposition::Deferred,
+                        Some("arrived before its statement id was recorded".to_string()),
+                        Some(job_id),
+                    ),
+                    None => (
+                        Disposition::Foreign,
+                        Some(format!("statement {sid} is not a job of this ledger")),
+                        None,
+                    ),
+                },
+            };
+            sqlx::query("UPDATE events SET job_id = $1, disposition = $2, reason = $3 WHERE seq = $4")
+                .bind(job_id)
+                .bind(disposition)
+                .bind(reason)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?;
+            Ok((disposition, job_id))
     }
 
     pub(crate) async fn insert_job_tx(tx: &mut Tx, job: &NewJob, now: i64) -> Result<i64> {
