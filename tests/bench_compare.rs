@@ -539,6 +539,10 @@ fn event_body(id: &str, statement: &str, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: run with `make bench`"]
 async fn redrelay_against_polling_and_its_own_limits() {
+    if std::env::var("REDRELAY_BENCH_ONLY").as_deref() == Ok("idle") {
+        idle_worker();
+        return;
+    }
     let mut rows = Vec::new();
     let only_throughput = std::env::var("REDRELAY_BENCH_ONLY").as_deref() == Ok("throughput");
     for latency in [0u64, 150] {
