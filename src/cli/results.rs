@@ -16,6 +16,8 @@ pub enum ResultFormat {
 pub struct ResultsArgs {
     /// Job id.
     pub id: i64,
+    /// Which file to print: csv, or jsonl when the job kept JSON Lines
+    /// (`result_formats`; the default keeps CSV only).
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ResultFormat,
     /// For a batch: the sub-statement (1-based) whose result to print
