@@ -648,6 +648,34 @@ async fn a_batch_of_events_applies_in_one_transaction(b: Backend) {
     assert_eq!(l.job(c.id).await.unwrap().state, JobState::Ready);
 }
 
+/// A FAILED event that comes before its statement id is recorded keeps
+/// its error text (DescribeStatement's) until it is applied.
+async fn a_deferred_failure_keeps_its_error_text(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let a = l.insert_job(&new_job("a", vec![]), 1).await.unwrap();
+    let t = l.begin_attempt(a.id, 2).await.unwrap().unwrap();
+    let (ev, body) = event("e1", "s-early", &t.statement_name, "FAILED");
+    let (d, _) = l
+        .apply_event(&ev, Some("no such table: t"), Some("m1"), &body, 3)
+        .await
+        .unwrap();
+    assert_eq!(d, Disposition::Deferred);
+    let applied = l
+        .mark_submitted(
+            a.id,
+            t.attempt,
+            &Accepted::id("s-early"),
+            Default::default(),
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![Disposition::Applied]);
+    let job = l.job(a.id).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.error.as_deref(), Some("no such table: t"));
+}
+
 /// Each test of the suite, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -672,6 +700,7 @@ macro_rules! conformance {
 
 conformance!(
     a_batch_of_events_applies_in_one_transaction,
+    a_deferred_failure_keeps_its_error_text,
     a_schedule_fires_each_time_once_and_skips_overlaps,
     finished_event_releases_dependents_once,
     an_event_before_its_statement_id_is_deferred_then_applied,

@@ -14,3 +14,6 @@ ALTER TABLE jobs ADD COLUMN result_formats TEXT;
 ALTER TABLE jobs ADD COLUMN session_keep_alive_secs BIGINT;
 -- The session of such a run, from the first ExecuteStatement's answer.
 ALTER TABLE runs ADD COLUMN session_id TEXT;
+-- A deferred FAILED or ABORTED event's error text (DescribeStatement's),
+-- applied with the event once the statement id is recorded.
+ALTER TABLE events ADD COLUMN error TEXT;

@@ -212,6 +212,7 @@ forward! {
     pub async fn promote_retries(&self, now: i64) -> Result<u64>;
     pub async fn next_retry_at(&self) -> Result<Option<i64>>;
     pub async fn owns_statement(&self, statement_id: &str) -> Result<bool>;
+    pub async fn owns_event(&self, ev: &StatusEvent) -> Result<bool>;
     pub async fn in_flight(&self) -> Result<i64>;
     /// Starts or resumes the attempt of a READY job, without limits.
     pub async fn begin_attempt(&self, job_id: i64, now: i64) -> Result<Option<Ticket>>;

@@ -255,6 +255,28 @@ macro_rules! ledger_queries {
             Ok(n > 0)
         }
 
+        /// Whether an event is for a statement of ours: its statement id is
+        /// recorded, or (an event that came before the id was recorded) its
+        /// StatementName names one of our jobs.
+        pub async fn owns_event(&self, ev: &StatusEvent) -> Result<bool> {
+            if self.owns_statement(&ev.detail.statement_id).await? {
+                return Ok(true);
+            }
+            let Some(uid) = ev
+                .detail
+                .statement_name
+                .as_deref()
+                .and_then(parse_statement_name)
+            else {
+                return Ok(false);
+            };
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE uid = $1")
+                .bind(uid)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(n > 0)
+        }
+
         /// Number of statements in flight (SUBMITTED jobs).
         pub async fn in_flight(&self) -> Result<i64> {
             Ok(
@@ -524,19 +546,20 @@ macro_rules! ledger_queries {
             .bind(attempt)
             .execute(&mut *tx)
             .await?;
-            let deferred: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT seq, body FROM events WHERE disposition = 'deferred' AND statement_id = $1 \
-                 ORDER BY seq",
+            let deferred: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                "SELECT seq, body, error FROM events WHERE disposition = 'deferred' \
+                 AND statement_id = $1 ORDER BY seq",
             )
             .bind(statement_id)
             .fetch_all(&mut *tx)
             .await?;
             let mut out = Vec::new();
-            for (seq, body) in deferred {
+            for (seq, body, error) in deferred {
                 let Ok(ev) = crate::event::parse(&body, &crate::event::Origin::default()) else {
                     continue;
                 };
-                let (disposition, reason) = apply_to_attempt(&mut tx, &ev, None, now).await?;
+                let (disposition, reason) =
+                    apply_to_attempt(&mut tx, &ev, error.as_deref(), now).await?;
                 sqlx::query("UPDATE events SET disposition = $1, reason = $2 WHERE seq = $3")
                     .bind(disposition)
                     .bind(reason)
@@ -1819,11 +1842,16 @@ macro_rules! ledger_queries {
                     ),
                 },
             };
-            sqlx::query("UPDATE events SET job_id = $1, disposition = $2, reason = $3 WHERE seq = $4")
+            // A deferred event keeps its error text for when it is applied.
+            let kept_error = (disposition == Disposition::Deferred).then_some(error).flatten();
+            sqlx::query(
+                "UPDATE events SET job_id = $1, disposition = $2, reason = $3, error = $5 WHERE seq = $4",
+            )
                 .bind(job_id)
                 .bind(disposition)
                 .bind(reason)
                 .bind(seq)
+                .bind(kept_error)
                 .execute(&mut **tx)
                 .await?;
             Ok((disposition, job_id))

@@ -238,7 +238,10 @@ impl Worker {
         // The event carries no error text: ask for it, for our statements.
         let ours = match ev.detail.state {
             StatementState::Failed | StatementState::Aborted => {
-                match self.ledger.owns_statement(&sid).await {
+                // Also before its statement id is recorded (the event raced
+                // the submission's transaction): the error text is only
+                // asked for here.
+                match self.ledger.owns_event(&ev).await {
                     Ok(ours) => ours,
                     Err(e) => {
                         error!(statement = %sid, error = %e, "Cannot read the ledger; leaving the event on the queue.");
