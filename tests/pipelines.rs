@@ -93,6 +93,8 @@ async fn a_diamond_waits_for_both_branches() {
         let edge = format!("{} -> {};", node(parent), node("d"));
         assert!(graph.contains(&edge), "no edge {edge}: {graph}");
     }
+    // A run ends with its jobs; their results are fetched after.
+    stack.wait_fetched(jobs["d"]["id"].as_i64().unwrap(), WAIT);
     let total = stack.ok(&["results", &jobs["d"]["id"].to_string()]);
     assert_eq!(total, "total\n330\n");
 }

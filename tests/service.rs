@@ -379,6 +379,8 @@ async fn an_every_minute_schedule_fires_once_in_real_time() {
     let shown = stack.wait_run(&run, WAIT);
     assert_eq!(shown["run"]["state"], "FINISHED", "{shown:#}");
     let job = shown["jobs"][0]["id"].as_i64().unwrap();
+    // A run ends with its jobs; their results are fetched after.
+    stack.wait_fetched(job, WAIT);
     let csv = stack.ok(&["results", &job.to_string()]);
     assert_eq!(
         csv.trim(),
