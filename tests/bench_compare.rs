@@ -32,25 +32,6 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(900);
 
-fn pct(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn proc_field(pid: u32, field: &str) -> Option<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// CPU time (user + system) of a process, in clock ticks (1/100 s).
 fn cpu_ticks(pid: u32) -> i64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -85,9 +66,9 @@ impl Row {
             "| {} | {} | {} | {} | {} | {} | {} | {:.2} s ({:.1} jobs/s) |",
             self.scenario,
             self.driver,
-            pct(&r, 0.5),
-            pct(&r, 0.9),
-            pct(&r, 0.99),
+            common::percentile(&r, 0.5),
+            common::percentile(&r, 0.9),
+            common::percentile(&r, 0.99),
             r.last().copied().unwrap_or(0),
             per_job.join(", "),
             self.wall,
@@ -687,7 +668,7 @@ async fn big_result() {
         let job = stack.wait_fetched(id, WAIT);
         let secs = started.elapsed().as_secs_f64();
         let _ = ended_ms;
-        let peak = proc_field(worker.pid(), "VmHWM:").unwrap_or(0);
+        let peak = common::proc_status_kib(worker.pid(), "VmHWM:").unwrap_or(0);
         let dir = job["result_path"].as_str().unwrap_or_default().to_string();
         let bytes: u64 = std::fs::read_dir(&dir)
             .map(|d| {
@@ -764,7 +745,7 @@ fn idle_worker() {
     let before = cpu_ticks(worker.pid());
     std::thread::sleep(Duration::from_secs(secs));
     let cpu = (cpu_ticks(worker.pid()) - before) as f64 / 100.0;
-    let rss = proc_field(worker.pid(), "VmRSS:").unwrap_or(0);
+    let rss = common::proc_status_kib(worker.pid(), "VmRSS:").unwrap_or(0);
     println!(
         "| idle worker, {secs} s (long polls of 20 s, SQLite ledger) | RSS {:.1} MiB | CPU {cpu:.2} s ({:.2} %) |",
         rss as f64 / 1024.0,

@@ -15,34 +15,15 @@ mod common;
 use common::Stack;
 use std::time::{Duration, Instant};
 
-fn pct(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 fn summary(name: &str, mut v: Vec<i64>) {
     v.sort_unstable();
     println!(
         "{name:<44} n={:<3} p50={:>5} ms  p90={:>5} ms  max={:>5} ms",
         v.len(),
-        pct(&v, 0.5),
-        pct(&v, 0.9),
+        common::percentile(&v, 0.5),
+        common::percentile(&v, 0.9),
         v.last().copied().unwrap_or(0)
     );
-}
-
-fn rss_kib(pid: u32, field: &str) -> Option<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,7 +53,7 @@ async fn reaction_latency_of_a_chain() {
     let shown = stack.wait_run(&run, Duration::from_secs(300));
     assert_eq!(shown["run"]["state"], "FINISHED");
     let wall = started.elapsed();
-    let peak = rss_kib(worker.pid(), "VmHWM:");
+    let peak = common::proc_status_kib(worker.pid(), "VmHWM:");
 
     let ledger = stack.ledger().await;
     let jobs = ledger.jobs(None, Some(&run)).await.unwrap();
