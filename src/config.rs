@@ -98,6 +98,41 @@ pub struct Config {
     pub publish_bus: String,
     /// Their `source`.
     pub publish_source: String,
+    /// The bearer token every call of the JSON API (/api/...) must carry
+    /// (`Authorization: Bearer TOKEN`). Without one, the API and console
+    /// serve on a loopback `listen` address only.
+    pub api_token: Option<Secret>,
+    /// A file holding the API token (its first line), instead of
+    /// `api_token`.
+    pub api_token_file: Option<PathBuf>,
+}
+
+/// A value never shown: `****` in Debug and serialisation.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The value itself, for comparing and sending; never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("****")
+    }
 }
 
 impl Default for Config {
@@ -134,6 +169,8 @@ impl Default for Config {
             publish_events: false,
             publish_bus: "default".into(),
             publish_source: "redrelay".into(),
+            api_token: None,
+            api_token_file: None,
         }
     }
 }
@@ -224,6 +261,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("publish_events", Kind::Flag),
     ("publish_bus", Kind::Text),
     ("publish_source", Kind::Text),
+    ("api_token", Kind::Text),
+    ("api_token_file", Kind::Text),
 ];
 
 /// The environment variable of a key.
@@ -416,6 +455,41 @@ impl Config {
                 "listen = {s:?} is not an address: write HOST:PORT, e.g. 127.0.0.1:9464 (\"\" turns it off)"
             ),
         })
+    }
+
+    /// The API's bearer token: `api_token`, else the first line of
+    /// `api_token_file`; `None` when neither is set.
+    pub fn api_token(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(t) = &self.api_token {
+            if self.api_token_file.is_some() {
+                return Err(ConfigError::Invalid {
+                    path: "api_token".into(),
+                    message: "api_token and api_token_file are both set: keep one".into(),
+                });
+            }
+            if t.expose().trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: "api_token".into(),
+                    message: "api_token is empty: set a long random value, or remove it".into(),
+                });
+            }
+            return Ok(Some(t.clone()));
+        }
+        let Some(path) = &self.api_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let token = text.lines().next().unwrap_or("").trim();
+        if token.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.display().to_string(),
+                message: "api_token_file is empty: write the token on its first line".into(),
+            });
+        }
+        Ok(Some(Secret::new(token)))
     }
 
     /// The in-flight limits every submission honours.

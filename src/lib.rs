@@ -5,10 +5,12 @@
 //! EventBridge, `ledger` for SQLite); the state machine (`state`) and the
 //! event parser (`event`) are pure.
 
+pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dataapi;
 pub mod dlq;
 pub mod domain;
@@ -16,6 +18,7 @@ pub mod emulator;
 pub mod event;
 pub mod ledger;
 pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod results;

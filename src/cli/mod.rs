@@ -150,11 +150,8 @@ pub(crate) async fn stop_statements(cfg: &Config, statements: Vec<(i64, String)>
     if !statements.is_empty() {
         let sdk = crate::aws::sdk_config().await?;
         let api = DataApi::with_rate_scale(&sdk, cfg.api_rate_scale);
-        for (id, sid) in statements {
-            match api.cancel(&sid).await {
-                Ok(_) => eprintln!("job {id}: statement {sid} cancelled"),
-                Err(e) => eprintln!("job {id}: statement {sid} could not be cancelled ({e}); it may have ended already"),
-            }
+        for line in crate::ops::stop_statements(&api, statements).await {
+            eprintln!("{line}");
         }
     }
     Ok(())

@@ -4,10 +4,9 @@
 
 use super::{open_ledger, render};
 use crate::clock::{Clock, SystemClock};
-use crate::ledger::{Fired, ScheduleRow};
+use crate::ledger::ScheduleRow;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
@@ -44,42 +43,16 @@ fn row(ledger_rows: Vec<ScheduleRow>, name: &str) -> Result<ScheduleRow> {
         .with_context(|| format!("no schedule {name:?} (see `redrelay schedules list`)"))
 }
 
-fn parse(s: &ScheduleRow) -> Result<crate::pipeline::Pipeline> {
-    let files: BTreeMap<String, String> = serde_json::from_str(&s.sql_files)
-        .with_context(|| format!("schedule {}: its stored SQL files", s.name))?;
-    Ok(crate::pipeline::parse_stored(&s.name, &s.text, &files)?)
+/// A row of `schedules list --json`.
+fn describe(s: &ScheduleRow) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(crate::ops::describe_schedule(
+        s,
+        SystemClock.now_ms(),
+    )?)?)
 }
 
 fn ms_to_ts(ms: i64) -> Result<jiff::Timestamp> {
-    crate::schedule::from_millis(ms).map_err(anyhow::Error::msg)
-}
-
-/// A row of `schedules list --json`.
-fn describe(s: &ScheduleRow) -> Result<serde_json::Value> {
-    let p = parse(s)?;
-    let spec = p.schedule.as_ref();
-    let from = ms_to_ts(
-        s.last_fired_at
-            .unwrap_or(s.effective_since)
-            .max(SystemClock.now_ms()),
-    )?;
-    let next = if s.paused {
-        None
-    } else {
-        spec.and_then(|sp| sp.next_after(from))
-    };
-    Ok(serde_json::json!({
-        "name": s.name,
-        "pipeline": p.name,
-        "jobs": p.jobs.len(),
-        "cron": spec.map(|sp| sp.cron()),
-        "timezone": spec.map(|sp| sp.timezone()),
-        "catch_up": spec.map(|sp| sp.catch_up().as_str()),
-        "overlap": spec.map(|sp| sp.overlap().as_str()),
-        "paused": s.paused,
-        "last_fired_at": s.last_fired_at.map(ms_to_ts).transpose()?.map(|t| t.to_string()),
-        "next_fire_at": next.map(|t| t.to_string()),
-    }))
+    crate::ops::ms_to_ts(ms)
 }
 
 pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> Result<()> {
@@ -210,21 +183,10 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> R
         }
         SchedulesCommand::Trigger { name } => {
             let s = row(ledger.schedules().await?, &name)?;
-            let p = parse(&s)?;
-            let jobs = p
-                .clone()
-                .with_run_params_at(&[], ms_to_ts(now)?)?
-                .plan(&cfg.default_target())
-                .map_err(anyhow::Error::msg)?;
-            match ledger
-                .fire_schedule(&name, now, &p.name, &jobs, false, now)
-                .await?
-            {
-                Fired::Run(run) => println!("{run}"),
-                Fired::Already | Fired::Skipped(_) => {
-                    bail!("schedule {name} fired at this very millisecond already")
-                }
-            }
+            println!(
+                "{}",
+                crate::ops::trigger_schedule(ledger, cfg, &s, now).await?
+            );
         }
     }
     Ok(())

@@ -225,6 +225,18 @@ forward! {
     pub async fn fail_submission(&self, job_id: i64, attempt: i64, error: &str, now: i64) -> Result<()>;
     pub async fn create_run(&self, pipeline: &str, jobs: &[RunJob], now: i64) -> Result<(String, Vec<i64>)>;
     pub async fn runs(&self) -> Result<Vec<Run>>;
+    /// A page of runs, newest first.
+    pub async fn runs_page(&self, filter: &RunsFilter) -> Result<Vec<Run>>;
+    /// Jobs by state for each of `runs`.
+    pub async fn run_job_counts(&self, runs: &[String]) -> Result<Vec<(String, JobState, i64)>>;
+    /// A page of jobs, newest first.
+    pub async fn jobs_page(&self, filter: &JobsFilter) -> Result<Vec<Job>>;
+    /// The inbox's latest rows of one disposition (or all), newest first.
+    pub async fn events_by(&self, disposition: Option<Disposition>, limit: i64) -> Result<Vec<EventRow>>;
+    /// State changes after sequence number `after`, oldest first.
+    pub async fn changes(&self, after: i64, run: Option<&str>, limit: i64) -> Result<Vec<Change>>;
+    /// The latest change's sequence number (0: none).
+    pub async fn last_change(&self) -> Result<i64>;
     /// Adds or replaces a schedule.
     pub async fn put_schedule(&self, name: &str, text: &str, sql_files: &str, now: i64) -> Result<()>;
     pub async fn schedules(&self) -> Result<Vec<ScheduleRow>>;

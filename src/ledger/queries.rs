@@ -774,6 +774,101 @@ macro_rules! ledger_queries {
 
 
 
+        /// A page of runs, newest first, for the API (see [`RunsFilter`]).
+        pub async fn runs_page(&self, f: &$crate::ledger::RunsFilter) -> Result<Vec<Run>> {
+            let (after_at, after_id) = match &f.before {
+                Some((at, id)) => (Some(*at), Some(id.clone())),
+                None => (None, None),
+            };
+            Ok(sqlx::query_as::<_, Run>(
+                "SELECT id, pipeline, state, created_at, finished_at FROM runs \
+                 WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR pipeline = $2) \
+                   AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+                   AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $7",
+            )
+            .bind(f.state)
+            .bind(f.pipeline.as_deref())
+            .bind(f.since)
+            .bind(f.until)
+            .bind(after_at)
+            .bind(after_id)
+            .bind(f.limit)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        /// Jobs by state for each of `runs`.
+        pub async fn run_job_counts(&self, runs: &[String]) -> Result<Vec<(String, JobState, i64)>> {
+            if runs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks: Vec<String> = (1..=runs.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT run_id, state, COUNT(*) FROM jobs WHERE run_id IN ({}) GROUP BY run_id, state",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, (String, JobState, i64)>(sqlx::AssertSqlSafe(sql));
+            for r in runs {
+                q = q.bind(r);
+            }
+            Ok(q.fetch_all(&self.pool).await?)
+        }
+
+        /// A page of jobs, newest first, for the API (see [`JobsFilter`]).
+        pub async fn jobs_page(&self, f: &$crate::ledger::JobsFilter) -> Result<Vec<Job>> {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs \
+                 WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR run_id = $2) \
+                   AND ($3 IS NULL OR name = $3) AND ($4 IS NULL OR id < $4) \
+                 ORDER BY id DESC LIMIT $5"
+            );
+            Ok(sqlx::query_as::<_, Job>(sqlx::AssertSqlSafe(sql))
+                .bind(f.state)
+                .bind(f.run.as_deref())
+                .bind(f.name.as_deref())
+                .bind(f.before)
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?)
+        }
+
+        /// The inbox's latest rows, newest first, of one disposition or all.
+        pub async fn events_by(&self, disposition: Option<Disposition>, limit: i64) -> Result<Vec<EventRow>> {
+            Ok(sqlx::query_as::<_, EventRow>(
+                "SELECT seq, event_id, message_id, received_at, statement_id, state, job_id, \
+                 disposition, reason, body FROM events WHERE ($1 IS NULL OR disposition = $1) \
+                 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(disposition)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        /// State changes with a sequence number above `after`, oldest first
+        /// (of one run's jobs and the run, when `run` is given).
+        pub async fn changes(&self, after: i64, run: Option<&str>, limit: i64) -> Result<Vec<$crate::ledger::Change>> {
+            Ok(sqlx::query_as::<_, $crate::ledger::Change>(
+                "SELECT c.seq, c.kind, c.job_id, c.run_id, c.state, c.attempt, c.result_state, c.at, j.name \
+                 FROM changes c LEFT JOIN jobs j ON j.id = c.job_id \
+                 WHERE c.seq > $1 AND ($2 IS NULL OR c.run_id = $2) ORDER BY c.seq LIMIT $3",
+            )
+            .bind(after)
+            .bind(run)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        /// The latest change's sequence number (0: none).
+        pub async fn last_change(&self) -> Result<i64> {
+            let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(n.unwrap_or(0))
+        }
+
         pub async fn runs(&self) -> Result<Vec<Run>> {
             Ok(sqlx::query_as::<_, Run>(
                 "SELECT id, pipeline, state, created_at, finished_at FROM runs ORDER BY created_at, id",
@@ -1092,6 +1187,11 @@ macro_rules! ledger_queries {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            // The state changes the event stream reads.
+            sqlx::query("DELETE FROM changes WHERE at < $1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
             // Published own events (unpublished ones wait for the publisher).
             sqlx::query("DELETE FROM outbox WHERE created_at < $1 AND published_at IS NOT NULL")
                 .bind(cutoff)

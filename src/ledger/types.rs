@@ -8,7 +8,7 @@ use sqlx::FromRow;
 use crate::domain::{Param, Target};
 
 /// A pipeline run's summary.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Run {
     pub id: String,
     pub pipeline: String,
@@ -48,7 +48,7 @@ pub struct NewJob {
     pub session_keep_alive_secs: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Job {
     pub id: i64,
     pub uid: String,
@@ -129,7 +129,7 @@ impl Job {
     }
 }
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: i64,
     pub client_token: String,
@@ -142,7 +142,7 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ResultFile {
     pub sub: i64,
     pub statement_id: String,
@@ -153,7 +153,7 @@ pub struct ResultFile {
     pub jsonl_path: String,
 }
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct EventRow {
     pub seq: i64,
     pub event_id: Option<String>,
@@ -168,7 +168,7 @@ pub struct EventRow {
 }
 
 /// What became of a consumed event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Disposition {
@@ -366,4 +366,47 @@ pub enum Fired {
     Already,
     /// Skipped: this run of the schedule is still RUNNING (overlap = skip).
     Skipped(String),
+}
+
+/// Which runs [`Ledger::runs_page`] lists (every `None` matches all).
+#[derive(Debug, Clone, Default)]
+pub struct RunsFilter {
+    pub state: Option<RunState>,
+    pub pipeline: Option<String>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created before (ms).
+    pub until: Option<i64>,
+    /// The page starts after this run: (created_at, id).
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// Which jobs [`Ledger::jobs_page`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct JobsFilter {
+    pub state: Option<JobState>,
+    pub run: Option<String>,
+    pub name: Option<String>,
+    /// The page starts below this job id.
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// A state change of a job or a run (the `changes` table, written by
+/// triggers), as the API's event stream sends it.
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+pub struct Change {
+    pub seq: i64,
+    /// `job` or `run`.
+    pub kind: String,
+    pub job_id: Option<i64>,
+    pub run_id: Option<String>,
+    pub state: String,
+    pub attempt: Option<i64>,
+    pub result_state: Option<String>,
+    /// When (ms since the epoch).
+    pub at: i64,
+    /// The job's name.
+    pub name: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! The worker's HTTP listener (`listen`, loopback by default): Prometheus
 //! `/metrics`, `/healthz` (the process is alive) and `/readyz` (the ledger
-//! answers and the last SQS receive succeeded recently). The router is
-//! built here, apart from the serving, so that more routes can join it.
+//! answers and the last SQS receive succeeded recently), which stay open;
+//! the JSON API (`/api`, behind `api_token`) and the web console (`/`).
 
 use super::*;
 use axum::extract::State;
@@ -16,13 +16,17 @@ fn receive_bound(cfg: &Config) -> Duration {
     Duration::from_secs((u64::from(cfg.wait_time_secs) * 3).max(5))
 }
 
-/// The routes of the listener.
-pub fn router(worker: Arc<Worker>) -> Router {
-    Router::new()
+/// The routes of the listener. `stop` ends the API's event streams.
+pub fn router(worker: Arc<Worker>, stop: CancellationToken) -> Router {
+    let token = worker.api_token.get().cloned();
+    let probes = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(worker)
+        .with_state(worker.clone());
+    probes
+        .merge(crate::api::router(worker, token, stop))
+        .merge(crate::console::router())
 }
 
 async fn metrics(State(w): State<Arc<Worker>>) -> impl IntoResponse {
@@ -82,6 +86,18 @@ impl Worker {
         let Some(addr) = self.cfg.listen_addr()? else {
             return Ok(None);
         };
+        let token = self.cfg.api_token()?;
+        if token.is_none() && !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "listen = {addr} is not a loopback address and no api_token is set: the JSON \
+                 API and the console would let anyone who reaches it submit SQL. Set api_token \
+                 (REDRELAY_API_TOKEN) or api_token_file to a long random value, or listen on \
+                 127.0.0.1"
+            );
+        }
+        if let Some(t) = token {
+            let _ = self.api_token.set(t);
+        }
         let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {addr} ({e}): set `listen` (REDRELAY_LISTEN) to a free \
@@ -90,7 +106,11 @@ impl Worker {
         })?;
         let bound = l.local_addr().unwrap_or(addr);
         let _ = self.info.listen.set(bound.to_string());
-        info!(listen = %bound, "HTTP listener: /metrics, /healthz, /readyz.");
+        info!(
+            listen = %bound,
+            token = self.api_token.get().is_some(),
+            "HTTP listener: console at http://{bound}/, API at /api/v1, /metrics, /healthz, /readyz."
+        );
         Ok(Some(l))
     }
 
@@ -99,7 +119,7 @@ impl Worker {
         listener: tokio::net::TcpListener,
         stop: CancellationToken,
     ) -> Result<()> {
-        axum::serve(listener, router(self))
+        axum::serve(listener, router(self, stop.clone()))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
             .map_err(|e| anyhow::anyhow!("the HTTP listener stopped: {e}"))

@@ -6,7 +6,7 @@
 //! - `reconciler`: DescribeStatement for statements with no event;
 //! - `leader`: heartbeat, the leader's lease, the rate share, wake-ups;
 //! - `retention`: old inbox rows and result files;
-//! - `listener`: the HTTP listener (metrics, health).
+//! - `listener`: the HTTP listener (metrics, health, the API and console).
 //!
 //! Maintenance (reconciler, timeouts, retry promotion, retention) runs on
 //! the leader only; every worker consumes, submits and fetches.
@@ -159,6 +159,8 @@ pub struct Worker {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When the last SQS receive succeeded (ms; 0: never), for `/readyz`.
     last_receive_ms: std::sync::atomic::AtomicI64,
+    /// The API's bearer token, once the listener is bound (`api_token`).
+    pub api_token: std::sync::OnceLock<crate::config::Secret>,
 }
 
 /// The leader's lease: held this long after each renewal...
@@ -233,7 +235,13 @@ impl Worker {
             leader_until: std::sync::Mutex::new(None),
             metrics,
             last_receive_ms: std::sync::atomic::AtomicI64::new(0),
+            api_token: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Wakes the submitter (a job was recorded or revived elsewhere).
+    pub fn wake_submitter(&self) {
+        self.submit_wake.notify_one();
     }
 
     /// Runs until `shutdown` is cancelled (or, with `until_idle`, until no

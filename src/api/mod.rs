@@ -1,0 +1,394 @@
+//! The JSON API under `/api/v1` on the worker's listener, and its OpenAPI
+//! document (`/api/openapi.json`, generated from the handlers and types
+//! here by utoipa, never written by hand).
+//!
+//! - `runs`, `jobs`, `schedules`: the resources; `stream`: the server-sent
+//!   event stream of state changes and the events inbox.
+//! - Every `/api/v1` call needs `Authorization: Bearer TOKEN` when the
+//!   worker has an `api_token`; without one the listener is loopback only
+//!   (see [`crate::worker::Worker::bind`]). Tokens are compared in
+//!   constant time and never logged.
+//! - Errors are JSON `{"message", "field"}`: 400 names the bad field, 404,
+//!   409 for a refused transition.
+
+mod jobs;
+mod runs;
+mod schedules;
+mod stream;
+
+use crate::config::Secret;
+use crate::ledger::LedgerError;
+use crate::worker::Worker;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+/// What the handlers share.
+pub struct Api {
+    pub worker: Arc<Worker>,
+    token: Option<Secret>,
+    /// Cancelled when the worker stops: event streams end.
+    stop: CancellationToken,
+}
+
+type St = State<Arc<Api>>;
+
+/// The API's routes: `/api/v1/...` behind the token, `/api/openapi.json`.
+pub fn router(worker: Arc<Worker>, token: Option<Secret>, stop: CancellationToken) -> Router {
+    let api = Arc::new(Api {
+        worker,
+        token,
+        stop,
+    });
+    let v1 = Router::new()
+        .route("/runs", get(runs::list).post(runs::start))
+        .route("/runs/{id}", get(runs::show))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/jobs", get(jobs::list).post(jobs::submit))
+        .route("/jobs/{id}", get(jobs::show))
+        .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/results", get(jobs::results))
+        .route("/jobs/{id}/rows", get(jobs::rows))
+        .route("/schedules", get(schedules::list))
+        .route("/schedules/{name}/pause", post(schedules::pause))
+        .route("/schedules/{name}/resume", post(schedules::resume))
+        .route("/schedules/{name}/trigger", post(schedules::trigger))
+        .route("/inbox", get(stream::inbox))
+        .route("/events", get(stream::events))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
+        .with_state(api);
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/api/openapi.json", get(openapi))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such API path: see /api/openapi.json for every path")
+}
+
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => {
+            ApiError::internal(format!("cannot write the OpenAPI document: {e}")).into_response()
+        }
+    }
+}
+
+/// Refuses a call without the configured bearer token (compared in
+/// constant time; a missing and a wrong token get the same answer).
+async fn auth(State(api): St, req: Request, next: Next) -> Response {
+    if let Some(token) = &api.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        let ok = given.is_some_and(|g| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                g.as_bytes(),
+                token.expose().as_bytes(),
+            ))
+        });
+        if !ok {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this API needs the worker's token: send `Authorization: Bearer TOKEN` \
+                 (the worker's api_token or api_token_file)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// An error as the API answers it: `{"message": ..., "field": ...}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong and what to do.
+    pub message: String,
+    /// The bad field or parameter (400 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    /// 400, naming the field.
+    pub fn bad(field: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: ErrorBody {
+                message: message.into(),
+                field: Some(field.to_string()),
+            },
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::warn!(error = %message, "An API call failed.");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::NoSuchJob(_) | LedgerError::NoSuchRun(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            LedgerError::RunConflict { .. } | LedgerError::Conflict { .. } => {
+                ApiError::conflict(e.to_string())
+            }
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::internal(crate::cli::error_text(&e))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Query parameters, a bad one answered as a JSON 400 naming it.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Q)
+            .map_err(|e| bad_input(e.path().to_string(), e.inner().to_string()))
+    }
+}
+
+/// A JSON body (whatever its Content-Type), a bad one answered as a JSON
+/// 400 naming the field.
+pub struct J<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for J<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad("body", format!("cannot read the body: {e}")))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut de)
+            .map(J)
+            .map_err(|e| bad_input(e.path().to_string(), e.inner().to_string()))
+    }
+}
+
+fn bad_input(path: String, message: String) -> ApiError {
+    // An unknown field is reported at its parent: name the field itself.
+    let field = match message.split('`').nth(1) {
+        Some(name) if message.starts_with("unknown field") => {
+            if path == "." {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            }
+        }
+        _ if path == "." => "body".to_string(),
+        _ => path,
+    };
+    let message = format!("{field}: {message}");
+    ApiError::bad(&field, message)
+}
+
+/// A path id that must be a job id.
+fn job_id(text: &str) -> ApiResult<i64> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad("id", format!("{text:?} is not a job id (a whole number)")))
+}
+
+/// `limit`: 1 to 500, `default` when absent.
+fn limit(given: Option<i64>, default: i64) -> ApiResult<i64> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad(
+            "limit",
+            format!("limit={n} is out of range: ask for 1 to 500"),
+        )),
+    }
+}
+
+/// An RFC 3339 time as milliseconds.
+fn time_ms(field: &str, text: Option<&str>) -> ApiResult<Option<i64>> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    text.parse::<jiff::Timestamp>()
+        .map(|t| Some(t.as_millisecond()))
+        .map_err(|e| {
+            ApiError::bad(
+                field,
+                format!(
+                    "{field}={text:?} is not an RFC 3339 time such as 2026-11-28T09:00:00Z ({e})"
+                ),
+            )
+        })
+}
+
+/// A job state's name (any case).
+fn job_state(text: Option<&str>) -> ApiResult<Option<crate::state::JobState>> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    text.to_ascii_uppercase()
+        .parse::<crate::state::JobState>()
+        .map(Some)
+        .map_err(|_| {
+            ApiError::bad(
+                "state",
+                format!(
+                    "state={text:?} is not a job state: one of {}",
+                    crate::state::JobState::ALL.map(|s| s.as_str()).join(", ")
+                ),
+            )
+        })
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "redrelay",
+        description = "Runs, jobs, schedules and state changes of a redrelay ledger. \
+            Times are milliseconds since the Unix epoch unless said otherwise.",
+    ),
+    paths(
+        runs::list, runs::show, runs::start, runs::cancel,
+        jobs::list, jobs::show, jobs::submit, jobs::retry, jobs::cancel, jobs::results, jobs::rows,
+        schedules::list, schedules::pause, schedules::resume, schedules::trigger,
+        stream::inbox, stream::events,
+    ),
+    components(schemas(ErrorBody, crate::ledger::Change)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "runs", description = "Pipeline runs"),
+        (name = "jobs", description = "Jobs: one SQL statement or a batch"),
+        (name = "schedules", description = "Pipelines that run by themselves"),
+        (name = "events", description = "State changes and the inbox of consumed events"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_names_every_path() {
+        let doc = ApiDoc::openapi();
+        let paths: Vec<&String> = doc.paths.paths.keys().collect();
+        for p in [
+            "/api/v1/runs",
+            "/api/v1/runs/{id}",
+            "/api/v1/runs/{id}/cancel",
+            "/api/v1/jobs",
+            "/api/v1/jobs/{id}",
+            "/api/v1/jobs/{id}/retry",
+            "/api/v1/jobs/{id}/cancel",
+            "/api/v1/jobs/{id}/results",
+            "/api/v1/jobs/{id}/rows",
+            "/api/v1/schedules",
+            "/api/v1/schedules/{name}/pause",
+            "/api/v1/schedules/{name}/resume",
+            "/api/v1/schedules/{name}/trigger",
+            "/api/v1/inbox",
+            "/api/v1/events",
+        ] {
+            assert!(
+                paths.iter().any(|k| k.as_str() == p),
+                "{p} missing: {paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let e = bad_input(
+            ".".into(),
+            "unknown field `sqlx`, expected one of `sql`".into(),
+        );
+        assert_eq!(e.body.field.as_deref(), Some("sqlx"));
+        let e = bad_input(
+            "target".into(),
+            "unknown field `wg`, expected `workgroup`".into(),
+        );
+        assert_eq!(e.body.field.as_deref(), Some("target.wg"));
+        let e = bad_input("max_attempts".into(), "invalid type".into());
+        assert_eq!(e.body.field.as_deref(), Some("max_attempts"));
+    }
+}

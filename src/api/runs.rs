@@ -1,0 +1,298 @@
+//! `/api/v1/runs`: list, show, start, cancel.
+
+use super::jobs::{job_detail, JobDetail, JobView};
+use super::{limit, time_ms, ApiError, ApiResult, St, J, Q};
+use crate::ledger::{Run, RunsFilter};
+use crate::state::RunState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// RUNNING, FINISHED, FAILED or CANCELLED.
+    state: Option<String>,
+    /// The pipeline's name.
+    pipeline: Option<String>,
+    /// Runs created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Runs created before this RFC 3339 time.
+    until: Option<String>,
+    /// Runs a page (1-500, default 50).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A run with its jobs counted by state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunSummary {
+    #[serde(flatten)]
+    pub run: Run,
+    pub jobs_total: i64,
+    /// Job state -> how many.
+    pub jobs_by_state: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunsPage {
+    pub runs: Vec<RunSummary>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// An edge of a run's graph: `to` runs after `from` finished.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Edge {
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunDetail {
+    pub run: Run,
+    pub jobs: Vec<JobDetail>,
+    pub edges: Vec<Edge>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StartedRun {
+    pub run: Run,
+    pub jobs: Vec<JobView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CancelledRun {
+    pub run: Run,
+    /// Jobs that had not ended and were cancelled.
+    pub cancelled_jobs: usize,
+}
+
+/// Start a run: a stored schedule's pipeline now, or a pipeline's text.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// A stored schedule whose pipeline runs now (`:scheduled_time` = now).
+    schedule: Option<String>,
+    /// A pipeline file's TOML text (as `redrelay pipeline run` reads it).
+    pipeline: Option<String>,
+    /// Run-time parameters the pipeline declares in its [params].
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    /// The SQL of each `sql_file` the pipeline names: path as written -> SQL.
+    #[serde(default)]
+    sql_files: BTreeMap<String, String>,
+}
+
+fn run_state(text: Option<&str>) -> ApiResult<Option<RunState>> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let all = [
+        RunState::Running,
+        RunState::Finished,
+        RunState::Failed,
+        RunState::Cancelled,
+    ];
+    all.into_iter()
+        .find(|s| s.to_string().eq_ignore_ascii_case(text))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad(
+                "state",
+                format!("state={text:?} is not a run state: one of RUNNING, FINISHED, FAILED, CANCELLED"),
+            )
+        })
+}
+
+/// Runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunsQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = RunsPage),
+        (status = 400, description = "A bad filter", body = super::ErrorBody),
+        (status = 401, description = "No or a wrong token", body = super::ErrorBody),
+    ))]
+pub async fn list(State(api): St, Q(q): Q<RunsQuery>) -> ApiResult<Json<RunsPage>> {
+    let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(
+            c.split_once('.')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "cursor",
+                        "cursor is not one this API gave: pass a page's next_cursor as it is",
+                    )
+                })?,
+        ),
+    };
+    let filter = RunsFilter {
+        state: run_state(q.state.as_deref())?,
+        pipeline: q.pipeline.filter(|p| !p.is_empty()),
+        since: time_ms("since", q.since.as_deref())?,
+        until: time_ms("until", q.until.as_deref())?,
+        before,
+        limit: limit(q.limit, 50)?,
+    };
+    let ledger = &api.worker.ledger;
+    let runs = ledger.runs_page(&filter).await?;
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let mut counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (run, state, n) in ledger.run_job_counts(&ids).await? {
+        counts
+            .entry(run)
+            .or_default()
+            .insert(state.as_str().to_string(), n);
+    }
+    let next_cursor = (runs.len() as i64 == filter.limit)
+        .then(|| runs.last().map(|r| format!("{}.{}", r.created_at, r.id)))
+        .flatten();
+    let runs = runs
+        .into_iter()
+        .map(|run| {
+            let by_state = counts.remove(&run.id).unwrap_or_default();
+            RunSummary {
+                jobs_total: by_state.values().sum(),
+                jobs_by_state: by_state,
+                run,
+            }
+        })
+        .collect();
+    Ok(Json(RunsPage { runs, next_cursor }))
+}
+
+async fn find(api: &super::Api, id: &str) -> ApiResult<Run> {
+    api.worker
+        .ledger
+        .run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id} does not exist")))
+}
+
+/// One run: its jobs (with attempts and results), their edges and states.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = RunDetail),
+        (status = 401, description = "No or a wrong token", body = super::ErrorBody),
+        (status = 404, description = "No such run", body = super::ErrorBody),
+    ))]
+pub async fn show(State(api): St, Path(id): Path<String>) -> ApiResult<Json<RunDetail>> {
+    let run = find(&api, &id).await?;
+    let ledger = &api.worker.ledger;
+    let mut jobs = Vec::new();
+    for j in ledger.jobs(None, Some(&id)).await? {
+        jobs.push(job_detail(ledger, j).await?);
+    }
+    let edges = ledger
+        .run_edges(&id)
+        .await?
+        .into_iter()
+        .map(|(job, dep)| Edge { from: dep, to: job })
+        .collect();
+    Ok(Json(RunDetail { run, jobs, edges }))
+}
+
+/// Start a run of a stored schedule's pipeline, or of a pipeline's text.
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs", request_body = StartRun,
+    responses(
+        (status = 201, description = "The run, recorded; the worker submits its jobs", body = StartedRun),
+        (status = 400, description = "An invalid pipeline or parameter", body = super::ErrorBody),
+        (status = 401, description = "No or a wrong token", body = super::ErrorBody),
+        (status = 404, description = "No such schedule", body = super::ErrorBody),
+    ))]
+pub async fn start(
+    State(api): St,
+    J(body): J<StartRun>,
+) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+    let w = &api.worker;
+    let now = w.clock.now_ms();
+    let given: Vec<(String, String)> = body.params.into_iter().collect();
+    let (text, shown, default_name, files) = match (body.schedule, body.pipeline) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ApiError::bad(
+                "pipeline",
+                "give either `schedule` (a stored schedule's name) or `pipeline` (a pipeline's TOML text)",
+            ))
+        }
+        (Some(name), None) => {
+            let s = crate::ops::find_schedule(&w.ledger, &name)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "no schedule {name:?}: see GET /api/v1/schedules"
+                    ))
+                })?;
+            let files: BTreeMap<String, String> =
+                serde_json::from_str(&s.sql_files).map_err(|e| {
+                    ApiError::internal(format!("schedule {name}: its stored SQL files: {e}"))
+                })?;
+            (s.text, format!("schedule {name}"), name, files)
+        }
+        (None, Some(text)) => (text, "pipeline".to_string(), "api".to_string(), body.sql_files),
+    };
+    let ts = crate::ops::ms_to_ts(now)?;
+    let p = crate::pipeline::parse(&text, &shown, &default_name, |path| {
+        files
+            .get(&path.display().to_string())
+            .cloned()
+            .ok_or_else(|| format!("{}: give its SQL in sql_files", path.display()))
+    })
+    .and_then(|p| p.with_run_params_at(&given, ts))
+    .map_err(|e| {
+        let field = if e.to_string().contains("--param") {
+            "params"
+        } else {
+            "pipeline"
+        };
+        ApiError::bad(field, e.to_string().replace("--param ", "params."))
+    })?;
+    let jobs = p
+        .plan(&w.cfg.default_target())
+        .map_err(|e| ApiError::bad("pipeline", e))?;
+    let (run, _) = w.ledger.create_run(&p.name, &jobs, now).await?;
+    w.wake_submitter();
+    let run = find(&api, &run).await?;
+    let jobs = w
+        .ledger
+        .jobs(None, Some(&run.id))
+        .await?
+        .into_iter()
+        .map(JobView::from)
+        .collect();
+    Ok((StatusCode::CREATED, Json(StartedRun { run, jobs })))
+}
+
+/// Cancel a run: running statements are stopped, waiting jobs CANCELLED.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run, CANCELLED", body = CancelledRun),
+        (status = 401, description = "No or a wrong token", body = super::ErrorBody),
+        (status = 404, description = "No such run", body = super::ErrorBody),
+        (status = 409, description = "The run already ended", body = super::ErrorBody),
+    ))]
+pub async fn cancel(State(api): St, Path(id): Path<String>) -> ApiResult<Json<CancelledRun>> {
+    let w = &api.worker;
+    find(&api, &id).await?;
+    let (n, statements) = match w.ledger.cancel_run(&id, w.clock.now_ms()).await {
+        Ok(done) => done,
+        Err(crate::ledger::LedgerError::RunConflict { found, .. }) => {
+            return Err(ApiError::conflict(format!(
+                "run {id} is already {found}: nothing to cancel"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for line in crate::ops::stop_statements(&w.api, statements).await {
+        tracing::info!(run = %id, "{line}");
+    }
+    let run = find(&api, &id).await?;
+    Ok(Json(CancelledRun {
+        run,
+        cancelled_jobs: n,
+    }))
+}

@@ -1,0 +1,207 @@
+//! `GET /api/v1/events` (server-sent events of job and run state changes,
+//! read from the ledger's `changes` table, so changes made by any worker
+//! or by the CLI are seen) and `GET /api/v1/inbox` (consumed messages).
+
+use super::{limit, ApiError, ApiResult, St, Q};
+use crate::ledger::{Change, Disposition, EventRow};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// How often the stream looks for new changes.
+const POLL: Duration = Duration::from_millis(250);
+/// How far back each look goes: on PostgreSQL a sequence number is taken
+/// before its transaction commits, so a change can appear below one
+/// already sent.
+const LOOK_BACK: i64 = 200;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only the changes of this run (its jobs and itself).
+    run: Option<String>,
+    /// Resume after this change (the `id:` of the last event seen; the
+    /// `Last-Event-ID` header does the same). Default: from now.
+    after: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InboxQuery {
+    /// applied, duplicate, stale, deferred, foreign, quarantined or ignored.
+    disposition: Option<String>,
+    /// Rows (1-500, default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Inbox {
+    /// Newest first, with each message's body as received.
+    pub events: Vec<EventRow>,
+}
+
+const DISPOSITIONS: [Disposition; 7] = [
+    Disposition::Applied,
+    Disposition::Duplicate,
+    Disposition::Stale,
+    Disposition::Deferred,
+    Disposition::Foreign,
+    Disposition::Quarantined,
+    Disposition::Ignored,
+];
+
+/// The inbox: the latest consumed messages and what became of them.
+#[utoipa::path(get, path = "/api/v1/inbox", tag = "events", params(InboxQuery),
+    responses(
+        (status = 200, description = "Consumed messages, newest first", body = Inbox),
+        (status = 400, description = "A bad filter", body = super::ErrorBody),
+        (status = 401, description = "No or a wrong token", body = super::ErrorBody),
+    ))]
+pub async fn inbox(State(api): St, Q(q): Q<InboxQuery>) -> ApiResult<Json<Inbox>> {
+    let disposition = match q.disposition.as_deref().filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => Some(
+            DISPOSITIONS
+                .into_iter()
+                .find(|x| x.as_str().eq_ignore_ascii_case(d))
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "disposition",
+                        format!(
+                            "disposition={d:?}: one of {}",
+                            DISPOSITIONS.map(|x| x.as_str()).join(", ")
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let events = api
+        .worker
+        .ledger
+        .events_by(disposition, limit(q.limit, 100)?)
+        .await?;
+    Ok(Json(Inbox { events }))
+}
+
+/// Where a stream is.
+struct Cursor {
+    api: std::sync::Arc<super::Api>,
+    run: Option<String>,
+    /// The highest sequence number sent.
+    last: i64,
+    /// Sent sequence numbers within the look-back window.
+    sent: BTreeSet<i64>,
+    queue: VecDeque<Change>,
+}
+
+impl Cursor {
+    /// The next event to send, waiting for one; `None` when the worker
+    /// stops.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(c) = self.queue.pop_front() {
+                let data = serde_json::to_string(&c).unwrap_or_default();
+                return Some(
+                    Event::default()
+                        .event(c.kind.clone())
+                        .id(c.seq.to_string())
+                        .data(data),
+                );
+            }
+            match self
+                .api
+                .worker
+                .ledger
+                .changes((self.last - LOOK_BACK).max(0), self.run.as_deref(), 500)
+                .await
+            {
+                Ok(rows) => {
+                    for c in rows {
+                        if self.sent.insert(c.seq) {
+                            self.last = self.last.max(c.seq);
+                            self.queue.push_back(c);
+                        }
+                    }
+                    let floor = self.last - LOOK_BACK;
+                    self.sent = self.sent.split_off(&floor);
+                    if !self.queue.is_empty() {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "The event stream cannot read the ledger.");
+                    let msg =
+                        serde_json::json!({ "message": format!("cannot read the ledger: {e}") });
+                    tokio::select! {
+                        _ = self.api.stop.cancelled() => return None,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                    return Some(Event::default().event("error").data(msg.to_string()));
+                }
+            }
+            tokio::select! {
+                _ = self.api.stop.cancelled() => return None,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+}
+
+/// Job and run state changes as server-sent events (`event: job` or
+/// `event: run`, `id:` the change's sequence number, `data:` a Change).
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
+    responses(
+        (status = 200, description = "An endless text/event-stream; each data line is a Change", content_type = "text/event-stream", body = Change),
+        (status = 400, description = "A bad parameter", body = super::ErrorBody),
+        (status = 401, description = "No or a wrong token", body = super::ErrorBody),
+    ))]
+pub async fn events(
+    State(api): St,
+    headers: HeaderMap,
+    Q(q): Q<EventsQuery>,
+) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "Last-Event-ID",
+                        "Last-Event-ID is not an event id this API sent",
+                    )
+                })?,
+        ),
+    };
+    if let Some(a) = q.after.filter(|a| *a < 0) {
+        return Err(ApiError::bad("after", format!("after={a}: give 0 or more")));
+    }
+    let last = match resume.or(q.after) {
+        Some(n) => n,
+        None => api.worker.ledger.last_change().await?,
+    };
+    let cursor = Cursor {
+        api,
+        run: q.run.filter(|r| !r.is_empty()),
+        last,
+        // Everything up to `last` counts as sent.
+        sent: ((last - LOOK_BACK).max(0)..=last).collect(),
+        queue: VecDeque::new(),
+    };
+    let stream =
+        futures_util::stream::unfold(
+            cursor,
+            |mut c| async move { c.next().await.map(|e| (Ok(e), c)) },
+        );
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keep-alive"),
+    ))
+}
