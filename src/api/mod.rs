@@ -233,15 +233,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for J<T> {
 }
 
 fn bad_input(path: String, message: String) -> ApiError {
-    // An unknown field is reported at its parent: name the field itself.
+    // The path names the field (an unknown one too); "." is the body.
     let field = match message.split('`').nth(1) {
-        Some(name) if message.starts_with("unknown field") => {
-            if path == "." {
-                name.to_string()
-            } else {
-                format!("{path}.{name}")
-            }
-        }
+        Some(name) if path == "." && message.starts_with("unknown field") => name.to_string(),
         _ if path == "." => "body".to_string(),
         _ => path,
     };

@@ -4,6 +4,7 @@
 //! child of the test and is killed by its PID when the stack is dropped.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod pg;
 
 use redrelay::ledger::{Job, Ledger};

@@ -1,0 +1,674 @@
+//! The JSON API (issue 12) on a running worker with an api_token, on the
+//! local stack: every endpoint refuses a missing or wrong token (401),
+//! names the bad field (400), answers 404 and refuses transitions (409);
+//! what it returns is checked against the ledger and the result files.
+//! Clients we did not write check the wire: schemathesis runs the OpenAPI
+//! document against the API, and a Python script (stdlib urllib) submits a
+//! job and reads its result.
+
+mod common;
+
+use common::http::{call, Sse};
+use common::{Stack, StackOptions};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+const TOKEN: &str = "t0ken-for-the-api-tests-2f9c";
+
+/// A stack whose worker needs TOKEN; flaky_* statements fail once.
+fn stack(test: &str) -> Stack {
+    Stack::start_with(
+        test,
+        StackOptions {
+            config_extra: format!("api_token = \"{TOKEN}\"\n"),
+            emulator_args: vec!["--fail-first".into(), "1:flaky_".into()],
+            ..StackOptions::default()
+        },
+    )
+}
+
+/// The HTTP listener of the only live worker, from `workers list`.
+fn listener_of(stack: &Stack) -> String {
+    stack.wait_for(WAIT, "the worker's listener", || {
+        let ws = stack.json(&["workers", "list"]);
+        ws[0]["listen"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no listener in {ws}"))
+    })
+}
+
+fn api(addr: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|b| b.to_string());
+    let r = call(addr, method, path, Some(TOKEN), body.as_deref());
+    let v = if r.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&r.body).unwrap_or(Value::String(r.body.clone()))
+    };
+    (r.status, v)
+}
+
+/// A 400 that names `field`.
+fn assert_bad(addr: &str, method: &str, path: &str, body: Option<Value>, field: &str) {
+    let (status, v) = api(addr, method, path, body.clone());
+    assert_eq!(status, 400, "{method} {path} {body:?}: {v}");
+    assert_eq!(v["field"], field, "{method} {path} {body:?}: {v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+}
+
+fn wait_job(addr: &str, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, v) = api(addr, "GET", &format!("/api/v1/jobs/{id}"), None);
+        assert_eq!(status, 200, "{v}");
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "job {id}: {what}: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const PIPELINE: &str = r#"
+name = "api_chain"
+[params]
+n = "7"
+[jobs.load]
+sql = "CREATE TABLE loaded AS SELECT :n AS v"
+params = { n = { param = "n" } }
+[jobs.flaky_merge]
+sql = "CREATE TABLE merged AS SELECT v FROM loaded"
+depends_on = ["load"]
+[jobs.report]
+sql = "SELECT v FROM merged"
+depends_on = ["flaky_merge"]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_needs_the_token_names_bad_fields_and_refuses_transitions() {
+    let stack = stack("api");
+    let _worker = stack.spawn_worker_ready(&[]);
+    let addr = listener_of(&stack);
+
+    // 401: every API path, no token or a wrong one; probes stay open.
+    let paths = [
+        ("GET", "/api/v1/runs"),
+        ("POST", "/api/v1/runs"),
+        ("GET", "/api/v1/runs/r1"),
+        ("POST", "/api/v1/runs/r1/cancel"),
+        ("GET", "/api/v1/jobs"),
+        ("POST", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs/1"),
+        ("POST", "/api/v1/jobs/1/retry"),
+        ("POST", "/api/v1/jobs/1/cancel"),
+        ("GET", "/api/v1/jobs/1/results"),
+        ("GET", "/api/v1/jobs/1/rows"),
+        ("GET", "/api/v1/schedules"),
+        ("POST", "/api/v1/schedules/s/pause"),
+        ("POST", "/api/v1/schedules/s/resume"),
+        ("POST", "/api/v1/schedules/s/trigger"),
+        ("GET", "/api/v1/inbox"),
+        ("GET", "/api/v1/events"),
+        ("GET", "/api/v1/nothing-here"),
+    ];
+    for (method, path) in paths {
+        for token in [None, Some("wrong"), Some("")] {
+            let r = call(&addr, method, path, token, Some("{}"));
+            assert_eq!(r.status, 401, "{method} {path} with {token:?}: {}", r.body);
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            assert!(r.json()["message"].as_str().unwrap().contains("Bearer"));
+            assert!(!r.body.contains(TOKEN));
+        }
+    }
+    for open in [
+        "/healthz",
+        "/metrics",
+        "/",
+        "/assets/app.js",
+        "/api/openapi.json",
+    ] {
+        assert_eq!(call(&addr, "GET", open, None, None).status, 200, "{open}");
+    }
+    let doc = call(&addr, "GET", "/api/openapi.json", None, None).json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert!(doc["paths"]["/api/v1/jobs/{id}/retry"]["post"].is_object());
+    let log = stack.log("worker.log");
+    assert!(!log.contains(TOKEN), "the token was logged");
+
+    // Submit a job; it runs; its detail, rows and CSV come back.
+    let (status, job) = api(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT :x AS answer", "name": "api-one", "params": {"x": "42"}})),
+    );
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    assert_eq!(job["param_names"], json!(["x"]));
+    assert!(
+        !job.to_string().contains("\"42\""),
+        "a parameter value was served: {job}"
+    );
+    let done = wait_job(&addr, id, "FINISHED and fetched", |v| {
+        v["state"] == "FINISHED" && v["result_state"] == "FETCHED"
+    });
+    assert_eq!(done["attempts"][0]["state"], "FINISHED");
+    assert_eq!(done["attempts"][0]["statement_id"], done["statement_id"]);
+    assert_eq!(done["results"][0]["rows"], 1);
+    let ledger_job = stack.json(&["jobs", "show", &id.to_string()]);
+    assert_eq!(ledger_job["statement_id"], done["statement_id"]);
+    let csv = call(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs/{id}/results?format=csv"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.body, "answer\n42\n");
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let (_, rows) = api(&addr, "GET", &format!("/api/v1/jobs/{id}/rows"), None);
+    assert_eq!(
+        rows,
+        json!({"columns": ["answer"], "rows": [["42"]], "total_rows": 1})
+    );
+
+    // 400s name the field.
+    assert_bad(&addr, "POST", "/api/v1/jobs", Some(json!({})), "sql");
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "  "})),
+        "sql",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "sqls": ["SELECT 2"]})),
+        "sql",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "bogus": 1})),
+        "bogus",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": 5})),
+        "sql",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "max_attempts": 0})),
+        "max_attempts",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "params": {"bad name": "1"}})),
+        "params.bad name",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "params": {"x": ""}})),
+        "params.x",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "after": [999999]})),
+        "after",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "result_formats": "xml"})),
+        "result_formats",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "target": {"wg": "x"}})),
+        "target.wg",
+    );
+    assert_bad(&addr, "POST", "/api/v1/runs", Some(json!({})), "pipeline");
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"pipeline": "[jobs.a]\nsql = 1"})),
+        "pipeline",
+    );
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"pipeline": PIPELINE, "params": {"zzz": "1"}})),
+        "params",
+    );
+    assert_bad(&addr, "GET", "/api/v1/jobs?state=NOPE", None, "state");
+    assert_bad(&addr, "GET", "/api/v1/jobs?limit=abc", None, "limit");
+    assert_bad(&addr, "GET", "/api/v1/jobs?cursor=x", None, "cursor");
+    assert_bad(&addr, "GET", "/api/v1/runs?since=yesterday", None, "since");
+    assert_bad(&addr, "GET", "/api/v1/runs?limit=0", None, "limit");
+    assert_bad(&addr, "GET", "/api/v1/runs?state=DONE", None, "state");
+    assert_bad(&addr, "GET", "/api/v1/jobs/abc", None, "id");
+    assert_bad(&addr, "POST", "/api/v1/jobs/abc/retry", None, "id");
+    assert_bad(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs/{id}/results?format=xml"),
+        None,
+        "format",
+    );
+    assert_bad(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs/{id}/results?format=jsonl"),
+        None,
+        "format",
+    );
+    assert_bad(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs/{id}/rows?limit=501"),
+        None,
+        "limit",
+    );
+    assert_bad(
+        &addr,
+        "GET",
+        "/api/v1/inbox?disposition=lost",
+        None,
+        "disposition",
+    );
+    assert_bad(&addr, "GET", "/api/v1/events?after=-1", None, "after");
+
+    // 404s.
+    for (method, path) in [
+        ("GET", "/api/v1/jobs/999999"),
+        ("POST", "/api/v1/jobs/999999/retry"),
+        ("POST", "/api/v1/jobs/999999/cancel"),
+        ("GET", "/api/v1/jobs/999999/results"),
+        ("GET", "/api/v1/runs/no-such-run"),
+        ("POST", "/api/v1/runs/no-such-run/cancel"),
+        ("POST", "/api/v1/schedules/nope/pause"),
+        ("POST", "/api/v1/schedules/nope/resume"),
+        ("POST", "/api/v1/schedules/nope/trigger"),
+        ("GET", "/api/v1/nothing-here"),
+    ] {
+        let (status, v) = api(&addr, method, path, None);
+        assert_eq!(status, 404, "{method} {path}: {v}");
+        assert!(v["message"].is_string(), "{v}");
+    }
+    let (status, v) = api(
+        &addr,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"schedule": "nope"})),
+    );
+    assert_eq!(status, 404, "{v}");
+
+    // A run from pipeline text: flaky_merge fails once, report is SKIPPED.
+    let (status, started) = api(
+        &addr,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"pipeline": PIPELINE, "params": {"n": "9"}})),
+    );
+    assert_eq!(status, 201, "{started}");
+    let run = started["run"]["id"].as_str().unwrap().to_string();
+    assert_eq!(started["jobs"].as_array().unwrap().len(), 3);
+    stack.wait_run(&run, WAIT);
+    let (_, detail) = api(&addr, "GET", &format!("/api/v1/runs/{run}"), None);
+    assert_eq!(detail["run"]["state"], "FAILED", "{detail:#}");
+    let by_name = |d: &Value, name: &str| -> Value {
+        d["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no job {name} in {d:#}"))
+    };
+    let (load, merge, report) = (
+        by_name(&detail, "load"),
+        by_name(&detail, "flaky_merge"),
+        by_name(&detail, "report"),
+    );
+    assert_eq!(
+        (&load["state"], &merge["state"], &report["state"]),
+        (&json!("FINISHED"), &json!("FAILED"), &json!("SKIPPED")),
+        "{detail:#}"
+    );
+    assert_eq!(
+        (&load["state"], &merge["state"], &report["state"]),
+        (&json!("FINISHED"), &json!("FAILED"), &json!("SKIPPED"))
+    );
+    assert!(
+        merge["error"].as_str().unwrap_or("").contains("flaky_"),
+        "{merge:#}"
+    );
+    assert_eq!(merge["attempts"][0]["state"], "FAILED");
+    let ids = |j: &Value| j["id"].as_i64().unwrap();
+    let mut edges: Vec<(i64, i64)> = detail["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["from"].as_i64().unwrap(), e["to"].as_i64().unwrap()))
+        .collect();
+    edges.sort();
+    assert_eq!(
+        edges,
+        vec![(ids(&load), ids(&merge)), (ids(&merge), ids(&report))]
+    );
+
+    // Lists and filters.
+    let (_, failed) = api(
+        &addr,
+        "GET",
+        "/api/v1/runs?state=FAILED&pipeline=api_chain",
+        None,
+    );
+    assert_eq!(failed["runs"].as_array().unwrap().len(), 1, "{failed}");
+    assert_eq!(failed["runs"][0]["jobs_by_state"]["SKIPPED"], 1);
+    let (_, none) = api(&addr, "GET", "/api/v1/runs?state=RUNNING", None);
+    assert_eq!(none["runs"], json!([]));
+    let (_, later) = api(
+        &addr,
+        "GET",
+        "/api/v1/runs?since=2999-01-01T00:00:00Z",
+        None,
+    );
+    assert_eq!(later["runs"], json!([]));
+    let (_, jobs) = api(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs?run={run}&limit=2"),
+        None,
+    );
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 2);
+    let cursor = jobs["next_cursor"].as_str().unwrap().to_string();
+    let (_, rest) = api(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs?run={run}&limit=2&cursor={cursor}"),
+        None,
+    );
+    assert_eq!(rest["jobs"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (_, skipped) = api(&addr, "GET", "/api/v1/jobs?state=skipped", None);
+    assert_eq!(skipped["jobs"][0]["id"], report["id"]);
+
+    // 409s: a skipped job whose parent failed, a finished job, results.
+    let (status, v) = api(
+        &addr,
+        "POST",
+        &format!("/api/v1/jobs/{}/retry", ids(&report)),
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("FAILED"), "{v}");
+    let (status, v) = api(
+        &addr,
+        "POST",
+        &format!("/api/v1/jobs/{}/retry", ids(&load)),
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+    let (status, v) = api(
+        &addr,
+        "POST",
+        &format!("/api/v1/jobs/{}/cancel", ids(&load)),
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+    let (status, v) = api(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs/{}/results", ids(&merge)),
+        None,
+    );
+    assert_eq!(status, 409, "{v}");
+    let (status, v) = api(&addr, "POST", &format!("/api/v1/runs/{run}/cancel"), None);
+    assert_eq!(status, 409, "{v}");
+
+    // Retry the failed job: it runs again, then report, and the run ends.
+    let (status, v) = api(
+        &addr,
+        "POST",
+        &format!("/api/v1/jobs/{}/retry", ids(&merge)),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_job(&addr, ids(&report), "report finished", |v| {
+        v["state"] == "FINISHED" && v["result_state"] == "FETCHED"
+    });
+    let (_, rows) = api(
+        &addr,
+        "GET",
+        &format!("/api/v1/jobs/{}/rows", ids(&report)),
+        None,
+    );
+    assert_eq!(rows["rows"], json!([["9"]]), "{rows}");
+    let (_, detail) = api(&addr, "GET", &format!("/api/v1/runs/{run}"), None);
+    assert_eq!(detail["run"]["state"], "FINISHED", "{detail:#}");
+    assert_eq!(
+        by_name(&detail, "flaky_merge")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The inbox shows the probe message's body, quarantined.
+    let (_, inbox) = api(&addr, "GET", "/api/v1/inbox?disposition=quarantined", None);
+    let bodies: Vec<&str> = inbox["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert!(
+        bodies.iter().any(|b| b.starts_with(common::PROBE)),
+        "{inbox:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_runs_and_cancels_through_the_api_and_the_event_stream() {
+    let stack = Stack::start_with(
+        "api-sched",
+        StackOptions {
+            config_extra: format!("api_token = \"{TOKEN}\"\n"),
+            emulator_args: vec!["--hold".into(), "60000:held_".into()],
+            ..StackOptions::default()
+        },
+    );
+    let file = stack.write_file(
+        "nightly.toml",
+        "name = \"nightly\"\n[schedule]\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Paris\"\n\
+         [jobs.one]\nsql = \"SELECT 1 AS one\"\n",
+    );
+    stack.ok(&["schedules", "add", &file]);
+    let _worker = stack.spawn_worker_ready(&[]);
+    let addr = listener_of(&stack);
+
+    // The stream from now on: nothing old is replayed.
+    let mut stream = Sse::open(&addr, "/api/v1/events", Some(TOKEN), &[]);
+    assert_eq!(stream.status, 200);
+
+    let (_, list) = api(&addr, "GET", "/api/v1/schedules", None);
+    assert_eq!(list[0]["name"], "nightly", "{list}");
+    assert_eq!(list[0]["cron"], "0 3 * * *");
+    assert!(list[0]["next_fire_at"].is_string(), "{list}");
+    let (status, paused) = api(&addr, "POST", "/api/v1/schedules/nightly/pause", None);
+    assert_eq!((status, &paused["paused"]), (200, &json!(true)), "{paused}");
+    assert_eq!(paused["next_fire_at"], Value::Null);
+    assert_eq!(stack.json(&["schedules", "list"])[0]["paused"], true);
+    let (status, resumed) = api(&addr, "POST", "/api/v1/schedules/nightly/resume", None);
+    assert_eq!((status, &resumed["paused"]), (200, &json!(false)));
+    let (status, fired) = api(&addr, "POST", "/api/v1/schedules/nightly/trigger", None);
+    assert_eq!(status, 201, "{fired}");
+    let run = fired["run"]["id"].as_str().unwrap().to_string();
+    let summary = stack.wait_run(&run, WAIT);
+    assert_eq!(summary["run"]["state"], "FINISHED", "{summary:#}");
+    let (status, v) = api(
+        &addr,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"schedule": "nightly"})),
+    );
+    assert_eq!(status, 201, "{v}");
+
+    // The triggered run's changes arrive in order, ids increasing.
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut last_id = 0;
+    let deadline = Instant::now() + WAIT;
+    while !seen.contains(&("run".into(), "FINISHED".into())) {
+        assert!(Instant::now() < deadline, "stream so far: {seen:?}");
+        let Some((event, id, data)) = stream.next(Duration::from_secs(5)) else {
+            continue;
+        };
+        let id: i64 = id.parse().unwrap();
+        assert!(id > last_id, "ids go up: {id} after {last_id}");
+        last_id = id;
+        let change: Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(change["kind"], event.as_str());
+        if change["run_id"] == run.as_str() {
+            seen.push((event, change["state"].as_str().unwrap().to_string()));
+        }
+    }
+    assert_eq!(
+        seen.first(),
+        Some(&("run".into(), "RUNNING".into())),
+        "{seen:?}"
+    );
+    for s in ["READY", "SUBMITTED", "FINISHED"] {
+        assert!(
+            seen.contains(&("job".into(), s.into())),
+            "{s} missing from {seen:?}"
+        );
+    }
+    // Resuming with Last-Event-ID replays what came after it.
+    let mut again = Sse::open(
+        &addr,
+        "/api/v1/events",
+        Some(TOKEN),
+        &[("Last-Event-ID", &(last_id - 1).to_string())],
+    );
+    let (_, id, _) = again.next(WAIT).expect("the replayed event");
+    assert_eq!(id, last_id.to_string());
+
+    // A run whose statement is held: cancelling it stops the statement.
+    let pipeline = "name = \"held\"\n[jobs.held_long]\nsql = \"SELECT 2 AS held_two\"\n\
+                    [jobs.after]\nsql = \"SELECT 3\"\ndepends_on = [\"held_long\"]\n";
+    let (status, started) = api(
+        &addr,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"pipeline": pipeline})),
+    );
+    assert_eq!(status, 201, "{started}");
+    let held = started["run"]["id"].as_str().unwrap().to_string();
+    let held_job = started["jobs"][0]["id"].as_i64().unwrap();
+    wait_job(&addr, held_job, "SUBMITTED", |v| v["state"] == "SUBMITTED");
+    let (status, cancelled) = api(&addr, "POST", &format!("/api/v1/runs/{held}/cancel"), None);
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["run"]["state"], "CANCELLED");
+    assert_eq!(cancelled["cancelled_jobs"], 2);
+    let (_, shown) = api(&addr, "GET", &format!("/api/v1/jobs/{held_job}"), None);
+    assert_eq!(shown["state"], "CANCELLED", "{shown:#}");
+    let sid = shown["attempts"][0]["statement_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let described = stack.data_api().await.describe(&sid).await.unwrap();
+    assert_eq!(
+        described.status, "ABORTED",
+        "the held statement was stopped"
+    );
+    let (status, v) = api(&addr, "POST", &format!("/api/v1/runs/{held}/cancel"), None);
+    assert_eq!(status, 409, "{v}");
+}
+
+#[test]
+fn without_a_token_the_worker_refuses_an_address_that_is_not_loopback() {
+    let stack = Stack::start("api-open");
+    let out = stack
+        .command(&["worker"])
+        .env("REDRELAY_LISTEN", "0.0.0.0:0")
+        .output()
+        .expect("run the worker");
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("not a loopback address and no api_token"),
+        "{err}"
+    );
+    let empty = stack.write_file("token", "\n");
+    let out = stack
+        .command(&["worker"])
+        .env("REDRELAY_API_TOKEN_FILE", &empty)
+        .output()
+        .expect("run the worker");
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("api_token_file is empty"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_we_did_not_write_use_the_api() {
+    let stack = stack("api-clients");
+    let _worker = stack.spawn_worker_ready(&[]);
+    let addr = listener_of(&stack);
+    let root = env!("CARGO_MANIFEST_DIR");
+
+    // Python (stdlib urllib): submit a job, follow the stream, read the CSV.
+    let out = std::process::Command::new(common::venv_bin("python"))
+        .arg(format!("{root}/scripts/api_example.py"))
+        .args([
+            "--url",
+            &format!("http://{addr}"),
+            "--sql",
+            "SELECT 6 * 7 AS answer",
+        ])
+        .env("REDRELAY_API_TOKEN", TOKEN)
+        .output()
+        .expect("run scripts/api_example.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", common::stderr(&out));
+    assert!(stdout.contains("answer\n42"), "{stdout}");
+
+    // schemathesis: the OpenAPI document against the running API.
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/tests/api/schemathesis.sh"))
+        .env("REDRELAY_API_URL", format!("http://{addr}"))
+        .env("REDRELAY_API_TOKEN", TOKEN)
+        .env("REDRELAY_VENV", common::venv())
+        .output()
+        .expect("run schemathesis");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        common::stderr(&out)
+    );
+    assert!(out.status.success(), "schemathesis failed:\n{text}");
+    // It ran the operations (a run that tested nothing must not pass).
+    assert!(text.contains("/api/v1/jobs"), "{text}");
+}
