@@ -6,7 +6,12 @@
 # schema and a table, COPY the CSV from S3, transform it into a target
 # table, a parameterised SELECT, UNLOAD to S3. A running worker reacts to
 # each completion event; the demo prints the ledger, the result and the
-# unloaded object, then stops what it started.
+# unloaded object. Then a pipeline run (a graph of three jobs, one of which
+# fails once) is watched in the web console and retried through the JSON
+# API; a Python script submits a job through the API and reads its result.
+# With DEMO_KEEP=1 (make demo DEMO_KEEP=1) the failed job is left for you to
+# retry from the console, and everything stays up until Ctrl-C. Otherwise
+# the demo stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +52,9 @@ export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$MOTO_PORT
 echo "== moto (SQS, EventBridge, S3) on 127.0.0.1:$MOTO_PORT"
 
 : >"$DEMO/emulator.out"
-"$BIN" emulator --listen 127.0.0.1:0 --warehouse "$DEMO/warehouse.db" >"$DEMO/emulator.out" 2>"$DEMO/emulator.log" &
+# Pipeline jobs named slow_* take 3 s; flaky_* fail their first attempt.
+"$BIN" emulator --listen 127.0.0.1:0 --warehouse "$DEMO/warehouse.db" \
+  --hold 3000:slow_ --fail-first 1:flaky_ >"$DEMO/emulator.out" 2>"$DEMO/emulator.log" &
 pids+=($!)
 addr=""
 for _ in $(seq 100); do
@@ -59,7 +66,10 @@ done
 export AWS_ENDPOINT_URL_REDSHIFT_DATA=http://$addr
 echo "== Data API emulator on $addr (warehouse: $DEMO/warehouse.db)"
 
+LISTEN_PORT=$(free_port)
+CONSOLE=http://127.0.0.1:$LISTEN_PORT
 cat >"$DEMO/redrelay.toml" <<TOML
+listen      = "127.0.0.1:$LISTEN_PORT"
 queue_name  = "redrelay-demo"
 ledger      = "$DEMO/ledger.db"
 results_dir = "$DEMO/results"
@@ -75,7 +85,11 @@ echo "== redrelay worker (in the background; it reacts to completion events)"
 "$BIN" worker &
 worker_pid=$!
 pids+=("$worker_pid")
-sleep 1
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$LISTEN_PORT") 2>/dev/null && break
+  sleep 0.1
+done
+echo "== console: $CONSOLE/  (JSON API: $CONSOLE/api/v1, OpenAPI: $CONSOLE/api/openapi.json)"
 
 echo "== sample data: s3://redrelay-demo/in/sales.csv on moto's S3"
 cat >"$DEMO/sales.csv" <<CSV
@@ -119,9 +133,10 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 
-echo "== stopping the worker (SIGTERM)"
-kill -TERM "$worker_pid"
-wait "$worker_pid"
+for id in "${jobs[@]}"; do
+  state=$(job_field "$id" state)
+  [ "$state" = FINISHED ] || { echo "demo: job $id is $state, not FINISHED" >&2; exit 1; }
+done
 
 echo "== redrelay jobs list"
 "$BIN" jobs list
@@ -133,8 +148,52 @@ echo "== redrelay results $report"
 echo "== the unloaded object: aws s3 cp s3://redrelay-demo/out/by_region_000 -"
 "$VENV/bin/aws" s3 cp s3://redrelay-demo/out/by_region_000 -
 
-for id in "${jobs[@]}"; do
-  state=$(job_field "$id" state)
-  [ "$state" = FINISHED ] || { echo "demo: job $id is $state, not FINISHED" >&2; exit 1; }
-done
-echo "== demo finished: ${#jobs[@]} chained jobs FINISHED, the worker reacting to each event"
+echo "== a pipeline run to watch as a graph: slow_stage -> flaky_merge -> report"
+cat >"$DEMO/nightly.toml" <<'TOML'
+name = "nightly_sales"
+[jobs.slow_stage]
+sql = "CREATE TABLE demo.stage AS SELECT region, amount FROM demo.sales"
+[jobs.slow_check]
+sql = "SELECT COUNT(*) AS n FROM demo.sales"
+[jobs.flaky_merge]
+sql = "CREATE TABLE demo.merged AS SELECT region, SUM(amount) AS total FROM demo.stage GROUP BY region"
+depends_on = ["slow_stage", "slow_check"]
+[jobs.report]
+sql = "SELECT region, total FROM demo.merged ORDER BY total DESC"
+depends_on = ["flaky_merge"]
+TOML
+run=$("$BIN" pipeline run "$DEMO/nightly.toml")
+echo "   open $CONSOLE/runs/$run to watch it"
+run_state() { "$BIN" runs show "$1" --json | "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin)['run']['state'])"; }
+for _ in $(seq 600); do [ "$(run_state "$run")" = RUNNING ] || break; sleep 0.1; done
+"$BIN" runs show "$run"
+flaky=$("$BIN" jobs list --json | "$VENV/bin/python" -c "import json,sys; print([j['id'] for j in json.load(sys.stdin) if j['name']=='flaky_merge'][-1])")
+
+if [ "${DEMO_KEEP:-}" = 1 ]; then
+  echo
+  echo "== everything stays up: open $CONSOLE/runs/$run"
+  echo "   job $flaky (flaky_merge) FAILED once: press its Retry button and watch the graph."
+  echo "   Python through the API: $VENV/bin/python scripts/api_example.py --url $CONSOLE"
+  echo "   Ctrl-C stops the worker, the emulator and moto."
+  wait "$worker_pid"
+  exit 0
+fi
+
+echo "== retrying job $flaky through the JSON API: POST /api/v1/jobs/$flaky/retry"
+"$VENV/bin/python" - "$CONSOLE" "$flaky" <<'PY'
+import json, sys, urllib.request
+url, job = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(f"{url}/api/v1/jobs/{job}/retry", method="POST")
+print(json.load(urllib.request.urlopen(req))["state"])
+PY
+for _ in $(seq 600); do [ "$(run_state "$run")" = RUNNING ] || break; sleep 0.1; done
+"$BIN" runs show "$run"
+[ "$(run_state "$run")" = FINISHED ] || { echo "demo: run $run did not finish" >&2; exit 1; }
+
+echo "== another language: scripts/api_example.py submits a job and reads its result through the API"
+"$VENV/bin/python" scripts/api_example.py --url "$CONSOLE" --sql "SELECT region, total FROM demo.merged ORDER BY region"
+
+echo "== stopping the worker (SIGTERM)"
+kill -TERM "$worker_pid"
+wait "$worker_pid"
+echo "== demo finished: ${#jobs[@]} chained jobs FINISHED, a pipeline run retried through the API and FINISHED"
