@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Tests find moto's server and the Python clients here.
 export REDRELAY_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all build venv demo test fmt lint unit deploy-check bench clean pg
+.PHONY: all build venv demo test fmt lint unit deploy-check bench clean pg browser
 
 all: build
 
@@ -34,7 +34,7 @@ lint:
 unit:
 	cargo test --no-fail-fast
 
-test: venv pg fmt lint unit deploy-check
+test: venv pg browser fmt lint unit deploy-check
 
 # PostgreSQL's server binaries for the tests (tests/common/pg.rs starts a
 # private server from them). Installed with apt when missing and root.
@@ -48,6 +48,22 @@ ifeq ($(PG_INITDB),)
 	fi
 else
 	@echo "PostgreSQL: $(dir $(PG_INITDB))"
+endif
+
+# Chromium and its chromedriver for the console tests (tests/browser/,
+# driven by selenium from .venv). Debian's packages, installed with apt
+# when missing and root; selenium never downloads a browser or a driver.
+CHROMIUM     := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browser:
+ifeq ($(wildcard $(CHROMIUM))$(wildcard $(CHROMEDRIVER)),$(CHROMIUM)$(CHROMEDRIVER))
+	@echo "Chromium: $(CHROMIUM), chromedriver: $(CHROMEDRIVER)"
+else
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	else \
+	  echo "Chromium or chromedriver is missing ($(CHROMIUM), $(CHROMEDRIVER)): install Debian's chromium and chromium-driver packages (apt-get install chromium chromium-driver)" >&2; exit 1; \
+	fi
 endif
 
 deploy-check: venv

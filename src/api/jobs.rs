@@ -127,7 +127,7 @@ pub struct RowsQuery {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Rows {
     pub columns: Vec<String>,
-    #[schema(value_type = Vec<Vec<Object>>)]
+    /// Values as text (from CSV) or JSON values (from JSON Lines).
     pub rows: Vec<Vec<serde_json::Value>>,
     /// Rows in the whole result.
     pub total_rows: i64,
