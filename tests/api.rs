@@ -299,6 +299,15 @@ async fn every_endpoint_needs_the_token_names_bad_fields_and_refuses_transitions
         "disposition",
     );
     assert_bad(&addr, "GET", "/api/v1/events?after=-1", None, "after");
+    assert_bad(&addr, "GET", "/api/v1/runs/a%00b", None, "path");
+    assert_bad(&addr, "GET", "/api/v1/jobs?name=a%00", None, "query");
+    assert_bad(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT '\u{0}'"})),
+        "body",
+    );
 
     // 404s.
     for (method, path) in [

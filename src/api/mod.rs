@@ -110,6 +110,21 @@ async fn auth(State(api): St, req: Request, next: Next) -> Response {
             .into_response();
         }
     }
+    // Text with NUL cannot be stored (PostgreSQL refuses it): a clear 400
+    // rather than the database's error.
+    let uri = req.uri().to_string();
+    if uri.to_ascii_lowercase().contains("%00") {
+        let field = if req.uri().path().contains("%00") {
+            "path"
+        } else {
+            "query"
+        };
+        return ApiError::bad(
+            field,
+            format!("{field}: NUL characters (%00) are not allowed"),
+        )
+        .into_response();
+    }
     next.run(req).await
 }
 
@@ -225,6 +240,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for J<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::bad("body", format!("cannot read the body: {e}")))?;
+        if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+            return Err(ApiError::bad(
+                "body",
+                "body: NUL characters (\\u0000) are not allowed in text",
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(&mut de)
             .map(J)

@@ -177,6 +177,7 @@ async fn find(api: &super::Api, id: &str) -> ApiResult<Run> {
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run", body = RunDetail),
+        (status = 400, description = "A bad id", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such run", body = super::ErrorBody),
     ))]
@@ -201,6 +202,7 @@ pub async fn show(State(api): St, Path(id): Path<String>) -> ApiResult<Json<RunD
     responses(
         (status = 201, description = "The run, recorded; the worker submits its jobs", body = StartedRun),
         (status = 400, description = "An invalid pipeline or parameter", body = super::ErrorBody),
+        (status = 400, description = "A bad name", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such schedule", body = super::ErrorBody),
     ))]
@@ -271,6 +273,7 @@ pub async fn start(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run, CANCELLED", body = CancelledRun),
+        (status = 400, description = "A bad id", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such run", body = super::ErrorBody),
         (status = 409, description = "The run already ended", body = super::ErrorBody),

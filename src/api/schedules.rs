@@ -23,6 +23,7 @@ fn no_such(name: &str) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules",
     responses(
         (status = 200, description = "The schedules", body = Vec<ScheduleView>),
+        (status = 400, description = "A bad query", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
     ))]
 pub async fn list(State(api): St) -> ApiResult<Json<Vec<ScheduleView>>> {
@@ -51,6 +52,7 @@ async fn set_paused(api: &super::Api, name: &str, paused: bool) -> ApiResult<Jso
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 200, description = "The schedule, paused", body = ScheduleView),
+        (status = 400, description = "A bad name", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such schedule", body = super::ErrorBody),
     ))]
@@ -63,6 +65,7 @@ pub async fn pause(State(api): St, Path(name): Path<String>) -> ApiResult<Json<S
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 200, description = "The schedule, firing from now", body = ScheduleView),
+        (status = 400, description = "A bad name", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such schedule", body = super::ErrorBody),
     ))]
@@ -75,6 +78,7 @@ pub async fn resume(State(api): St, Path(name): Path<String>) -> ApiResult<Json<
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 201, description = "The run, recorded", body = TriggeredRun),
+        (status = 400, description = "A bad name", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such schedule", body = super::ErrorBody),
         (status = 409, description = "Fired at this very millisecond already", body = super::ErrorBody),
