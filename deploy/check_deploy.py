@@ -582,12 +582,18 @@ def check_docs():
     manifest = MANIFEST.read_text()
     unit = (ROOT / "deploy" / "redrelay.service").read_text()
     header = manifest.split("\n---", 1)[0]
-    m_keys = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", header))
+    ledger_cmd = re.search(r"kubectl create secret generic redrelay-ledger.*?(?=\n#\s*\n)", header, re.S)
+    m_keys = set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", ledger_cmd.group(0)))
     m_root = re.search(r"sslrootcert=([^&']+)", header).group(1)
     block = re.search(r"kubectl create secret generic redrelay-ledger[^`]*", docs)
-    expect(block and set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", block.group(0))) == m_keys
-           and f"sslrootcert={m_root}" in block.group(0),
+    # The ledger's Secret alone (the API token's follows it in the block).
+    ledger_block = block.group(0).split("\nrm ", 1)[0] if block else ""
+    expect(block and set(re.findall(r"--from-(?:literal|file)=([\w.-]+)=", ledger_block)) == m_keys
+           and f"sslrootcert={m_root}" in ledger_block,
            "the docs' `kubectl create secret` makes the manifest's keys, with its sslrootcert path")
+    expect("kubectl create secret generic redrelay-api" in header and "redrelay-api" in docs
+           and "REDRELAY_API_TOKEN_FILE" in manifest,
+           "the API token's Secret is created in the header and the docs, and the pod reads it")
     lines = re.findall(r"^#((?:LoadCredential|Environment=REDRELAY_LEDGER_PASSWORD_FILE)=.*)$", unit, re.M)
     expect(len(lines) == 2 and all(f"\n{ln}\n" in docs for ln in lines),
            "the docs show the unit's commented PostgreSQL lines as they are")
