@@ -676,6 +676,126 @@ async fn a_deferred_failure_keeps_its_error_text(b: Backend) {
     assert_eq!(job.error.as_deref(), Some("no such table: t"));
 }
 
+/// Issue 12: every state change of a job or a run is a row of `changes`
+/// (written by triggers, whoever changed it), read in order by the API's
+/// event stream; the API's pages and filters.
+async fn state_changes_are_recorded_in_order_and_pages_filter(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let before = l.last_change().await.unwrap();
+    let (run, ids) = l
+        .create_run("p", &[run_job("a", vec![]), run_job("b", vec![0])], 10)
+        .await
+        .unwrap();
+    let (a, bj) = (ids[0], ids[1]);
+    let name = submitted(&l, a, "s-a", 11).await;
+    let (ev, body) = event("e1", "s-a", &name, "FINISHED");
+    l.apply_event(&ev, None, None, &body, 12).await.unwrap();
+    l.cancel_run(&run, 13).await.unwrap();
+    let other = l.insert_job(&new_job("other", vec![]), 14).await.unwrap();
+
+    let all = l.changes(before, None, 100).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
+    let seen: Vec<(String, Option<i64>, String)> = l
+        .changes(before, Some(&run), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.kind, c.job_id, c.state))
+        .collect();
+    let job = |id: i64, s: &str| ("job".to_string(), Some(id), s.to_string());
+    let run_at = |s: &str| ("run".to_string(), None, s.to_string());
+    // The run first, then its jobs as inserted; a's attempt, its end, b
+    // released, then the cancel (b CANCELLED and the run, one transaction).
+    assert_eq!(seen[0], run_at("RUNNING"), "{seen:?}");
+    for want in [
+        job(a, "READY"),
+        job(bj, "PENDING"),
+        job(a, "SUBMITTED"),
+        job(a, "FINISHED"),
+        job(bj, "READY"),
+        job(bj, "CANCELLED"),
+        run_at("CANCELLED"),
+    ] {
+        assert!(seen.contains(&want), "{want:?} missing from {seen:?}");
+    }
+    let pos = |w: &(String, Option<i64>, String)| seen.iter().position(|x| x == w).unwrap();
+    assert!(pos(&job(a, "SUBMITTED")) < pos(&job(a, "FINISHED")));
+    assert!(pos(&job(a, "FINISHED")) <= pos(&job(bj, "READY")));
+    assert!(
+        !seen.iter().any(|c| c.1 == Some(other.id)),
+        "another job is not the run's"
+    );
+    let named = l.changes(before, Some(&run), 100).await.unwrap();
+    assert!(named
+        .iter()
+        .filter(|c| c.job_id == Some(a))
+        .all(|c| c.name.as_deref() == Some("a")));
+    assert_eq!(l.last_change().await.unwrap(), all.last().unwrap().seq);
+
+    // Pages: newest first, filters, cursors.
+    let page = l
+        .runs_page(&redrelay::ledger::RunsFilter {
+            state: Some(RunState::Cancelled),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec![run.as_str()]
+    );
+    let none = l
+        .runs_page(&redrelay::ledger::RunsFilter {
+            since: Some(11),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let counts = l.run_job_counts(std::slice::from_ref(&run)).await.unwrap();
+    assert!(
+        counts.contains(&(run.clone(), JobState::Finished, 1)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&(run.clone(), JobState::Cancelled, 1)),
+        "{counts:?}"
+    );
+    let first = l
+        .jobs_page(&redrelay::ledger::JobsFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![other.id, bj]
+    );
+    let next = l
+        .jobs_page(&redrelay::ledger::JobsFilter {
+            before: Some(bj),
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
+    let applied = l.events_by(Some(Disposition::Applied), 10).await.unwrap();
+    assert_eq!(applied.len(), 1);
+    assert!(l
+        .events_by(Some(Disposition::Foreign), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Retention removes old change rows with the rest.
+    l.prune(i64::MAX, 20).await.unwrap();
+    assert!(l.changes(0, None, 10).await.unwrap().is_empty());
+}
+
 /// Each test of the suite, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -716,4 +836,5 @@ conformance!(
     an_unreadable_retry_policy_is_an_error,
     first_rows_are_kept_and_retention_prunes_only_what_ended,
     skips_follow_the_transition_table,
+    state_changes_are_recorded_in_order_and_pages_filter,
 );
