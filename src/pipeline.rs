@@ -451,6 +451,19 @@ pub fn parse(
                 )),
             }
         }
+        // The Data API refuses a statement whose `:name` has no value.
+        let mut missing: Vec<String> = sqls
+            .iter()
+            .flat_map(|s| crate::emulator::param_names(s))
+            .filter(|n| !params.iter().any(|(p, _)| p == n))
+            .collect();
+        missing.dedup();
+        for n in missing {
+            problems.push(format!(
+                "{at}: the SQL uses :{n} but the job gives it no value: add params = {{ {n} = \"VALUE\" }}, \
+                 {{ {n} = {{ param = \"{n}\" }} }} for a run-time value, or {{ from = \"JOB\", column = \"COLUMN\" }}"
+            ));
+        }
         jobs.push(PlannedJob {
             name: job_name.clone(),
             sqls,
@@ -945,6 +958,22 @@ mod tests {
 
     fn errors(text: &str) -> String {
         check(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_sql_parameter_without_a_value_is_named() {
+        let e = errors(
+            r#"
+            [defaults]
+            workgroup = "wg"
+            [params]
+            n = "7"
+            [jobs.load]
+            sql = "SELECT :n AS v, 'a:b' AS s, x::int FROM t"
+            "#,
+        );
+        assert!(e.contains("job load: the SQL uses :n but the job gives it no value"), "{e}");
+        assert!(!e.contains(":b") && !e.contains(":int"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,12 @@ mod record;
 mod redshift;
 mod s3io;
 mod sql;
+
+/// The `:name` parameters a SQL text references (outside strings, comments
+/// and `::` casts), as the Data API finds them.
+pub(crate) fn param_names(sql: &str) -> Vec<String> {
+    sql::rewrite_params(sql).names
+}
 mod warehouse;
 mod wire;
 
