@@ -524,6 +524,10 @@ async fn redrelay_against_polling_and_its_own_limits() {
         idle_worker();
         return;
     }
+    if std::env::var("REDRELAY_BENCH_ONLY").as_deref() == Ok("ledger") {
+        ledger_rows().await;
+        return;
+    }
     let mut rows = Vec::new();
     let only_throughput = std::env::var("REDRELAY_BENCH_ONLY").as_deref() == Ok("throughput");
     for latency in [0u64, 150] {
@@ -601,7 +605,21 @@ async fn redrelay_against_polling_and_its_own_limits() {
         return;
     }
 
-    // The ledger in-process.
+    ledger_rows().await;
+
+    println!();
+    println!("## a 2,000,000-row result");
+    println!();
+    big_result().await;
+
+    println!();
+    println!("## an idle worker over 60 s");
+    println!();
+    idle_worker();
+}
+
+/// The ledger in-process, on both backends.
+async fn ledger_rows() {
     println!();
     println!("## ledger in-process: events through parse, dedupe, transition, commit");
     println!();
@@ -622,16 +640,6 @@ async fn redrelay_against_polling_and_its_own_limits() {
     let one = ledger_throughput(&pg_ledger, 2000, 1).await;
     let ten = ledger_throughput(&pg_ledger, 2000, 10).await;
     println!("| PostgreSQL (local server, loopback) | {one:.0} events/s | {ten:.0} events/s |");
-
-    println!();
-    println!("## a 2,000,000-row result");
-    println!();
-    big_result().await;
-
-    println!();
-    println!("## an idle worker over 60 s");
-    println!();
-    idle_worker();
 }
 
 /// A 2,000,000-row result fetched by redrelay (both ways) and by a Python

@@ -398,8 +398,9 @@ mod tests {
             "unknown field `sqlx`, expected one of `sql`".into(),
         );
         assert_eq!(e.body.field.as_deref(), Some("sqlx"));
+        // serde_path_to_error's path ends with the unknown field itself.
         let e = bad_input(
-            "target".into(),
+            "target.wg".into(),
             "unknown field `wg`, expected `workgroup`".into(),
         );
         assert_eq!(e.body.field.as_deref(), Some("target.wg"));
