@@ -972,7 +972,10 @@ mod tests {
             sql = "SELECT :n AS v, 'a:b' AS s, x::int FROM t"
             "#,
         );
-        assert!(e.contains("job load: the SQL uses :n but the job gives it no value"), "{e}");
+        assert!(
+            e.contains("job load: the SQL uses :n but the job gives it no value"),
+            "{e}"
+        );
         assert!(!e.contains(":b") && !e.contains(":int"), "{e}");
     }
 
