@@ -681,3 +681,85 @@ async fn clients_we_did_not_write_use_the_api() {
     // It ran the operations (a run that tested nothing must not pass).
     assert!(text.contains("/api/v1/jobs"), "{text}");
 }
+
+/// With several workers on one PostgreSQL ledger, any worker's API shows
+/// the whole ledger: a job submitted through one worker's API, and a run
+/// recorded by the CLI, stream from the other worker's event stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgres_each_workers_api_shows_what_the_others_and_the_cli_do() {
+    let pg = common::pg::postgres().await;
+    let stack = Stack::start_with(
+        "api-pg",
+        StackOptions {
+            config_extra: format!("api_token = \"{TOKEN}\"\n"),
+            ledger_url: Some(pg.url),
+            ..StackOptions::default()
+        },
+    );
+    let _a = stack.spawn_worker_ready(&[]);
+    let _b = stack.spawn_worker(&[]);
+    let listens: Vec<String> = stack.wait_for(WAIT, "two workers with listeners", || {
+        let ws = stack.json(&["workers", "list"]);
+        let l: Vec<String> = ws
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["listen"].as_str().map(str::to_string))
+            .collect();
+        if l.len() == 2 {
+            Ok(l)
+        } else {
+            Err(format!("{ws}"))
+        }
+    });
+    let (a, b) = (&listens[0], &listens[1]);
+    let mut stream = Sse::open(b, "/api/v1/events", Some(TOKEN), &[]);
+    assert_eq!(stream.status, 200);
+
+    let (status, job) = api(
+        a,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 5 AS five", "name": "via-a"})),
+    );
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    let file = stack.write_file(
+        "p.toml",
+        "name = \"from_cli\"\n[jobs.one]\nsql = \"SELECT 1\"\n",
+    );
+    let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
+
+    let (mut job_done, mut run_seen) = (false, false);
+    let deadline = Instant::now() + WAIT;
+    while !(job_done && run_seen) {
+        assert!(
+            Instant::now() < deadline,
+            "job {id} done {job_done}, run {run} seen {run_seen}"
+        );
+        let Some((_, _, data)) = stream.next(Duration::from_secs(5)) else {
+            continue;
+        };
+        let c: Value = serde_json::from_str(&data).unwrap();
+        if c["job_id"] == id && c["state"] == "FINISHED" {
+            job_done = true;
+        }
+        if c["kind"] == "run" && c["run_id"] == run.as_str() {
+            run_seen = true;
+        }
+    }
+    wait_job(b, id, "FINISHED through the other worker", |v| {
+        v["state"] == "FINISHED"
+    });
+    // Text PostgreSQL cannot store is a 400, not the database's error.
+    assert_bad(
+        b,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "SELECT 1", "name": "a\u{0}b"})),
+        "body",
+    );
+    assert_bad(b, "GET", "/api/v1/jobs?run=x%00", None, "query");
+    let (status, _) = api(b, "GET", "/api/v1/runs/zz%C3%A9", None);
+    assert_eq!(status, 404);
+}
