@@ -83,6 +83,12 @@ pub enum Command {
     /// jobs given with --after.
     Submit(SubmitArgs),
     /// Consume completion events, fetch results and submit waiting jobs.
+    ///
+    /// Its HTTP listener (`listen`, default 127.0.0.1:9464) serves the web
+    /// console (/), the JSON API (/api/v1, described at /api/openapi.json;
+    /// `Authorization: Bearer` with `api_token`), /metrics, /healthz and
+    /// /readyz. Without `api_token` it refuses a listen address that is not
+    /// loopback.
     Worker(WorkerArgs),
     /// List and inspect jobs.
     #[command(subcommand)]
