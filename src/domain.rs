@@ -114,6 +114,23 @@ pub fn check_param_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A parameter with its value, as the Data API takes it: a valid name
+/// (a leading `:` is dropped) and a value that is not empty.
+pub fn param(name: &str, value: &str) -> Result<Param, String> {
+    let name = name.trim().trim_start_matches(':');
+    check_param_name(name)?;
+    if value.is_empty() {
+        return Err(format!(
+            "parameter {name}: the Data API does not accept an empty value"
+        ));
+    }
+    Ok(Param {
+        name: name.to_string(),
+        value: value.to_string(),
+        from: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,17 +28,6 @@ fn stack(test: &str) -> Stack {
     )
 }
 
-/// The HTTP listener of the only live worker, from `workers list`.
-fn listener_of(stack: &Stack) -> String {
-    stack.wait_for(WAIT, "the worker's listener", || {
-        let ws = stack.json(&["workers", "list"]);
-        ws[0]["listen"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("no listener in {ws}"))
-    })
-}
-
 fn api(addr: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string());
     let r = call(addr, method, path, Some(TOKEN), body.as_deref());
@@ -90,7 +79,7 @@ depends_on = ["flaky_merge"]
 async fn every_endpoint_needs_the_token_names_bad_fields_and_refuses_transitions() {
     let stack = stack("api");
     let _worker = stack.spawn_worker_ready(&[]);
-    let addr = listener_of(&stack);
+    let addr = stack.listener();
 
     // 401: every API path, no token or a wrong one; probes stay open.
     let paths = [
@@ -517,7 +506,7 @@ async fn schedules_runs_and_cancels_through_the_api_and_the_event_stream() {
     );
     stack.ok(&["schedules", "add", &file]);
     let _worker = stack.spawn_worker_ready(&[]);
-    let addr = listener_of(&stack);
+    let addr = stack.listener();
 
     // The stream from now on: nothing old is replayed.
     let mut stream = Sse::open(&addr, "/api/v1/events", Some(TOKEN), &[]);
@@ -645,7 +634,7 @@ fn without_a_token_the_worker_refuses_an_address_that_is_not_loopback() {
 async fn clients_we_did_not_write_use_the_api() {
     let stack = stack("api-clients");
     let _worker = stack.spawn_worker_ready(&[]);
-    let addr = listener_of(&stack);
+    let addr = stack.listener();
     let root = env!("CARGO_MANIFEST_DIR");
 
     // Python (stdlib urllib): submit a job, follow the stream, read the CSV.

@@ -51,13 +51,7 @@ impl Console {
             },
         );
         let worker = stack.spawn_worker_ready(&[]);
-        let addr = stack.wait_for(WAIT, "the worker's listener", || {
-            let ws = stack.json(&["workers", "list"]);
-            ws[0]["listen"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("no listener in {ws}"))
-        });
+        let addr = stack.listener();
         let file = stack.write_file("console.toml", PIPELINE);
         let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
         let shown = stack.wait_run(&run, WAIT);

@@ -12,41 +12,15 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The HTTP listener of the only live worker, from `workers list`.
+/// The HTTP listener of the only live worker.
 fn listener_of(stack: &Stack) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let ws = stack.json(&["workers", "list"]);
-        if let Some(addr) = ws[0]["listen"].as_str() {
-            return addr.to_string();
-        }
-        assert!(Instant::now() < deadline, "no listener in {ws:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stack.listener()
 }
 
-/// GET http://ADDR/PATH with a raw HTTP/1.1 request: (status, body).
+/// GET http://ADDR/PATH: (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the listener");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let r = common::http::call(addr, "GET", path, None, None);
+    (r.status, r.body)
 }
 
 /// The value of a sample line `name{labels} value` (labels in any order

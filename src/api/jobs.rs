@@ -1,7 +1,7 @@
 //! `/api/v1/jobs`: list, show, submit, retry, cancel, results.
 
 use super::{job_id, job_state, limit, ApiError, ApiResult, St, J, Q};
-use crate::ledger::{Attempt, Job, JobsFilter, Ledger, NewJob, Param, ResultFile, RetryRefused};
+use crate::ledger::{Attempt, Job, JobsFilter, Ledger, NewJob, ResultFile, RetryRefused};
 use crate::state::ResultState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -211,20 +211,11 @@ pub async fn submit(State(api): St, J(body): J<SubmitJob>) -> ApiResult<Response
     crate::domain::check_batch_size(sqls.len()).map_err(|e| ApiError::bad(field, e))?;
     let mut params = Vec::new();
     for (name, value) in body.params {
-        let name = name.trim_start_matches(':').to_string();
-        let field = format!("params.{name}");
-        crate::domain::check_param_name(&name).map_err(|e| ApiError::bad(&field, e))?;
-        if value.is_empty() {
-            return Err(ApiError::bad(
-                &field,
-                format!("{field}: the Data API does not accept an empty value"),
-            ));
-        }
-        params.push(Param {
-            name,
-            value,
-            from: None,
-        });
+        let field = format!("params.{}", name.trim_start_matches(':'));
+        params.push(
+            crate::domain::param(&name, &value)
+                .map_err(|e| ApiError::bad(&field, format!("{field}: {e}")))?,
+        );
     }
     let max_attempts = body.max_attempts.unwrap_or(1);
     if !(1..=100).contains(&max_attempts) {

@@ -213,7 +213,7 @@ pub async fn start(
     let w = &api.worker;
     let now = w.clock.now_ms();
     let given: Vec<(String, String)> = body.params.into_iter().collect();
-    let (text, shown, default_name, files) = match (body.schedule, body.pipeline) {
+    let pipeline = match (body.schedule, body.pipeline) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(ApiError::bad(
                 "pipeline",
@@ -228,30 +228,22 @@ pub async fn start(
                         "no schedule {name:?}: see GET /api/v1/schedules"
                     ))
                 })?;
-            let files: BTreeMap<String, String> =
-                serde_json::from_str(&s.sql_files).map_err(|e| {
-                    ApiError::internal(format!("schedule {name}: its stored SQL files: {e}"))
-                })?;
-            (s.text, format!("schedule {name}"), name, files)
+            crate::ops::schedule_pipeline(&s)?
         }
-        (None, Some(text)) => (text, "pipeline".to_string(), "api".to_string(), body.sql_files),
+        (None, Some(text)) => {
+            let files = body.sql_files;
+            crate::pipeline::parse(&text, "pipeline", "api", |path| {
+                files
+                    .get(&path.display().to_string())
+                    .cloned()
+                    .ok_or_else(|| format!("{}: give its SQL in sql_files", path.display()))
+            })
+            .map_err(|e| ApiError::bad("pipeline", e.to_string()))?
+        }
     };
-    let ts = crate::ops::ms_to_ts(now)?;
-    let p = crate::pipeline::parse(&text, &shown, &default_name, |path| {
-        files
-            .get(&path.display().to_string())
-            .cloned()
-            .ok_or_else(|| format!("{}: give its SQL in sql_files", path.display()))
-    })
-    .and_then(|p| p.with_run_params_at(&given, ts))
-    .map_err(|e| {
-        let field = if e.to_string().contains("--param") {
-            "params"
-        } else {
-            "pipeline"
-        };
-        ApiError::bad(field, e.to_string().replace("--param ", "params."))
-    })?;
+    let p = pipeline
+        .with_run_params_at(&given, crate::ops::ms_to_ts(now)?)
+        .map_err(|e| ApiError::bad("params", e.to_string().replace("--param ", "params.")))?;
     let jobs = p
         .plan(&w.cfg.default_target())
         .map_err(|e| ApiError::bad("pipeline", e))?;

@@ -64,18 +64,7 @@ pub(super) fn parse_param(s: &str) -> Result<Param> {
     let (name, value) = s
         .split_once('=')
         .with_context(|| format!("--param {s:?}: write it as name=value"))?;
-    let name = name.trim().trim_start_matches(':');
-    if let Err(e) = crate::domain::check_param_name(name) {
-        bail!("--param {s:?}: {e}");
-    }
-    if value.is_empty() {
-        bail!("--param {name}: the Data API does not accept an empty value");
-    }
-    Ok(Param {
-        name: name.to_string(),
-        value: value.to_string(),
-        from: None,
-    })
+    crate::domain::param(name, value).map_err(|e| anyhow::anyhow!("--param {s:?}: {e}"))
 }
 
 pub(super) async fn run(cfg: &Config, args: SubmitArgs) -> Result<()> {

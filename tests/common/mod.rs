@@ -524,6 +524,17 @@ impl Stack {
         })
     }
 
+    /// The HTTP listener of the first live worker, from `workers list`.
+    pub fn listener(&self) -> String {
+        self.wait_for(Duration::from_secs(60), "the worker's listener", || {
+            let ws = self.json(&["workers", "list"]);
+            ws[0]["listen"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("no listener in {ws}"))
+        })
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
