@@ -119,11 +119,30 @@ async fn migrate(cfg: &Config, to: &str) -> Result<()> {
     }
     let dump = source.dump().await?;
     target.restore(&dump).await?;
-    let (from, into) = (source.counts().await?, target.counts().await?);
-    for ((table, a), (_, b)) in from.iter().zip(&into) {
-        println!("{table:<10} {a:>8} rows copied, {b:>8} in the target");
+    let (from, into) = (source.summaries().await?, target.summaries().await?);
+    for (a, b) in from.iter().zip(&into) {
+        println!(
+            "{:<15} {:>8} rows copied, {:>8} in the target, checksum {} {}",
+            a.table,
+            a.rows,
+            b.rows,
+            b.checksum,
+            if a == b { "(equal)" } else { "(DIFFERENT)" }
+        );
         if a != b {
-            bail!("table {table}: {a} rows in the source but {b} in the target");
+            bail!(
+                "table {}: the source has {} rows (checksum {}) but the target {} (checksum {})",
+                a.table,
+                a.rows,
+                a.checksum,
+                b.rows,
+                b.checksum
+            );
+        }
+    }
+    for t in crate::ledger::tables::TABLES.iter() {
+        if let Some(why) = t.not_copied {
+            println!("{:<15} not copied: {why}", t.name);
         }
     }
     let (n, violations) = target.check().await?;

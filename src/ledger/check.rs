@@ -1,7 +1,8 @@
 //! The ledger's invariants, as a pure function over loaded rows (the same
 //! for every backend): `redrelay ledger check` and the tests call it.
 
-use super::{AttemptRow, Job, Run};
+use super::driver::query;
+use super::{AttemptRow, Job, Ledger, Result, Run};
 use crate::state::{AttemptState, JobState, RunState};
 use std::collections::HashMap;
 
@@ -160,4 +161,30 @@ pub fn violations(
         }
     }
     v
+}
+
+impl Ledger {
+    /// Checks the ledger's invariants (see [`violations`]):
+    /// the number of jobs checked, and one line per violation.
+    pub async fn check(&self) -> Result<(usize, Vec<String>)> {
+        let jobs = self.jobs(None, None).await?;
+        let attempts: Vec<AttemptRow> = query(
+            "SELECT job_id, attempt, state, statement_id, started_at, finished_at FROM attempts \
+                 ORDER BY job_id, attempt",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let deps: Vec<(i64, i64)> = query("SELECT job_id, depends_on FROM job_deps")
+            .fetch_all(&self.pool)
+            .await?;
+        let applied: Vec<(String, String, i64)> = query(
+            "SELECT statement_id, state, COUNT(*) FROM events WHERE disposition = 'applied' \
+                 GROUP BY statement_id, state HAVING COUNT(*) > 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let runs = self.runs().await?;
+        let v = violations(&jobs, &attempts, &deps, &applied, &runs);
+        Ok((jobs.len(), v))
+    }
 }

@@ -308,37 +308,23 @@ pub struct WorkerInfo {
     pub listen: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
-/// (job, attempt, client token, statement id, state, started, submitted,
-/// finished, rows, error): an attempt row whole.
-pub type AttemptFull = (
-    i64,
-    i64,
-    String,
-    Option<String>,
-    AttemptState,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
-
-/// Every row of a ledger, for `redrelay ledger migrate`.
+/// Every copied table's rows, for `redrelay ledger migrate` (see
+/// [`super::tables`]).
 #[derive(Debug, Clone, Default)]
 pub struct Dump {
-    pub runs: Vec<Run>,
-    pub jobs: Vec<Job>,
-    /// (job, first_row) for jobs that have one.
-    pub first_rows: Vec<(i64, Option<String>)>,
-    pub deps: Vec<(i64, i64)>,
-    pub attempts: Vec<AttemptFull>,
-    pub events: Vec<EventRow>,
-    /// (job, sub, statement id, rows, csv path, jsonl path)
-    pub results: Vec<(i64, i64, String, i64, String, String)>,
+    pub tables: Vec<(
+        &'static super::tables::Table,
+        Vec<Vec<super::driver::Value>>,
+    )>,
 }
 
-/// The tables [`Dump`] holds, in the order they are written.
-pub const TABLES: [&str; 6] = ["runs", "jobs", "job_deps", "attempts", "events", "results"];
+/// A table's rows counted and checksummed ([`Ledger::summaries`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableSummary {
+    pub table: &'static str,
+    pub rows: usize,
+    pub checksum: String,
+}
 
 /// A stored schedule: a pipeline file's text and the SQL files it names.
 #[derive(Debug, Clone, Serialize, FromRow)]

@@ -1,0 +1,61 @@
+//! The PostgreSQL driver: several workers on one ledger (RDS, Aurora, or
+//! any PostgreSQL 12+). Claims lock the job row (`FOR UPDATE SKIP LOCKED`)
+//! and count in-flight statements under a transaction-scoped advisory lock;
+//! jobs made READY send a `NOTIFY` so that other workers wake at once
+//! (polling stays the fallback). Migrations in `migrations/postgres/`.
+
+use super::Dialect;
+use crate::ledger::Result;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// The channel jobs made READY are announced on.
+pub const READY_CHANNEL: &str = "redrelay_ready";
+
+pub static DIALECT: Dialect = Dialect {
+    name: "postgres",
+    // An attempt a live worker is submitting is left to it.
+    claims_held: true,
+    // Transactions that change one job take its row first, so that two
+    // workers applying events of the same job take turns.
+    for_update: " FOR UPDATE",
+    // A claim skips a row another process is claiming.
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    // One clock for every worker, whatever their hosts'.
+    now_ms: "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    overriding_identity: " OVERRIDING SYSTEM VALUE",
+};
+
+/// A PostgreSQL ledger's pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects (a pool of `max_connections`) and runs the migrations. The
+    /// migrations take PostgreSQL's advisory lock, so several workers
+    /// starting at once migrate once.
+    pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// A listener for [`READY_CHANNEL`] (its own connection).
+    pub async fn listen_ready(&self) -> Result<sqlx::postgres::PgListener> {
+        let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        l.listen(READY_CHANNEL).await?;
+        Ok(l)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

@@ -1,0 +1,137 @@
+//! The outbox: redrelay's own events ("Job State Change", "Run State
+//! Change") written in the transaction of the change they describe, and
+//! published by the leader.
+
+use super::driver::{query, Tx};
+use super::jobs::job_tx;
+use super::*;
+use crate::ledger::names::new_uid;
+use crate::state::JobState;
+
+impl Ledger {
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(i64, String, String, String)>> {
+        query(
+            "SELECT seq, event_id, detail_type, detail FROM outbox WHERE published_at IS NULL \
+                 ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn outbox_published(&self, seqs: &[i64], now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for seq in seqs {
+            query("UPDATE outbox SET published_at = $1 WHERE seq = $2 AND published_at IS NULL")
+                .bind(now)
+                .bind(seq)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn outbox_failed(&self, seqs: &[i64], error: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for seq in seqs {
+            query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2")
+                .bind(error)
+                .bind(seq)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Records a "Job State Change" for a job that ended, in the caller's
+/// transaction (the outbox the leader publishes from).
+pub(super) async fn job_event(tx: &mut Tx, job_id: i64, now: i64) -> Result<()> {
+    if !crate::ledger::outbox_on() {
+        return Ok(());
+    }
+    let job = job_tx(tx, job_id).await?;
+    let pipeline: Option<String> = match &job.run_id {
+        Some(run) => {
+            query("SELECT pipeline FROM runs WHERE id = $1")
+                .bind(run)
+                .scalar_optional(&mut *tx)
+                .await?
+        }
+        None => None,
+    };
+    let event_id = new_uid();
+    let detail = serde_json::json!({
+        "event_id": event_id,
+        "job_id": job.id,
+        "job_name": job.name,
+        "run_id": job.run_id,
+        "pipeline": pipeline,
+        "state": job.state,
+        "attempt": job.attempt,
+        "statement_id": job.statement_id,
+        "rows": job.result_rows.or(job.rows),
+        "result_state": job.result_state,
+        "result_location": job.result_path,
+        "error": job.error,
+        "created_at": job.created_at,
+        "submitted_at": job.submitted_at,
+        "finished_at": job.finished_at,
+    });
+    outbox_insert(tx, &event_id, "Job State Change", &detail, now).await
+}
+
+/// Records a "Run State Change" for a run that ended.
+pub(super) async fn run_event(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
+    if !crate::ledger::outbox_on() {
+        return Ok(());
+    }
+    let r: Option<Run> =
+        query("SELECT id, pipeline, state, created_at, finished_at FROM runs WHERE id = $1")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(r) = r else { return Ok(()) };
+    let counts: Vec<(JobState, i64)> =
+        query("SELECT state, COUNT(*) FROM jobs WHERE run_id = $1 GROUP BY state")
+            .bind(run)
+            .fetch_all(&mut *tx)
+            .await?;
+    let jobs: serde_json::Map<String, serde_json::Value> = counts
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), serde_json::Value::from(n)))
+        .collect();
+    let event_id = new_uid();
+    let detail = serde_json::json!({
+        "event_id": event_id,
+        "run_id": r.id,
+        "pipeline": r.pipeline,
+        "state": r.state,
+        "jobs": jobs,
+        "created_at": r.created_at,
+        "finished_at": r.finished_at,
+    });
+    outbox_insert(tx, &event_id, "Run State Change", &detail, now).await
+}
+
+pub(super) async fn outbox_insert(
+    tx: &mut Tx,
+    event_id: &str,
+    detail_type: &str,
+    detail: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    if !crate::ledger::outbox_on() {
+        return Ok(());
+    }
+    query("INSERT INTO outbox (event_id, detail_type, detail, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(event_id)
+        .bind(detail_type)
+        .bind(detail.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

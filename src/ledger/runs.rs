@@ -1,0 +1,234 @@
+//! Pipeline runs: created with all their jobs in one transaction,
+//! listed, cancelled as a whole, and ended once none of their jobs can
+//! move any more.
+
+use super::driver::{query, Tx};
+use super::jobs::{insert_job_tx, JOB_COLUMNS};
+use super::outbox::run_event;
+use super::transitions::cancel_job_tx;
+use super::*;
+use crate::ledger::names::new_uid;
+use crate::state::{JobState, RunState};
+
+impl Ledger {
+    /// Records a pipeline run and all its jobs in one transaction. `jobs`
+    /// come in dependency order; each entry's dependencies and upstream
+    /// parameters (param index, upstream index, column) refer to earlier
+    /// entries by index. Returns the run id and the job ids.
+    pub async fn create_run(
+        &self,
+        pipeline: &str,
+        jobs: &[RunJob],
+        now: i64,
+    ) -> Result<(String, Vec<i64>)> {
+        let mut tx = self.begin().await?;
+        let out = create_run_tx(&mut tx, pipeline, jobs, None, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// A page of runs, newest first, for the API (see [`RunsFilter`]).
+    pub async fn runs_page(&self, f: &RunsFilter) -> Result<Vec<Run>> {
+        let (after_at, after_id) = match &f.before {
+            Some((at, id)) => (Some(*at), Some(id.clone())),
+            None => (None, None),
+        };
+        query(
+            "SELECT id, pipeline, state, created_at, finished_at FROM runs \
+                 WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR pipeline = $2) \
+                   AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+                   AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $7",
+        )
+        .bind(f.state)
+        .bind(f.pipeline.as_deref())
+        .bind(f.since)
+        .bind(f.until)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(f.limit)
+        .fetch_all::<Run>(&self.pool)
+        .await
+    }
+
+    /// Jobs by state for each of `runs`.
+    pub async fn run_job_counts(&self, runs: &[String]) -> Result<Vec<(String, JobState, i64)>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=runs.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT run_id, state, COUNT(*) FROM jobs WHERE run_id IN ({}) GROUP BY run_id, state",
+            marks.join(", ")
+        );
+        let mut q = query(sql);
+        for r in runs {
+            q = q.bind(r);
+        }
+        q.fetch_all::<(String, JobState, i64)>(&self.pool).await
+    }
+
+    pub async fn runs(&self) -> Result<Vec<Run>> {
+        query(
+            "SELECT id, pipeline, state, created_at, finished_at FROM runs ORDER BY created_at, id",
+        )
+        .fetch_all::<Run>(&self.pool)
+        .await
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<Run>> {
+        query("SELECT id, pipeline, state, created_at, finished_at FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional::<Run>(&self.pool)
+            .await
+    }
+
+    /// Every dependency edge (job, depends_on) of a run.
+    pub async fn run_edges(&self, run: &str) -> Result<Vec<(i64, i64)>> {
+        query(
+            "SELECT d.job_id, d.depends_on FROM job_deps d JOIN jobs j ON j.id = d.job_id \
+                 WHERE j.run_id = $1 ORDER BY d.job_id, d.depends_on",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// An operator's cancel of a RUNNING run, in one transaction: the run
+    /// becomes CANCELLED (never passing through FAILED) and each of its jobs
+    /// that has not ended CANCELLED. Returns the number of jobs cancelled
+    /// and the statements to stop with CancelStatement, as (job, statement).
+    pub async fn cancel_run(&self, run: &str, now: i64) -> Result<(usize, Vec<(i64, String)>)> {
+        let mut tx = self.begin().await?;
+        let state: Option<RunState> = query("SELECT state FROM runs WHERE id = $1")
+            .bind(run)
+            .scalar_optional(&mut tx)
+            .await?;
+        let state = state.ok_or_else(|| LedgerError::NoSuchRun(run.to_string()))?;
+        let changed = query(
+                "UPDATE runs SET state = 'CANCELLED', finished_at = $1 WHERE id = $2 AND state = 'RUNNING'",
+            )
+            .bind(now)
+            .bind(run)
+            .execute(&mut tx)
+            .await?;
+        if changed != 1 {
+            return Err(LedgerError::RunConflict {
+                run: run.to_string(),
+                found: state,
+                expected: RunState::Running,
+            });
+        }
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = $1 AND state NOT IN ({}) ORDER BY id",
+            JobState::sql_list(
+                &JobState::ALL
+                    .into_iter()
+                    .filter(|s| s.is_terminal())
+                    .collect::<Vec<_>>()
+            )
+        );
+        let jobs = query(sql).bind(run).fetch_all::<Job>(&mut tx).await?;
+        let mut cancelled = 0;
+        let mut statements = Vec::new();
+        for job in jobs {
+            if let Some(statement) = cancel_job_tx(&mut tx, &job, false, now).await? {
+                cancelled += 1;
+                statements.extend(statement.map(|s| (job.id, s)));
+            }
+        }
+        run_event(&mut tx, run, now).await?;
+        tx.commit().await?;
+        Ok((cancelled, statements))
+    }
+}
+
+/// Records a run and all its jobs in the caller's transaction (see
+/// `create_run`); `schedule` names the schedule that fired it.
+pub(super) async fn create_run_tx(
+    tx: &mut Tx,
+    pipeline: &str,
+    jobs: &[RunJob],
+    schedule: Option<&str>,
+    now: i64,
+) -> Result<(String, Vec<i64>)> {
+    let run_id = format!("r{}", &new_uid()[..12]);
+    query(
+            "INSERT INTO runs (id, pipeline, state, created_at, schedule) VALUES ($1, $2, 'RUNNING', $3, $4)",
+        )
+        .bind(&run_id)
+        .bind(pipeline)
+        .bind(now)
+        .bind(schedule)
+        .execute(&mut *tx)
+        .await?;
+    let mut ids: Vec<i64> = Vec::with_capacity(jobs.len());
+    let earlier = |ids: &Vec<i64>, i: usize| {
+        ids.get(i)
+            .copied()
+            .ok_or_else(|| LedgerError::Corrupt(format!("job {i} of the run is not recorded yet")))
+    };
+    for rj in jobs {
+        let mut job = rj.job.clone();
+        job.run_id = Some(run_id.clone());
+        job.depends_on = rj
+            .deps
+            .iter()
+            .map(|&i| earlier(&ids, i))
+            .collect::<Result<_>>()?;
+        for (param, from, column) in &rj.upstream {
+            let from_id = earlier(&ids, *from)?;
+            if let Some(p) = job.params.get_mut(*param) {
+                p.from = Some(ParamFrom {
+                    job: from_id,
+                    column: column.clone(),
+                });
+                p.value.clear();
+            }
+        }
+        ids.push(insert_job_tx(tx, &job, now).await?);
+    }
+    Ok((run_id, ids))
+}
+
+/// Ends a pipeline run once none of its jobs can move any more.
+pub(super) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
+    // PostgreSQL: the run's row first, so that the last two jobs ending
+    // at once take turns and the second sees the run done.
+    if tx.dialect().row_locks() {
+        let lock = format!(
+            "SELECT id FROM runs WHERE id = $1{}",
+            tx.dialect().for_update
+        );
+        let _: Option<String> = query(lock).bind(run).scalar_optional(&mut *tx).await?;
+    }
+    let (open, failed): (i64, i64) = query(
+            "SELECT \
+               CAST(COALESCE(SUM(CASE WHEN state IN ('PENDING', 'READY', 'SUBMITTED', 'RETRY_WAIT') \
+                 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+               CAST(COALESCE(SUM(CASE WHEN state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED') \
+                 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM jobs WHERE run_id = $1",
+        )
+        .bind(run)
+        .fetch_one(&mut *tx)
+        .await?;
+    if open == 0 {
+        let ended = query(
+            "UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'RUNNING'",
+        )
+        .bind(if failed > 0 {
+            RunState::Failed
+        } else {
+            RunState::Finished
+        })
+        .bind(now)
+        .bind(run)
+        .execute(&mut *tx)
+        .await?;
+        if ended == 1 {
+            run_event(tx, run, now).await?;
+        }
+    }
+    Ok(())
+}
