@@ -120,6 +120,20 @@ impl JobState {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// `'A', 'B'` of every state for which `which` holds: the SQL lists of
+    /// terminal, open and failed states come from [`JobState::is_terminal`]
+    /// and [`JobState::is_failure`], never from a list written by hand.
+    pub fn sql_where(which: fn(JobState) -> bool) -> String {
+        let states: Vec<JobState> = JobState::ALL.into_iter().filter(|s| which(*s)).collect();
+        JobState::sql_list(&states)
+    }
+
+    /// Not terminal: the job may still move (waiting, in flight, or
+    /// waiting for a retry).
+    pub const fn is_open(self) -> bool {
+        !self.is_terminal()
+    }
 }
 
 impl JobState {

@@ -14,6 +14,20 @@ use crate::ledger::names::{client_token, statement_name};
 use crate::state::JobState;
 use std::collections::HashMap;
 
+/// What counts as in flight, for a job row aliased `j`: its statement runs
+/// (SUBMITTED), or a worker is submitting its attempt (READY with a claimed
+/// SUBMITTING attempt). An attempt let go after a throttled call
+/// ([`Ledger::release_claim`]) does not count, so that attempts waiting to
+/// be resumed never hold each other's room. The one definition: the
+/// claim's limits, a session's one statement at a time, the submitter's
+/// room and the gauges all count it.
+const IN_FLIGHT: &str = "(j.state = 'SUBMITTED' OR (j.state = 'READY' AND EXISTS \
+     (SELECT 1 FROM attempts a WHERE a.job_id = j.id AND a.attempt = j.attempt \
+      AND a.state = 'SUBMITTING' AND a.claimed_by IS NOT NULL)))";
+
+/// A job's target (workgroup or cluster) for the per-target limits.
+const TARGET: &str = "COALESCE(j.workgroup, j.cluster, '')";
+
 impl Ledger {
     /// Attempts whose statement runs (SUBMITTED) since `before` or earlier,
     /// whatever their job's state (a cancelled job's statement may still
@@ -29,9 +43,9 @@ impl Ledger {
         .await
     }
 
-    /// Number of statements in flight (SUBMITTED jobs).
+    /// Number of statements in flight ([`IN_FLIGHT`]).
     pub async fn in_flight(&self) -> Result<i64> {
-        query("SELECT COUNT(*) FROM jobs WHERE state = 'SUBMITTED'")
+        query(format!("SELECT COUNT(*) FROM jobs j WHERE {IN_FLIGHT}"))
             .scalar(&self.pool)
             .await
     }
@@ -98,18 +112,14 @@ impl Ledger {
         if let Some(limits) = limits {
             // Claims that count in-flight statements take turns.
             tx.serialize_claims().await?;
-            let (all, target): (i64, i64) = query(
-                    "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN COALESCE(j.workgroup, j.cluster, '') = $1 \
-                     THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                     FROM jobs j WHERE j.id <> $2 AND (j.state = 'SUBMITTED' OR (j.state = 'READY' \
-                       AND EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = j.id \
-                                   AND a.attempt = j.attempt AND a.state = 'SUBMITTING' \
-                                   AND a.claimed_by IS NOT NULL)))",
-                )
-                .bind(job.target().name())
-                .bind(job_id)
-                .fetch_one(&mut tx)
-                .await?;
+            let (all, target): (i64, i64) = query(format!(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN {TARGET} = $1 THEN 1 ELSE 0 END), 0) \
+                 AS BIGINT) FROM jobs j WHERE j.id <> $2 AND {IN_FLIGHT}"
+            ))
+            .bind(job.target().name())
+            .bind(job_id)
+            .fetch_one(&mut tx)
+            .await?;
             if all >= i64::from(limits.max_in_flight) {
                 return Ok(Claim::NoRoom(format!(
                     "{all} statements in flight (max_in_flight = {})",
@@ -128,12 +138,9 @@ impl Ledger {
         let session = match (job.session_keep_alive_secs, &job.run_id) {
             (Some(keep_alive_secs), Some(run)) => {
                 tx.serialize_claims().await?;
-                let busy: i64 = query(
-                    "SELECT COUNT(*) FROM jobs j WHERE j.run_id = $1 AND j.id <> $2 \
-                         AND (j.state = 'SUBMITTED' OR (j.state = 'READY' \
-                           AND EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = j.id \
-                                       AND a.attempt = j.attempt AND a.state = 'SUBMITTING')))",
-                )
+                let busy: i64 = query(format!(
+                    "SELECT COUNT(*) FROM jobs j WHERE j.run_id = $1 AND j.id <> $2 AND {IN_FLIGHT}"
+                ))
                 .bind(run)
                 .bind(job_id)
                 .scalar(&mut tx)
@@ -367,16 +374,14 @@ impl Ledger {
         Ok(())
     }
 
-    /// Statements in flight per target (workgroup or cluster name).
+    /// Statements in flight ([`IN_FLIGHT`]) per target (workgroup or
+    /// cluster name).
     pub async fn in_flight_by_target(&self) -> Result<HashMap<String, i64>> {
-        let rows: Vec<(Option<String>, i64)> = query(
-                "SELECT COALESCE(workgroup, cluster), COUNT(*) FROM jobs WHERE state = 'SUBMITTED' GROUP BY 1",
-            )
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, n)| (t.unwrap_or_default(), n))
-            .collect())
+        let rows: Vec<(String, i64)> = query(format!(
+            "SELECT {TARGET}, COUNT(*) FROM jobs j WHERE {IN_FLIGHT} GROUP BY 1"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 }

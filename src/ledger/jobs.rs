@@ -107,12 +107,13 @@ impl Ledger {
 
     /// True when no job is waiting, in flight, or has results to fetch.
     pub async fn is_idle(&self) -> Result<bool> {
-        let busy: i64 = query(
-                "SELECT COUNT(*) FROM jobs WHERE state IN ('PENDING', 'READY', 'SUBMITTED', 'RETRY_WAIT') \
-                 OR (state = 'FINISHED' AND result_state = 'PENDING')",
-            )
-            .scalar(&self.pool)
-            .await?;
+        let busy: i64 = query(format!(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ({}) \
+             OR (state = 'FINISHED' AND result_state = 'PENDING')",
+            JobState::sql_where(JobState::is_open)
+        ))
+        .scalar(&self.pool)
+        .await?;
         Ok(busy == 0)
     }
 

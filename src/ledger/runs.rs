@@ -121,12 +121,7 @@ impl Ledger {
         }
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = $1 AND state NOT IN ({}) ORDER BY id",
-            JobState::sql_list(
-                &JobState::ALL
-                    .into_iter()
-                    .filter(|s| s.is_terminal())
-                    .collect::<Vec<_>>()
-            )
+            JobState::sql_where(JobState::is_terminal)
         );
         let jobs = query(sql).bind(run).fetch_all::<Job>(&mut tx).await?;
         let mut cancelled = 0;
@@ -202,17 +197,17 @@ pub(super) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Resu
         );
         let _: Option<String> = query(lock).bind(run).scalar_optional(&mut *tx).await?;
     }
-    let (open, failed): (i64, i64) = query(
-            "SELECT \
-               CAST(COALESCE(SUM(CASE WHEN state IN ('PENDING', 'READY', 'SUBMITTED', 'RETRY_WAIT') \
-                 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-               CAST(COALESCE(SUM(CASE WHEN state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED') \
-                 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM jobs WHERE run_id = $1",
-        )
-        .bind(run)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (open, failed): (i64, i64) = query(format!(
+        "SELECT \
+           CAST(COALESCE(SUM(CASE WHEN state IN ({open}) THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN state IN ({failed}) THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM jobs WHERE run_id = $1",
+        open = JobState::sql_where(JobState::is_open),
+        failed = JobState::sql_where(JobState::is_failure),
+    ))
+    .bind(run)
+    .fetch_one(&mut *tx)
+    .await?;
     if open == 0 {
         let ended = query(
             "UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'RUNNING'",

@@ -259,3 +259,58 @@ pub static TABLES: &[Table] = &[
 pub fn table(name: &str) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.name == name)
 }
+
+/// Where a ledger's schema (as its migrations built it) and the registry
+/// differ, one line each: a table or column missing from either side.
+pub fn drift(schema: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut tables: Vec<&str> = schema.iter().map(|(t, _)| t.as_str()).collect();
+    tables.dedup();
+    for name in &tables {
+        match table(name) {
+            None => out.push(format!(
+                "table {name} is not in the registry (src/ledger/tables.rs): add it"
+            )),
+            Some(t) => {
+                let actual: Vec<&str> = schema
+                    .iter()
+                    .filter(|(tt, _)| tt == name)
+                    .map(|(_, c)| c.as_str())
+                    .collect();
+                for (c, _) in t.columns {
+                    if !actual.contains(c) {
+                        out.push(format!(
+                            "column {name}.{c} of the registry is not in the schema"
+                        ));
+                    }
+                }
+                for c in actual {
+                    if !t.columns.iter().any(|(rc, _)| *rc == c) {
+                        out.push(format!(
+                            "column {name}.{c} is not in the registry (src/ledger/tables.rs): add it"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for t in TABLES {
+        if !tables.contains(&t.name) {
+            out.push(format!(
+                "table {} of the registry is not in the schema",
+                t.name
+            ));
+        }
+    }
+    out
+}
+
+impl super::Ledger {
+    /// (table, column) of every table of this ledger, as its migrations
+    /// built them.
+    pub async fn schema(&self) -> super::Result<Vec<(String, String)>> {
+        super::driver::query(self.pool.dialect().schema_columns)
+            .fetch_all(&self.pool)
+            .await
+    }
+}

@@ -103,13 +103,14 @@ impl Ledger {
                     job.state
                 )));
         }
-        let failed_parent: Option<(i64, String)> = query(
-                "SELECT p.id, p.state FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
-                 WHERE d.job_id = $1 AND p.state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED') LIMIT 1",
-            )
-            .bind(job_id)
-            .fetch_optional(&mut tx)
-            .await?;
+        let failed = JobState::sql_where(JobState::is_failure);
+        let failed_parent: Option<(i64, String)> = query(format!(
+            "SELECT p.id, p.state FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
+             WHERE d.job_id = $1 AND p.state IN ({failed}) LIMIT 1"
+        ))
+        .bind(job_id)
+        .fetch_optional(&mut tx)
+        .await?;
         if let Some((p, s)) = failed_parent {
             return Err(RetryRefused::Why(format!(
                 "job {job_id} depends on job {p}, which is {s}: retry job {p} first"
@@ -182,12 +183,12 @@ impl Ledger {
         .execute(&mut tx)
         .await?;
         loop {
-            let reskipped: Vec<i64> = query(
-                    "UPDATE jobs SET state = 'SKIPPED', finished_at = $1, error = 'an upstream job did not finish' \
-                     WHERE state = 'PENDING' AND EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
-                       WHERE d.job_id = jobs.id AND p.state IN ('FAILED', 'ABORTED', 'CANCELLED', 'SKIPPED')) \
-                     RETURNING id",
-                )
+            let reskipped: Vec<i64> = query(format!(
+                "UPDATE jobs SET state = 'SKIPPED', finished_at = $1, error = 'an upstream job did not finish' \
+                 WHERE state = 'PENDING' AND EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
+                   WHERE d.job_id = jobs.id AND p.state IN ({failed})) \
+                 RETURNING id"
+            ))
                 .bind(now)
                 .scalars(&mut tx)
                 .await?;

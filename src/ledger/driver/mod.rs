@@ -35,6 +35,8 @@ pub struct Dialect {
     /// Placed between an INSERT's column list and VALUES to write an
     /// identity column's value as given (a restore).
     pub overriding_identity: &'static str,
+    /// (table, column) of every table the migrations made, in column order.
+    pub schema_columns: &'static str,
 }
 
 impl Dialect {

@@ -25,6 +25,10 @@ pub static DIALECT: Dialect = Dialect {
     // One clock for every worker, whatever their hosts'.
     now_ms: "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
     overriding_identity: " OVERRIDING SYSTEM VALUE",
+    schema_columns: "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) \
+         FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%' \
+         ORDER BY table_name, ordinal_position",
 };
 
 /// A PostgreSQL ledger's pool.

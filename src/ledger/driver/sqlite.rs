@@ -20,6 +20,9 @@ pub static DIALECT: Dialect = Dialect {
     now_ms: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
     // AUTOINCREMENT takes explicit ids and follows them.
     overriding_identity: "",
+    schema_columns: "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%' \
+         ORDER BY m.name, p.cid",
 };
 
 /// Opens (creating, readable by its owner only) the ledger file and runs
