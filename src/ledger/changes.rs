@@ -14,9 +14,7 @@ impl Ledger {
                  FROM changes c LEFT JOIN jobs j ON j.id = c.job_id \
                  WHERE c.seq > $1 AND ($2 IS NULL OR c.run_id = $2) ORDER BY c.seq LIMIT $3",
             )
-            .bind(after)
-            .bind(run)
-            .bind(limit)
+            .binds((after, run, limit))
             .fetch_all::<Change>(&self.pool)
             .await
     }

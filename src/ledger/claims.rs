@@ -98,9 +98,7 @@ impl Ledger {
         );
         let held: Option<String> = if self.pool.dialect().claims_held {
             query(held_sql)
-                .bind(job_id)
-                .bind(job.attempt)
-                .bind(claimant)
+                .binds((job_id, job.attempt, claimant))
                 .scalar_optional(&mut tx)
                 .await?
         } else {
@@ -116,8 +114,7 @@ impl Ledger {
                 "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN {TARGET} = $1 THEN 1 ELSE 0 END), 0) \
                  AS BIGINT) FROM jobs j WHERE j.id <> $2 AND {IN_FLIGHT}"
             ))
-            .bind(job.target().name())
-            .bind(job_id)
+            .binds((job.target().name(), job_id))
             .fetch_one(&mut tx)
             .await?;
             if all >= i64::from(limits.max_in_flight) {
@@ -141,8 +138,7 @@ impl Ledger {
                 let busy: i64 = query(format!(
                     "SELECT COUNT(*) FROM jobs j WHERE j.run_id = $1 AND j.id <> $2 AND {IN_FLIGHT}"
                 ))
-                .bind(run)
-                .bind(job_id)
+                .binds((run, job_id))
                 .scalar(&mut tx)
                 .await?;
                 if busy > 0 {
@@ -165,8 +161,7 @@ impl Ledger {
         let open: Option<String> = query(
                 "SELECT client_token FROM attempts WHERE job_id = $1 AND attempt = $2 AND state = 'SUBMITTING'",
             )
-            .bind(job_id)
-            .bind(job.attempt)
+            .binds((job_id, job.attempt))
             .scalar_optional(&mut tx)
             .await?;
         let resumed = open.is_some();
@@ -176,9 +171,7 @@ impl Ledger {
                     "UPDATE attempts SET claimed_by = $1 \
                          WHERE job_id = $2 AND attempt = $3 AND state = 'SUBMITTING'",
                 )
-                .bind(claimant)
-                .bind(job_id)
-                .bind(job.attempt)
+                .binds((claimant, job_id, job.attempt))
                 .execute(&mut tx)
                 .await?;
                 token
@@ -193,19 +186,13 @@ impl Ledger {
                     "INSERT INTO attempts (job_id, attempt, client_token, state, started_at, \
                          claimed_by) VALUES ($1, $2, $3, 'SUBMITTING', $4, $5)",
                 )
-                .bind(job_id)
-                .bind(attempt)
-                .bind(&token)
-                .bind(now)
-                .bind(claimant)
+                .binds((job_id, attempt, &token, now, claimant))
                 .execute(&mut tx)
                 .await?;
                 let changed = query(
                         "UPDATE jobs SET attempt = $1 WHERE id = $2 AND state = 'READY' AND attempt = $3",
                     )
-                    .bind(attempt)
-                    .bind(job_id)
-                    .bind(job.attempt)
+                    .binds((attempt, job_id, job.attempt))
                     .execute(&mut tx)
                     .await?;
                 if changed != 1 {
@@ -235,9 +222,7 @@ impl Ledger {
             "UPDATE attempts SET claimed_by = NULL \
                  WHERE job_id = $1 AND attempt = $2 AND state = 'SUBMITTING' AND claimed_by = $3",
         )
-        .bind(job_id)
-        .bind(attempt)
-        .bind(claimant)
+        .binds((job_id, attempt, claimant))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -262,8 +247,7 @@ impl Ledger {
                 "UPDATE runs SET session_id = $1 WHERE session_id IS NULL \
                      AND id = (SELECT run_id FROM jobs WHERE id = $2)",
             )
-            .bind(session)
-            .bind(job_id)
+            .binds((session, job_id))
             .execute(&mut tx)
             .await?;
         }
@@ -272,12 +256,14 @@ impl Ledger {
                  has_result_set = $5, result_formats = COALESCE(result_formats, $6) \
                  WHERE id = $3 AND state = 'READY' AND attempt = $4",
         )
-        .bind(statement_id)
-        .bind(now)
-        .bind(job_id)
-        .bind(attempt)
-        .bind(has_result_set)
-        .bind(result_formats.to_string())
+        .binds((
+            statement_id,
+            now,
+            job_id,
+            attempt,
+            has_result_set,
+            result_formats.to_string(),
+        ))
         .execute(&mut tx)
         .await?;
         if changed != 1 {
@@ -295,10 +281,7 @@ impl Ledger {
             "UPDATE attempts SET state = 'SUBMITTED', statement_id = $1, submitted_at = $2 \
                  WHERE job_id = $3 AND attempt = $4 AND state = 'SUBMITTING'",
         )
-        .bind(statement_id)
-        .bind(now)
-        .bind(job_id)
-        .bind(attempt)
+        .binds((statement_id, now, job_id, attempt))
         .execute(&mut tx)
         .await?;
         let deferred: Vec<(i64, String, Option<String>)> = query(
@@ -316,9 +299,7 @@ impl Ledger {
             let (disposition, reason) =
                 apply_to_attempt(&mut tx, &ev, error.as_deref(), now).await?;
             query("UPDATE events SET disposition = $1, reason = $2 WHERE seq = $3")
-                .bind(disposition)
-                .bind(reason)
-                .bind(seq)
+                .binds((disposition, reason, seq))
                 .execute(&mut tx)
                 .await?;
             out.push(disposition);
@@ -341,20 +322,14 @@ impl Ledger {
             "UPDATE attempts SET state = 'FAILED', finished_at = $1, error = $2 \
                  WHERE job_id = $3 AND attempt = $4 AND state = 'SUBMITTING'",
         )
-        .bind(now)
-        .bind(error)
-        .bind(job_id)
-        .bind(attempt)
+        .binds((now, error, job_id, attempt))
         .execute(&mut tx)
         .await?;
         let changed = query(
             "UPDATE jobs SET state = 'FAILED', error = $1, finished_at = $2 \
                  WHERE id = $3 AND state = 'READY' AND attempt = $4",
         )
-        .bind(error)
-        .bind(now)
-        .bind(job_id)
-        .bind(attempt)
+        .binds((error, now, job_id, attempt))
         .execute(&mut tx)
         .await?;
         if changed != 1 {

@@ -39,12 +39,7 @@ impl Ledger {
         if self.owns_statement(&ev.detail.statement_id).await? {
             return Ok(true);
         }
-        let Some(uid) = ev
-            .detail
-            .statement_name
-            .as_deref()
-            .and_then(parse_statement_name)
-        else {
+        let Some(uid) = named_uid(ev) else {
             return Ok(false);
         };
         let n: i64 = query("SELECT COUNT(*) FROM jobs WHERE uid = $1")
@@ -65,8 +60,7 @@ impl Ledger {
                  disposition, reason, body FROM events WHERE ($1 IS NULL OR disposition = $1) \
                  ORDER BY seq DESC LIMIT $2",
         )
-        .bind(disposition)
-        .bind(limit)
+        .binds((disposition, limit))
         .fetch_all::<EventRow>(&self.pool)
         .await
     }
@@ -118,10 +112,7 @@ impl Ledger {
             "INSERT INTO events (message_id, received_at, disposition, reason, body) \
                  VALUES ($1, $2, 'quarantined', $3, $4) ON CONFLICT DO NOTHING",
         )
-        .bind(message_id)
-        .bind(now)
-        .bind(reason)
-        .bind(body)
+        .binds((message_id, now, reason, body))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -148,8 +139,7 @@ impl Ledger {
         }
         let row: Option<(i64, AttemptState)> =
             query("SELECT attempt, state FROM attempts WHERE job_id = $1 AND statement_id = $2")
-                .bind(job_id)
-                .bind(statement_id)
+                .binds((job_id, statement_id))
                 .fetch_optional(&mut tx)
                 .await?;
         let Some((attempt, state)) = row else {
@@ -188,12 +178,14 @@ pub(super) async fn apply_event_tx(
                  disposition, body) VALUES ($1, $2, $3, $4, $5, 'ignored', $6) \
                  ON CONFLICT DO NOTHING RETURNING seq",
     )
-    .bind(&ev.event_id)
-    .bind(message_id)
-    .bind(now)
-    .bind(sid)
-    .bind(ev.detail.state.as_str())
-    .bind(body)
+    .binds((
+        &ev.event_id,
+        message_id,
+        now,
+        sid,
+        ev.detail.state.as_str(),
+        body,
+    ))
     .scalar_optional(&mut *tx)
     .await?;
     // The job's row next (PostgreSQL): an event and the recording of
@@ -253,11 +245,7 @@ pub(super) async fn apply_event_tx(
     query(
         "UPDATE events SET job_id = $1, disposition = $2, reason = $3, error = $5 WHERE seq = $4",
     )
-    .bind(job_id)
-    .bind(disposition)
-    .bind(reason)
-    .bind(seq)
-    .bind(kept_error)
+    .binds((job_id, disposition, reason, seq, kept_error))
     .execute(&mut *tx)
     .await?;
     Ok((disposition, job_id))
@@ -266,12 +254,7 @@ pub(super) async fn apply_event_tx(
 /// An event whose statement id is unknown: if its StatementName names an
 /// attempt of ours still being submitted, the job it belongs to.
 pub(super) async fn deferrable_job(tx: &mut Tx, ev: &StatusEvent) -> Result<Option<i64>> {
-    let Some(uid) = ev
-        .detail
-        .statement_name
-        .as_deref()
-        .and_then(parse_statement_name)
-    else {
+    let Some(uid) = named_uid(ev) else {
         return Ok(None);
     };
     query(
@@ -342,10 +325,17 @@ pub(super) async fn apply_to_attempt(
     end_attempt(tx, &job, &outcome, now).await?;
     if let (Outcome::Finished { .. }, Some(expire)) = (&outcome, ev.detail.expire_at) {
         query("UPDATE jobs SET expire_at = $1 WHERE id = $2 AND state = 'FINISHED'")
-            .bind(expire.saturating_mul(1000))
-            .bind(job_id)
+            .binds((expire.saturating_mul(1000), job_id))
             .execute(&mut *tx)
             .await?;
     }
     Ok((Disposition::Applied, None))
+}
+
+/// The job uid an event's StatementName names (ours: `redrelay:<name>:<uid>`).
+fn named_uid(ev: &StatusEvent) -> Option<&str> {
+    ev.detail
+        .statement_name
+        .as_deref()
+        .and_then(parse_statement_name)
 }

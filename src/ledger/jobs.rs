@@ -40,8 +40,7 @@ impl Ledger {
                  WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR run_id = $2) ORDER BY id"
         );
         query(sql)
-            .bind(state)
-            .bind(run)
+            .binds((state, run))
             .fetch_all::<Job>(&self.pool)
             .await
     }
@@ -126,11 +125,13 @@ impl Ledger {
                  ORDER BY id DESC LIMIT $5"
         );
         query(sql)
-            .bind(f.state)
-            .bind(f.run.as_deref())
-            .bind(f.name.as_deref())
-            .bind(f.before)
-            .bind(f.limit)
+            .binds((
+                f.state,
+                f.run.as_deref(),
+                f.name.as_deref(),
+                f.before,
+                f.limit,
+            ))
             .fetch_all::<Job>(&self.pool)
             .await
     }
@@ -197,8 +198,7 @@ pub(super) async fn insert_job_tx(tx: &mut Tx, job: &NewJob, now: i64) -> Result
         .await?;
     for dep in &job.depends_on {
         query("INSERT INTO job_deps (job_id, depends_on) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(id)
-            .bind(dep)
+            .binds((id, dep))
             .execute(&mut *tx)
             .await?;
     }

@@ -13,11 +13,7 @@ impl Ledger {
             now = self.pool.dialect().now_ms
         );
         query(sql)
-            .bind(&w.id)
-            .bind(&w.host)
-            .bind(w.pid)
-            .bind(w.started_at)
-            .bind(w.listen.get())
+            .binds((&w.id, &w.host, w.pid, w.started_at, w.listen.get()))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -52,8 +48,7 @@ impl Ledger {
             take = if take { "1 = 1" } else { "1 = 0" }
         );
         let holder: Option<String> = query(sql)
-            .bind(worker_id)
-            .bind(ttl_ms)
+            .binds((worker_id, ttl_ms))
             .scalar_optional(&self.pool)
             .await?;
         Ok(holder.as_deref() == Some(worker_id))

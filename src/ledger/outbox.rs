@@ -19,30 +19,39 @@ impl Ledger {
         .await
     }
 
+    /// Marks outbox rows published.
     pub async fn outbox_published(&self, seqs: &[i64], now: i64) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for seq in seqs {
-            query("UPDATE outbox SET published_at = $1 WHERE seq = $2 AND published_at IS NULL")
-                .bind(now)
-                .bind(seq)
-                .execute(&mut tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.update_outbox(
+            "UPDATE outbox SET published_at = $1 WHERE seq = $2 AND published_at IS NULL",
+            now,
+            seqs,
+        )
+        .await
     }
 
+    /// Records a failed publication of outbox rows.
     pub async fn outbox_failed(&self, seqs: &[i64], error: &str) -> Result<()> {
+        self.update_outbox(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2",
+            error,
+            seqs,
+        )
+        .await
+    }
+
+    /// Runs `sql` ($1: `value`, $2: a row's seq) for each of `seqs`, in
+    /// one transaction.
+    async fn update_outbox<'a>(
+        &self,
+        sql: &str,
+        value: impl super::driver::Arg<'a> + Copy + 'a,
+        seqs: &[i64],
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         for seq in seqs {
-            query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2")
-                .bind(error)
-                .bind(seq)
-                .execute(&mut tx)
-                .await?;
+            query(sql).binds((value, *seq)).execute(&mut tx).await?;
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 }
 
@@ -127,10 +136,7 @@ pub(super) async fn outbox_insert(
         return Ok(());
     }
     query("INSERT INTO outbox (event_id, detail_type, detail, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(event_id)
-        .bind(detail_type)
-        .bind(detail.to_string())
-        .bind(now)
+        .binds((event_id, detail_type, detail.to_string(), now))
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -45,8 +45,7 @@ impl Ledger {
                  WHERE id = $2 AND state = 'FINISHED' AND result_state = 'PENDING' {held}"
         );
         Ok(query(sql)
-            .bind(claimant)
-            .bind(job_id)
+            .binds((claimant, job_id))
             .execute(&self.pool)
             .await?
             == 1)
@@ -78,11 +77,7 @@ impl Ledger {
                 "UPDATE jobs SET result_state = $1, result_rows = $2, result_path = $3, first_row = $4 \
                  WHERE id = $5 AND state = 'FINISHED' AND result_state = 'PENDING'",
             )
-            .bind(state)
-            .bind(if files.is_empty() { None } else { Some(total) })
-            .bind(dir)
-            .bind(first_row)
-            .bind(job_id)
+            .binds((state, if files.is_empty() { None } else { Some(total) }, dir, first_row, job_id))
             .execute(&mut tx)
             .await?;
         if changed != 1 {
@@ -97,12 +92,14 @@ impl Ledger {
                 "INSERT INTO results (job_id, sub, statement_id, rows, csv_path, jsonl_path) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(job_id)
-            .bind(f.sub)
-            .bind(&f.statement_id)
-            .bind(f.rows)
-            .bind(&f.csv_path)
-            .bind(&f.jsonl_path)
+            .binds((
+                job_id,
+                f.sub,
+                &f.statement_id,
+                f.rows,
+                &f.csv_path,
+                &f.jsonl_path,
+            ))
             .execute(&mut tx)
             .await?;
         }
@@ -131,8 +128,7 @@ impl Ledger {
         } else {
             ResultState::Error
         })
-        .bind(error)
-        .bind(job_id)
+        .binds((error, job_id))
         .execute(&mut tx)
         .await?;
         if changed != 1 {

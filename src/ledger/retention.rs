@@ -56,8 +56,7 @@ impl Ledger {
             query(
                 "UPDATE jobs SET results_pruned_at = $1 WHERE id = $2 AND finished_at IS NOT NULL",
             )
-            .bind(now)
-            .bind(id)
+            .binds((now, id))
             .execute(&mut tx)
             .await?;
         }

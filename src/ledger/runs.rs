@@ -40,13 +40,15 @@ impl Ledger {
                    AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) \
                  ORDER BY created_at DESC, id DESC LIMIT $7",
         )
-        .bind(f.state)
-        .bind(f.pipeline.as_deref())
-        .bind(f.since)
-        .bind(f.until)
-        .bind(after_at)
-        .bind(after_id)
-        .bind(f.limit)
+        .binds((
+            f.state,
+            f.pipeline.as_deref(),
+            f.since,
+            f.until,
+            after_at,
+            after_id,
+            f.limit,
+        ))
         .fetch_all::<Run>(&self.pool)
         .await
     }
@@ -108,8 +110,7 @@ impl Ledger {
         let changed = query(
                 "UPDATE runs SET state = 'CANCELLED', finished_at = $1 WHERE id = $2 AND state = 'RUNNING'",
             )
-            .bind(now)
-            .bind(run)
+            .binds((now, run))
             .execute(&mut tx)
             .await?;
         if changed != 1 {
@@ -151,10 +152,7 @@ pub(super) async fn create_run_tx(
     query(
             "INSERT INTO runs (id, pipeline, state, created_at, schedule) VALUES ($1, $2, 'RUNNING', $3, $4)",
         )
-        .bind(&run_id)
-        .bind(pipeline)
-        .bind(now)
-        .bind(schedule)
+        .binds((&run_id, pipeline, now, schedule))
         .execute(&mut *tx)
         .await?;
     let mut ids: Vec<i64> = Vec::with_capacity(jobs.len());
@@ -217,8 +215,7 @@ pub(super) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Resu
         } else {
             RunState::Finished
         })
-        .bind(now)
-        .bind(run)
+        .binds((now, run))
         .execute(&mut *tx)
         .await?;
         if ended == 1 {

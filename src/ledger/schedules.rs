@@ -22,10 +22,7 @@ impl Ledger {
                  ON CONFLICT (name) DO UPDATE SET text = excluded.text, sql_files = excluded.sql_files, \
                    updated_at = excluded.updated_at, effective_since = excluded.effective_since",
             )
-            .bind(name)
-            .bind(text)
-            .bind(sql_files)
-            .bind(now)
+            .binds((name, text, sql_files, now))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -47,9 +44,7 @@ impl Ledger {
             "UPDATE schedules SET paused = $1, updated_at = $2, \
                  effective_since = CASE WHEN $1 THEN effective_since ELSE $2 END WHERE name = $3",
         )
-        .bind(paused)
-        .bind(now)
-        .bind(name)
+        .binds((paused, now, name))
         .execute(&self.pool)
         .await?
             == 1)
@@ -81,17 +76,14 @@ impl Ledger {
             "INSERT INTO schedule_fires (schedule, fire_time, fired_at) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING RETURNING fire_time",
         )
-        .bind(name)
-        .bind(fire_time)
-        .bind(now)
+        .binds((name, fire_time, now))
         .scalar_optional(&mut tx)
         .await?;
         if fresh.is_none() {
             return Ok(Fired::Already);
         }
         query("UPDATE schedules SET last_fired_at = $1 WHERE name = $2")
-            .bind(fire_time)
-            .bind(name)
+            .binds((fire_time, name))
             .execute(&mut tx)
             .await?;
         if skip_overlap {
@@ -105,8 +97,7 @@ impl Ledger {
                     .bind(format!(
                         "skipped: run {run} of this schedule is still RUNNING"
                     ))
-                    .bind(name)
-                    .bind(fire_time)
+                    .binds((name, fire_time))
                     .execute(&mut tx)
                     .await?;
                 tx.commit().await?;
@@ -115,9 +106,7 @@ impl Ledger {
         }
         let (run, _) = create_run_tx(&mut tx, pipeline, jobs, Some(name), now).await?;
         query("UPDATE schedule_fires SET run_id = $1 WHERE schedule = $2 AND fire_time = $3")
-            .bind(&run)
-            .bind(name)
-            .bind(fire_time)
+            .binds((&run, name, fire_time))
             .execute(&mut tx)
             .await?;
         tx.commit().await?;
@@ -134,8 +123,7 @@ impl Ledger {
             "SELECT fire_time, run_id, note FROM schedule_fires WHERE schedule = $1 \
                  ORDER BY fire_time DESC LIMIT $2",
         )
-        .bind(name)
-        .bind(limit)
+        .binds((name, limit))
         .fetch_all(&self.pool)
         .await
     }

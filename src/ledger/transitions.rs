@@ -55,9 +55,7 @@ impl Ledger {
         let changed = query(
                 "UPDATE jobs SET state = 'FAILED', error = $1, finished_at = $2 WHERE id = $3 AND state = 'READY'",
             )
-            .bind(error)
-            .bind(now)
-            .bind(job_id)
+            .binds((error, now, job_id))
             .execute(&mut tx)
             .await?;
         if changed != 1 {
@@ -161,10 +159,7 @@ impl Ledger {
                 "UPDATE jobs SET state = $1, error = NULL, finished_at = NULL, not_before = NULL, \
                  ready_at = $2, max_attempts = CASE WHEN max_attempts > attempt + 1 THEN max_attempts ELSE attempt + 1 END WHERE id = $3 AND state = $4",
             )
-            .bind(next)
-            .bind((next == JobState::Ready).then_some(now))
-            .bind(job_id)
-            .bind(job.state)
+            .binds((next, (next == JobState::Ready).then_some(now), job_id, job.state))
             .execute(&mut tx)
             .await?;
         if changed != 1 {
@@ -240,9 +235,7 @@ impl Ledger {
             "UPDATE jobs SET timed_out_at = $1 \
                  WHERE id = $2 AND state = 'SUBMITTED' AND attempt = $3 AND timed_out_at IS NULL",
         )
-        .bind(now)
-        .bind(job_id)
-        .bind(attempt)
+        .binds((now, job_id, attempt))
         .execute(&self.pool)
         .await?
             == 1)
@@ -256,9 +249,7 @@ pub(super) async fn close_submitting(tx: &mut Tx, job_id: i64, why: &str, now: i
         "UPDATE attempts SET state = 'CANCELLED', finished_at = $1, error = $2 \
              WHERE job_id = $3 AND state = 'SUBMITTING'",
     )
-    .bind(now)
-    .bind(why)
-    .bind(job_id)
+    .binds((now, why, job_id))
     .execute(&mut *tx)
     .await
 }
@@ -279,9 +270,7 @@ pub(super) async fn cancel_job_tx(
         "UPDATE jobs SET state = 'CANCELLED', error = 'cancelled by an operator', \
              finished_at = $1, not_before = NULL WHERE id = $2 AND state = $3",
     )
-    .bind(now)
-    .bind(job.id)
-    .bind(job.state)
+    .binds((now, job.id, job.state))
     .execute(&mut *tx)
     .await?;
     if changed != 1 {
@@ -320,12 +309,7 @@ pub(super) async fn finish_attempt_row(
         "UPDATE attempts SET state = $1, finished_at = $2, rows = $3, error = $4 \
              WHERE job_id = $5 AND attempt = $6 AND state = 'SUBMITTED'",
     )
-    .bind(outcome.attempt_state())
-    .bind(now)
-    .bind(rows)
-    .bind(error)
-    .bind(job_id)
-    .bind(attempt)
+    .binds((outcome.attempt_state(), now, rows, error, job_id, attempt))
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -385,10 +369,7 @@ pub(super) async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: 
              finished_at = $4, result_state = $5, not_before = $6, timed_out_at = NULL \
              WHERE id = $7 AND state = 'SUBMITTED' AND attempt = $8",
     )
-    .bind(next)
-    .bind(rows)
-    .bind(error)
-    .bind(next.is_terminal().then_some(now))
+    .binds((next, rows, error, next.is_terminal().then_some(now)))
     // Nothing to fetch when ExecuteStatement said there is no result set.
     .bind(
         (next == JobState::Finished).then_some(if job.has_result_set == Some(false) {
@@ -397,9 +378,7 @@ pub(super) async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: 
             ResultState::Pending
         }),
     )
-    .bind(not_before)
-    .bind(job.id)
-    .bind(job.attempt)
+    .binds((not_before, job.id, job.attempt))
     .execute(&mut *tx)
     .await?;
     if changed != 1 {
@@ -440,8 +419,7 @@ pub(super) async fn release_downstream(tx: &mut Tx, parent: i64, now: i64) -> Re
                AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.id = d.depends_on \
                                WHERE d.job_id = jobs.id AND p.state <> 'FINISHED')",
     )
-    .bind(now)
-    .bind(parent)
+    .binds((now, parent))
     .execute(&mut *tx)
     .await?;
     if released > 0 {

@@ -200,6 +200,30 @@ fn encode_error(e: sqlx::error::BoxDynError) -> LedgerError {
     LedgerError::Db(sqlx::Error::Encode(e))
 }
 
+/// Several values bound at once ([`Query::binds`]): tuples of [`Arg`]s.
+pub trait Binds<'a> {
+    fn push_to(self, args: &mut Vec<Box<dyn Arg<'a> + 'a>>);
+}
+
+macro_rules! tuple_binds {
+    ($($v:ident: $T:ident),+) => {
+        impl<'a, $($T: Arg<'a> + 'a),+> Binds<'a> for ($($T,)+) {
+            fn push_to(self, args: &mut Vec<Box<dyn Arg<'a> + 'a>>) {
+                let ($($v,)+) = self;
+                $(args.push(Box::new($v));)+
+            }
+        }
+    };
+}
+
+tuple_binds!(a: A, b: B);
+tuple_binds!(a: A, b: B, c: C);
+tuple_binds!(a: A, b: B, c: C, d: D);
+tuple_binds!(a: A, b: B, c: C, d: D, e: E);
+tuple_binds!(a: A, b: B, c: C, d: D, e: E, f: F);
+tuple_binds!(a: A, b: B, c: C, d: D, e: E, f: F, g: G);
+tuple_binds!(a: A, b: B, c: C, d: D, e: E, f: F, g: G, h: H);
+
 /// A row type both backends decode (`#[derive(FromRow)]`, tuples).
 pub trait Row:
     for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
@@ -215,6 +239,33 @@ impl<T> Row for T where
         + Send
         + Unpin
 {
+}
+
+/// Builds `$query` for the backend `$on` is on with `$build` (sqlx's
+/// `query_with` or `query_as_with`) as `$q`, and runs `$run` with the
+/// backend's executor as `$e` (the pool, or the transaction's connection).
+macro_rules! on_backend {
+    ($query:expr, $on:expr, $build:path, |$q:ident, $e:ident| $run:expr) => {{
+        let sql = sqlx::AssertSqlSafe($query.sql.clone());
+        match $on.into() {
+            On::Pool(Pool::Sqlite($e)) => {
+                let $q = $build(sql, $query.sqlite_args()?);
+                $run
+            }
+            On::Tx(Tx::Sqlite(t)) => {
+                let ($q, $e) = ($build(sql, $query.sqlite_args()?), &mut **t);
+                $run
+            }
+            On::Pool(Pool::Postgres(p)) => {
+                let ($q, $e) = ($build(sql, $query.postgres_args()?), p.pool());
+                $run
+            }
+            On::Tx(Tx::Postgres(t)) => {
+                let ($q, $e) = ($build(sql, $query.postgres_args()?), &mut **t);
+                $run
+            }
+        }
+    }};
 }
 
 /// One SQL statement and its bound values, for whichever backend runs it.
@@ -239,6 +290,12 @@ impl<'a> Query<'a> {
         self
     }
 
+    /// Binds the next placeholders, one per element of a tuple.
+    pub fn binds(mut self, values: impl Binds<'a>) -> Self {
+        values.push_to(&mut self.args);
+        self
+    }
+
     fn sqlite_args(&self) -> Result<sqlx::sqlite::SqliteArguments> {
         let mut args = sqlx::sqlite::SqliteArguments::default();
         for a in &self.args {
@@ -257,79 +314,30 @@ impl<'a> Query<'a> {
 
     /// Runs the statement: the number of rows it changed.
     pub async fn execute<'c>(self, on: impl Into<On<'c>>) -> Result<u64> {
-        let sql = sqlx::AssertSqlSafe(self.sql.clone());
-        Ok(match on.into() {
-            On::Pool(Pool::Sqlite(p)) => sqlx::query_with(sql, self.sqlite_args()?)
-                .execute(p)
-                .await?
-                .rows_affected(),
-            On::Tx(Tx::Sqlite(t)) => sqlx::query_with(sql, self.sqlite_args()?)
-                .execute(&mut **t)
-                .await?
-                .rows_affected(),
-            On::Pool(Pool::Postgres(p)) => sqlx::query_with(sql, self.postgres_args()?)
-                .execute(p.pool())
-                .await?
-                .rows_affected(),
-            On::Tx(Tx::Postgres(t)) => sqlx::query_with(sql, self.postgres_args()?)
-                .execute(&mut **t)
-                .await?
-                .rows_affected(),
-        })
+        Ok(on_backend!(self, on, sqlx::query_with, |q, e| q
+            .execute(e)
+            .await?
+            .rows_affected()))
     }
 
     /// Every row.
     pub async fn fetch_all<'c, R: Row>(self, on: impl Into<On<'c>>) -> Result<Vec<R>> {
-        let sql = sqlx::AssertSqlSafe(self.sql.clone());
-        Ok(match on.into() {
-            On::Pool(Pool::Sqlite(p)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.sqlite_args()?)
-                    .fetch_all(p)
-                    .await?
-            }
-            On::Tx(Tx::Sqlite(t)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.sqlite_args()?)
-                    .fetch_all(&mut **t)
-                    .await?
-            }
-            On::Pool(Pool::Postgres(p)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.postgres_args()?)
-                    .fetch_all(p.pool())
-                    .await?
-            }
-            On::Tx(Tx::Postgres(t)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.postgres_args()?)
-                    .fetch_all(&mut **t)
-                    .await?
-            }
-        })
+        Ok(on_backend!(
+            self,
+            on,
+            sqlx::query_as_with::<_, R, _>,
+            |q, e| q.fetch_all(e).await?
+        ))
     }
 
     /// The first row, if any.
     pub async fn fetch_optional<'c, R: Row>(self, on: impl Into<On<'c>>) -> Result<Option<R>> {
-        let sql = sqlx::AssertSqlSafe(self.sql.clone());
-        Ok(match on.into() {
-            On::Pool(Pool::Sqlite(p)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.sqlite_args()?)
-                    .fetch_optional(p)
-                    .await?
-            }
-            On::Tx(Tx::Sqlite(t)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.sqlite_args()?)
-                    .fetch_optional(&mut **t)
-                    .await?
-            }
-            On::Pool(Pool::Postgres(p)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.postgres_args()?)
-                    .fetch_optional(p.pool())
-                    .await?
-            }
-            On::Tx(Tx::Postgres(t)) => {
-                sqlx::query_as_with::<_, R, _>(sql, self.postgres_args()?)
-                    .fetch_optional(&mut **t)
-                    .await?
-            }
-        })
+        Ok(on_backend!(
+            self,
+            on,
+            sqlx::query_as_with::<_, R, _>,
+            |q, e| q.fetch_optional(e).await?
+        ))
     }
 
     /// Exactly one row.
@@ -444,33 +452,13 @@ impl Query<'_> {
         on: impl Into<On<'c>>,
         kinds: &[Kind],
     ) -> Result<Vec<Vec<Value>>> {
-        let sql = sqlx::AssertSqlSafe(self.sql.clone());
-        match on.into() {
-            On::Pool(Pool::Sqlite(p)) => sqlx::query_with(sql, self.sqlite_args()?)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(|r| decode_row(r, kinds))
-                .collect(),
-            On::Tx(Tx::Sqlite(t)) => sqlx::query_with(sql, self.sqlite_args()?)
-                .fetch_all(&mut **t)
-                .await?
-                .iter()
-                .map(|r| decode_row(r, kinds))
-                .collect(),
-            On::Pool(Pool::Postgres(p)) => sqlx::query_with(sql, self.postgres_args()?)
-                .fetch_all(p.pool())
-                .await?
-                .iter()
-                .map(|r| decode_row(r, kinds))
-                .collect(),
-            On::Tx(Tx::Postgres(t)) => sqlx::query_with(sql, self.postgres_args()?)
-                .fetch_all(&mut **t)
-                .await?
-                .iter()
-                .map(|r| decode_row(r, kinds))
-                .collect(),
-        }
+        let rows = on_backend!(self, on, sqlx::query_with, |q, e| q
+            .fetch_all(e)
+            .await?
+            .iter()
+            .map(|r| decode_row(r, kinds))
+            .collect::<Vec<_>>());
+        rows.into_iter().collect()
     }
 }
 
