@@ -55,20 +55,34 @@ fn scheme(s: &str) -> Option<&str> {
     (is_scheme && (rest.starts_with("//") || known) && head.len() > 1).then_some(head)
 }
 
-/// `postgres://user:secret@host/db` shown as `postgres://user:****@host/db`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// `postgres://user:secret@host/db` shown as `postgres://user:****@host/db`,
+/// and a `password` query parameter (libpq takes one) as `password=****`.
+/// A URL that cannot be parsed is not shown at all (it may hold a password).
+pub fn redact(s: &str) -> String {
+    let Ok(mut url) = url::Url::parse(s) else {
+        let scheme = s.split(':').next().unwrap_or_default();
+        return format!("{scheme}://(a URL that cannot be parsed, not shown)");
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:****@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    if url.password().is_some() {
+        let _ = url.set_password(Some("****"));
     }
+    let hidden =
+        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if url.query_pairs().any(|(k, _)| hidden(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if hidden(&k) {
+                    "****".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 fn url_has_password(url: &str) -> bool {
@@ -186,6 +200,18 @@ mod tests {
             "postgres://rr:****@db.internal:5432/ledger?sslmode=require"
         );
         assert!(!format!("{loc:?}").contains("s3cret"));
+        // libpq's password parameter is hidden too.
+        let loc = parse(
+            "postgres://rr@db/ledger?password=s3cret&sslmode=require",
+            None,
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            loc.to_string(),
+            "postgres://rr@db/ledger?password=****&sslmode=require"
+        );
+        assert!(!redact("postgres://rr:s3cret@[::1/db").contains("s3cret"));
         assert!(matches!(
             parse("postgresql://rr@h/db", None, no_env).unwrap(),
             Location::Postgres { .. }

@@ -10,6 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::time::Duration;
 
+/// How long opening the ledger waits for the server's first answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The channel jobs made READY are announced on.
 pub const READY_CHANNEL: &str = "redrelay_ready";
 
@@ -41,7 +44,20 @@ impl PgStore {
     /// Connects (a pool of `max_connections`) and runs the migrations. The
     /// migrations take PostgreSQL's advisory lock, so several workers
     /// starting at once migrate once.
+    /// A server that cannot be reached fails within [`CONNECT_TIMEOUT`]
+    /// with its cause (refused, unknown host, authentication), not after
+    /// the pool's wait with "pool timed out".
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        use sqlx::Connection;
+        match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options))
+            .await
+        {
+            Ok(Ok(probe)) => drop(probe.close().await),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(sqlx::Error::PoolTimedOut.into());
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .min_connections(1)
