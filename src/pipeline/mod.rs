@@ -11,7 +11,8 @@
 //! - `parse`: validation, every problem listed (naming file, job and fix);
 //! - `dag`: cycles, ancestors and dependency order of the jobs;
 //! - `run_params`: filling run-time parameters and `scheduled_time`;
-//! - `plan`: a validated pipeline as the ledger's records;
+//! - `plan`: a validated pipeline as the ledger's records of a run
+//!   (`Pipeline::plan_run`, how every way of starting a run plans it);
 //! - `diagram`: the job graph in Mermaid or Graphviz dot;
 //! - `load`: reading a file (and its SQL files) from disk or from a stored
 //!   schedule.
