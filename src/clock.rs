@@ -3,6 +3,24 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+/// A time in epoch milliseconds (the ledger's and the clock's unit) as a
+/// timestamp: the one conversion, for schedules, the API and the CLI.
+pub fn timestamp(ms: i64) -> Result<jiff::Timestamp, OutOfRange> {
+    jiff::Timestamp::from_millisecond(ms).map_err(|e| OutOfRange {
+        ms,
+        reason: e.to_string(),
+    })
+}
+
+/// A time in epoch milliseconds beyond what a timestamp holds (the years
+/// -9999 to 9999).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("time {ms} ms: {reason}")]
+pub struct OutOfRange {
+    pub ms: i64,
+    reason: String,
+}
+
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;

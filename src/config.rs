@@ -87,7 +87,7 @@ pub struct Config {
     pub retention_days: u64,
     /// The files results are written as, unless a job says otherwise:
     /// `csv` (the default), `jsonl` or `csv,jsonl`.
-    pub result_formats: crate::results::ResultFormats,
+    pub result_formats: crate::domain::ResultFormats,
     /// Address of the worker's HTTP listener (/metrics, /healthz, /readyz):
     /// loopback by default; "" turns it off; port 0 picks a free port.
     pub listen: String,
@@ -164,7 +164,7 @@ impl Default for Config {
             max_in_flight_per_target: 0,
             api_rate_scale: 1.0,
             retention_days: 30,
-            result_formats: crate::results::ResultFormats::CSV,
+            result_formats: crate::domain::ResultFormats::CSV,
             listen: "127.0.0.1:9464".into(),
             publish_events: false,
             publish_bus: "default".into(),

@@ -12,7 +12,7 @@ use aws_sdk_redshiftdata::types::{Field, SqlParameter};
 use aws_sdk_redshiftdata::Client;
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ApiError {
+pub enum DataApiError {
     /// ThrottlingException, ActiveStatementsExceededException, ...: the job
     /// stays READY and is submitted again after a backoff.
     #[error("Data API is throttling: {0}")]
@@ -26,7 +26,7 @@ pub enum ApiError {
     Transient(String),
 }
 
-impl ApiError {
+impl DataApiError {
     fn classify<E, R>(err: aws_sdk_redshiftdata::error::SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -50,19 +50,19 @@ impl ApiError {
             "ValidationException"
                 if service_message.is_some_and(|m| m.contains("Rate exceeded")) =>
             {
-                ApiError::Throttled(message)
+                DataApiError::Throttled(message)
             }
             "ThrottlingException"
             | "ActiveStatementsExceededException"
             | "ActiveSessionsExceededException"
-            | "TooManyRequestsException" => ApiError::Throttled(message),
+            | "TooManyRequestsException" => DataApiError::Throttled(message),
             "ValidationException"
             | "ResourceNotFoundException"
             | "ExecuteStatementException"
             | "BatchExecuteStatementException"
             | "AccessDeniedException"
-            | "UnrecognizedClientException" => ApiError::Rejected(message),
-            _ => ApiError::Transient(message),
+            | "UnrecognizedClientException" => DataApiError::Rejected(message),
+            _ => DataApiError::Transient(message),
         }
     }
 }
@@ -143,14 +143,14 @@ impl DataApi {
         self
     }
 
-    fn note<T>(&self, operation: &'static str, r: &Result<T, ApiError>) {
+    fn note<T>(&self, operation: &'static str, r: &Result<T, DataApiError>) {
         use crate::metrics::CallOutcome;
         if let Some(m) = &self.metrics {
             m.call(
                 operation,
                 match r {
                     Ok(_) => CallOutcome::ok,
-                    Err(ApiError::Throttled(_)) => CallOutcome::throttled,
+                    Err(DataApiError::Throttled(_)) => CallOutcome::throttled,
                     Err(_) => CallOutcome::error,
                 },
             );
@@ -162,10 +162,10 @@ impl DataApi {
     /// set when the response says. With `csv_results` the statement runs
     /// with ResultFormat CSV (its pages are then read with
     /// [`DataApi::csv_page`]).
-    pub async fn submit(&self, t: &Ticket, csv_results: bool) -> Result<Accepted, ApiError> {
+    pub async fn submit(&self, t: &Ticket, csv_results: bool) -> Result<Accepted, DataApiError> {
         let format = csv_results.then_some(aws_sdk_redshiftdata::types::ResultFormatString::Csv);
         let target = t.job.target();
-        target.check().map_err(ApiError::Rejected)?;
+        target.check().map_err(DataApiError::Rejected)?;
         let params = sql_parameters(&t.job.params)?;
         // ExecuteStatement and BatchExecuteStatement take the same fields
         // and answer the same ones, but are distinct types.
@@ -198,7 +198,7 @@ impl DataApi {
                     .set_secret_arn(target.secret_arn)
                     .send()
                     .await
-                    .map_err(ApiError::classify)?;
+                    .map_err(DataApiError::classify)?;
                 out.id().map(|id| Accepted {
                     id: id.to_string(),
                     has_result_set: out.has_result_set(),
@@ -229,7 +229,7 @@ impl DataApi {
             ("BatchExecuteStatement", accepted.await)
         };
         let accepted = accepted.and_then(|a| {
-            a.ok_or_else(|| ApiError::Transient("the Data API answered no statement id".into()))
+            a.ok_or_else(|| DataApiError::Transient("the Data API answered no statement id".into()))
         });
         self.note(operation, &accepted);
         accepted
@@ -246,7 +246,7 @@ impl DataApi {
         self.limits.execute.rate()
     }
 
-    pub async fn describe(&self, id: &str) -> Result<Described, ApiError> {
+    pub async fn describe(&self, id: &str) -> Result<Described, DataApiError> {
         self.describe_waiting(id, None).await
     }
 
@@ -257,7 +257,7 @@ impl DataApi {
         &self,
         id: &str,
         wait_secs: Option<i32>,
-    ) -> Result<Described, ApiError> {
+    ) -> Result<Described, DataApiError> {
         self.limits.describe.take().await;
         let out = self
             .client
@@ -266,7 +266,7 @@ impl DataApi {
             .set_wait_time_seconds(wait_secs.map(|s| s.clamp(1, 30)))
             .send()
             .await
-            .map_err(ApiError::classify);
+            .map_err(DataApiError::classify);
         self.note("DescribeStatement", &out);
         let out = out?;
         Ok(Described {
@@ -293,7 +293,7 @@ impl DataApi {
         })
     }
 
-    pub async fn cancel(&self, id: &str) -> Result<bool, ApiError> {
+    pub async fn cancel(&self, id: &str) -> Result<bool, DataApiError> {
         self.limits.cancel.take().await;
         let out = self
             .client
@@ -301,13 +301,13 @@ impl DataApi {
             .id(id)
             .send()
             .await
-            .map_err(ApiError::classify);
+            .map_err(DataApiError::classify);
         self.note("CancelStatement", &out);
         let out = out?;
         Ok(out.status().unwrap_or(false))
     }
 
-    pub async fn result_page(&self, id: &str, token: Option<String>) -> Result<Page, ApiError> {
+    pub async fn result_page(&self, id: &str, token: Option<String>) -> Result<Page, DataApiError> {
         self.limits.get_result.take().await;
         let out = self
             .client
@@ -316,7 +316,7 @@ impl DataApi {
             .set_next_token(token)
             .send()
             .await
-            .map_err(ApiError::classify);
+            .map_err(DataApiError::classify);
         self.note("GetStatementResult", &out);
         let out = out?;
         Ok(Page {
@@ -333,7 +333,7 @@ impl DataApi {
     /// ResultFormat CSV), by GetStatementResultV2: CSV text as the Data API
     /// wrote it (the first page starts with the header row), no per-field
     /// JSON to decode.
-    pub async fn csv_page(&self, id: &str, token: Option<String>) -> Result<CsvPage, ApiError> {
+    pub async fn csv_page(&self, id: &str, token: Option<String>) -> Result<CsvPage, DataApiError> {
         self.limits.get_result.take().await;
         let out = self
             .client
@@ -342,7 +342,7 @@ impl DataApi {
             .set_next_token(token)
             .send()
             .await
-            .map_err(ApiError::classify);
+            .map_err(DataApiError::classify);
         self.note("GetStatementResultV2", &out);
         let out = out?;
         let mut text = String::new();
@@ -386,7 +386,7 @@ pub struct CsvPage {
     pub text: String,
 }
 
-fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, ApiError> {
+fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, DataApiError> {
     if params.is_empty() {
         return Ok(None);
     }
@@ -397,7 +397,7 @@ fn sql_parameters(params: &[Param]) -> Result<Option<Vec<SqlParameter>>, ApiErro
                 .name(&p.name)
                 .value(&p.value)
                 .build()
-                .map_err(|e| ApiError::Rejected(format!("parameter {}: {e}", p.name)))
+                .map_err(|e| DataApiError::Rejected(format!("parameter {}: {e}", p.name)))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -409,22 +409,22 @@ mod tests {
 
     #[test]
     fn serverless_rate_exceeded_is_throttling() {
-        let of = |code: &str, m: &str| ApiError::of(code, Some(m), format!("{code}: {m}"));
+        let of = |code: &str, m: &str| DataApiError::of(code, Some(m), format!("{code}: {m}"));
         assert!(matches!(
             of("ValidationException", "Rate exceeded"),
-            ApiError::Throttled(_)
+            DataApiError::Throttled(_)
         ));
         assert!(matches!(
             of("ValidationException", "syntax error at or near"),
-            ApiError::Rejected(_)
+            DataApiError::Rejected(_)
         ));
         assert!(matches!(
             of("ThrottlingException", "slow down"),
-            ApiError::Throttled(_)
+            DataApiError::Throttled(_)
         ));
         assert!(matches!(
             of("InternalServerException", "oops"),
-            ApiError::Transient(_)
+            DataApiError::Transient(_)
         ));
     }
 }

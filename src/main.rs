@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", redrelay::cli::error_text(&e));
+            eprintln!("error: {}", redrelay::ops::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,10 +1,11 @@
-//! What the command line and the JSON API both do, written once: a
-//! schedule's view and its trigger, stopping cancelled statements, and
-//! reading a stored schedule back.
+//! What the command line, the JSON API and the worker share, written once:
+//! reading a stored schedule back, a schedule's view, running a schedule
+//! now, stopping cancelled statements, and an error's text.
 
+use crate::clock::timestamp;
 use crate::config::Config;
 use crate::dataapi::DataApi;
-use crate::ledger::{Fired, Ledger, ScheduleRow};
+use crate::ledger::{Fired, Ledger, LedgerError, ScheduleRow};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,15 +38,11 @@ pub fn schedule_pipeline(s: &ScheduleRow) -> Result<crate::pipeline::Pipeline> {
     Ok(crate::pipeline::parse_stored(&s.name, &s.text, &files)?)
 }
 
-pub fn ms_to_ts(ms: i64) -> Result<jiff::Timestamp> {
-    crate::schedule::from_millis(ms).map_err(anyhow::Error::msg)
-}
-
 /// What a schedule is and when it fires next (from `now`, ms).
 pub fn describe_schedule(s: &ScheduleRow, now: i64) -> Result<ScheduleView> {
     let p = schedule_pipeline(s)?;
     let spec = p.schedule.as_ref();
-    let from = ms_to_ts(s.last_fired_at.unwrap_or(s.effective_since).max(now))?;
+    let from = timestamp(s.last_fired_at.unwrap_or(s.effective_since).max(now))?;
     let next = if s.paused {
         None
     } else {
@@ -62,7 +59,7 @@ pub fn describe_schedule(s: &ScheduleRow, now: i64) -> Result<ScheduleView> {
         paused: s.paused,
         last_fired_at: s
             .last_fired_at
-            .map(ms_to_ts)
+            .map(timestamp)
             .transpose()?
             .map(|t| t.to_string()),
         next_fire_at: next.map(|t| t.to_string()),
@@ -78,28 +75,44 @@ pub async fn find_schedule(ledger: &Ledger, name: &str) -> Result<Option<Schedul
         .find(|s| s.name == name))
 }
 
-/// One run of a schedule's pipeline now (`:scheduled_time` = now): the
-/// run's id.
-pub async fn trigger_schedule(
+/// Why a schedule could not run now.
+#[derive(Debug, thiserror::Error)]
+pub enum RunNowError {
+    /// The stored schedule does not read back (add it again).
+    #[error("{}", error_text(.0))]
+    Stored(anyhow::Error),
+    /// A run-time value, or a job's target.
+    #[error(transparent)]
+    Plan(#[from] crate::pipeline::PlanError),
+    #[error(transparent)]
+    Time(#[from] crate::clock::OutOfRange),
+    /// Fired at this very millisecond already.
+    #[error("schedule {0} fired at this very millisecond already")]
+    AlreadyFired(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// One run of a schedule's pipeline now, recorded as a firing of the
+/// schedule at `now` (ms): `schedules trigger`, `POST
+/// /api/v1/schedules/{name}/trigger` and `POST /api/v1/runs {"schedule"}`
+/// all come here. `given` are run-time values (`:scheduled_time` is `now`
+/// unless given). The run's id.
+pub async fn run_schedule_now(
     ledger: &Ledger,
     cfg: &Config,
     s: &ScheduleRow,
+    given: &[(String, String)],
     now: i64,
-) -> Result<String> {
-    let p = schedule_pipeline(s)?;
-    let jobs = p
-        .clone()
-        .with_run_params_at(&[], ms_to_ts(now)?)?
-        .plan(&cfg.default_target())
-        .map_err(anyhow::Error::msg)?;
+) -> Result<String, RunNowError> {
+    let p = schedule_pipeline(s).map_err(RunNowError::Stored)?;
+    let jobs = p.plan_run(given, timestamp(now)?, &cfg.default_target())?;
     match ledger
         .fire_schedule(&s.name, now, &p.name, &jobs, false, now)
         .await?
     {
         Fired::Run(run) => Ok(run),
-        Fired::Already | Fired::Skipped(_) => {
-            anyhow::bail!("schedule {} fired at this very millisecond already", s.name)
-        }
+        Fired::Already | Fired::Skipped(_) => Err(RunNowError::AlreadyFired(s.name.clone())),
     }
 }
 
@@ -116,4 +129,41 @@ pub async fn stop_statements(api: &DataApi, statements: Vec<(i64, String)>) -> V
         });
     }
     said
+}
+
+/// An error and its causes, each said once: `{:#}` would repeat a cause
+/// whose text its wrapper already includes (a ledger error shows the
+/// driver's text, then the driver's error again, then its own cause).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let driver = sqlx::Error::Protocol("file is not a database".into());
+        let e = anyhow::Error::from(crate::ledger::LedgerError::Db(driver))
+            .context("cannot open the ledger x.db");
+        assert_eq!(
+            error_text(&e),
+            "cannot open the ledger x.db: ledger database error: \
+             encountered unexpected or invalid data: file is not a database"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&e), "outer: inner");
+    }
 }

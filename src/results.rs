@@ -5,7 +5,7 @@
 //! crash never leaves a partial result under the final name. Result files
 //! and their folders are readable by their owner only, as the ledger is.
 
-use crate::dataapi::{ApiError, DataApi};
+use crate::dataapi::{DataApi, DataApiError};
 use crate::ledger::{Job, ResultFile};
 use aws_sdk_redshiftdata::types::Field;
 use std::io::Write;
@@ -28,96 +28,18 @@ pub enum FetchError {
     },
 }
 
-impl From<ApiError> for FetchError {
-    fn from(e: ApiError) -> Self {
+impl From<DataApiError> for FetchError {
+    fn from(e: DataApiError) -> Self {
         match e {
-            ApiError::Rejected(m) => FetchError::Rejected(m),
-            ApiError::Throttled(m) | ApiError::Transient(m) => FetchError::Transient(m),
+            DataApiError::Rejected(m) => FetchError::Rejected(m),
+            DataApiError::Throttled(m) | DataApiError::Transient(m) => FetchError::Transient(m),
         }
     }
 }
 
-/// Which files a job's results are written as: CSV (with a header row)
-/// and/or JSON Lines. Written `csv`, `jsonl` or `csv,jsonl` (in
-/// redrelay.toml, REDRELAY_RESULT_FORMATS, a pipeline's `result_formats`
-/// and `submit --result-formats`); a TOML list also reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResultFormats {
-    pub csv: bool,
-    pub jsonl: bool,
-}
-
-impl ResultFormats {
-    /// The default: CSV only.
-    pub const CSV: ResultFormats = ResultFormats {
-        csv: true,
-        jsonl: false,
-    };
-
-    /// CSV only: the statement runs with ResultFormat CSV and its pages are
-    /// read with GetStatementResultV2 as CSV text (no per-field JSON).
-    pub fn csv_only(self) -> bool {
-        self.csv && !self.jsonl
-    }
-
-    /// Reads `csv`, `jsonl`, `csv,jsonl` (any order, spaces allowed).
-    pub fn parse(text: &str) -> Result<ResultFormats, String> {
-        let mut f = ResultFormats {
-            csv: false,
-            jsonl: false,
-        };
-        for word in text.split(',').map(str::trim) {
-            match word.to_ascii_lowercase().as_str() {
-                "csv" => f.csv = true,
-                "jsonl" => f.jsonl = true,
-                other => {
-                    return Err(format!(
-                        "result format {other:?} is not one of csv, jsonl (give csv, jsonl or csv,jsonl)"
-                    ))
-                }
-            }
-        }
-        Ok(f)
-    }
-}
-
-impl Default for ResultFormats {
-    fn default() -> Self {
-        ResultFormats::CSV
-    }
-}
-
-impl std::fmt::Display for ResultFormats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match (self.csv, self.jsonl) {
-            (true, true) => "csv,jsonl",
-            (false, true) => "jsonl",
-            _ => "csv",
-        })
-    }
-}
-
-impl serde::Serialize for ResultFormats {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ResultFormats {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Text {
-            One(String),
-            List(Vec<String>),
-        }
-        let text = match Text::deserialize(d)? {
-            Text::One(s) => s,
-            Text::List(v) => v.join(","),
-        };
-        ResultFormats::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
+// The type moved to the domain, below the ledger that stores it; the
+// path stays for the ledger's imports until they name the domain.
+pub use crate::domain::ResultFormats;
 
 /// The directory that holds a job's result files.
 pub fn job_dir(results_dir: &Path, job_id: i64) -> PathBuf {

@@ -534,6 +534,17 @@ async fn schedules_runs_and_cancels_through_the_api_and_the_event_stream() {
         Some(json!({"schedule": "nightly"})),
     );
     assert_eq!(status, 201, "{v}");
+    // Both ways of running it now record a firing, with the run it made.
+    let shown = stack.json(&["schedules", "show", "nightly"]);
+    let fired_runs: Vec<&str> = shown["fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["run"].as_str())
+        .collect();
+    for id in [run.as_str(), v["run"]["id"].as_str().unwrap()] {
+        assert!(fired_runs.contains(&id), "{id} not in {shown:#}");
+    }
 
     // The triggered run's changes arrive in order, ids increasing.
     let mut seen: Vec<(String, String)> = Vec::new();

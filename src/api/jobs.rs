@@ -1,6 +1,6 @@
 //! `/api/v1/jobs`: list, show, submit, retry, cancel, results.
 
-use super::{job_id, job_state, limit, ApiError, ApiResult, St, J, Q};
+use super::{job_id, job_state, limit, ApiError, ApiJson, ApiQuery, ApiResult, ApiState};
 use crate::ledger::{Attempt, Job, JobsFilter, Ledger, NewJob, ResultFile, RetryRefused};
 use crate::state::ResultState;
 use axum::body::Body;
@@ -140,7 +140,10 @@ pub struct Rows {
         (status = 400, description = "A bad filter", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
     ))]
-pub async fn list(State(api): St, Q(q): Q<JobsQuery>) -> ApiResult<Json<JobsPage>> {
+pub async fn list(
+    State(api): ApiState,
+    ApiQuery(q): ApiQuery<JobsQuery>,
+) -> ApiResult<Json<JobsPage>> {
     let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| {
@@ -157,7 +160,7 @@ pub async fn list(State(api): St, Q(q): Q<JobsQuery>) -> ApiResult<Json<JobsPage
         before,
         limit: limit(q.limit, 50)?,
     };
-    let jobs = api.worker.ledger.jobs_page(&filter).await?;
+    let jobs = api.services.ledger.jobs_page(&filter).await?;
     let next_cursor = (jobs.len() as i64 == filter.limit)
         .then(|| jobs.last().map(|j| j.id.to_string()))
         .flatten();
@@ -176,8 +179,8 @@ pub async fn list(State(api): St, Q(q): Q<JobsQuery>) -> ApiResult<Json<JobsPage
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such job", body = super::ErrorBody),
     ))]
-pub async fn show(State(api): St, Path(id): Path<String>) -> ApiResult<Json<JobDetail>> {
-    let ledger = &api.worker.ledger;
+pub async fn show(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Json<JobDetail>> {
+    let ledger = &api.services.ledger;
     let job = ledger.job(job_id(&id)?).await?;
     Ok(Json(job_detail(ledger, job).await?))
 }
@@ -190,8 +193,11 @@ pub async fn show(State(api): St, Path(id): Path<String>) -> ApiResult<Json<JobD
         (status = 400, description = "Bad input, the field named", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
     ))]
-pub async fn submit(State(api): St, J(body): J<SubmitJob>) -> ApiResult<Response> {
-    let w = &api.worker;
+pub async fn submit(
+    State(api): ApiState,
+    ApiJson(body): ApiJson<SubmitJob>,
+) -> ApiResult<Response> {
+    let w = &api.services;
     let (field, sqls) = match (body.sql, body.sqls) {
         (Some(sql), None) => ("sql", vec![sql]),
         (None, Some(sqls)) => ("sqls", sqls),
@@ -227,7 +233,7 @@ pub async fn submit(State(api): St, J(body): J<SubmitJob>) -> ApiResult<Response
     let result_formats = body
         .result_formats
         .as_deref()
-        .map(crate::results::ResultFormats::parse)
+        .map(crate::domain::ResultFormats::parse)
         .transpose()
         .map_err(|e| ApiError::bad("result_formats", e))?;
     let t = body.target.unwrap_or_default();
@@ -297,8 +303,8 @@ pub async fn submit(State(api): St, J(body): J<SubmitJob>) -> ApiResult<Response
         (status = 404, description = "No such job", body = super::ErrorBody),
         (status = 409, description = "Refused, with the reason (e.g. its parent failed)", body = super::ErrorBody),
     ))]
-pub async fn retry(State(api): St, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
-    let w = &api.worker;
+pub async fn retry(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+    let w = &api.services;
     let id = job_id(&id)?;
     match w.ledger.retry_job(id, w.clock.now_ms()).await {
         Ok(_) => {}
@@ -320,8 +326,8 @@ pub async fn retry(State(api): St, Path(id): Path<String>) -> ApiResult<Json<Job
         (status = 404, description = "No such job", body = super::ErrorBody),
         (status = 409, description = "The job already ended", body = super::ErrorBody),
     ))]
-pub async fn cancel(State(api): St, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
-    let w = &api.worker;
+pub async fn cancel(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+    let w = &api.services;
     let id = job_id(&id)?;
     let (changed, statement) = w.ledger.cancel_job(id, w.clock.now_ms()).await?;
     if !changed {
@@ -332,7 +338,7 @@ pub async fn cancel(State(api): St, Path(id): Path<String>) -> ApiResult<Json<Jo
         )));
     }
     let statements = statement.map(|s| (id, s)).into_iter().collect();
-    for line in crate::ops::stop_statements(&w.api, statements).await {
+    for line in crate::ops::stop_statements(&w.data_api, statements).await {
         tracing::info!(job = id, "{line}");
     }
     Ok(Json(w.ledger.job(id).await?.into()))
@@ -384,9 +390,9 @@ async fn result_file(ledger: &Ledger, id: i64, sub: Option<i64>) -> ApiResult<Re
         (status = 409, description = "No fetched result yet", body = super::ErrorBody),
     ))]
 pub async fn results(
-    State(api): St,
+    State(api): ApiState,
     Path(id): Path<String>,
-    Q(q): Q<ResultsQuery>,
+    ApiQuery(q): ApiQuery<ResultsQuery>,
 ) -> ApiResult<Response> {
     let id = job_id(&id)?;
     let jsonl = match q.format.as_deref().unwrap_or("csv") {
@@ -399,7 +405,7 @@ pub async fn results(
             ))
         }
     };
-    let file = result_file(&api.worker.ledger, id, q.sub).await?;
+    let file = result_file(&api.services.ledger, id, q.sub).await?;
     let (path, kind, ext) = if jsonl {
         (file.jsonl_path, "application/x-ndjson", "jsonl")
     } else {
@@ -448,13 +454,13 @@ pub async fn results(
         (status = 409, description = "No fetched result yet", body = super::ErrorBody),
     ))]
 pub async fn rows(
-    State(api): St,
+    State(api): ApiState,
     Path(id): Path<String>,
-    Q(q): Q<RowsQuery>,
+    ApiQuery(q): ApiQuery<RowsQuery>,
 ) -> ApiResult<Json<Rows>> {
     let id = job_id(&id)?;
     let n = limit(q.limit, 20)? as usize;
-    let file = result_file(&api.worker.ledger, id, q.sub).await?;
+    let file = result_file(&api.services.ledger, id, q.sub).await?;
     let total_rows = file.rows;
     let read = tokio::task::spawn_blocking(move || first_rows(&file, n))
         .await

@@ -16,9 +16,11 @@ mod runs;
 mod schedules;
 mod stream;
 
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::config::Secret;
-use crate::ledger::LedgerError;
-use crate::worker::Worker;
+use crate::dataapi::DataApi;
+use crate::ledger::{Ledger, LedgerError};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -27,23 +29,45 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::Arc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+/// What the API acts through: the parts of the worker that serves it.
+/// (The API knows nothing else of the worker, so that the worker may serve
+/// it without the two importing each other.)
+pub struct Services {
+    pub ledger: Ledger,
+    /// The Data API client, for stopping the statements of cancelled jobs.
+    pub data_api: DataApi,
+    /// The configuration (targets are completed from its defaults).
+    pub cfg: Config,
+    pub clock: Arc<dyn Clock>,
+    /// Notified when a job is recorded or revived: wakes the submitter.
+    pub submit_wake: Arc<Notify>,
+}
+
+impl Services {
+    /// Wakes the submitter (a job was recorded or revived).
+    fn wake_submitter(&self) {
+        self.submit_wake.notify_one();
+    }
+}
+
 /// What the handlers share.
 pub struct Api {
-    pub worker: Arc<Worker>,
+    pub services: Services,
     token: Option<Secret>,
     /// Cancelled when the worker stops: event streams end.
     stop: CancellationToken,
 }
 
-type St = State<Arc<Api>>;
+type ApiState = State<Arc<Api>>;
 
 /// The API's routes: `/api/v1/...` behind the token, `/api/openapi.json`.
-pub fn router(worker: Arc<Worker>, token: Option<Secret>, stop: CancellationToken) -> Router {
+pub fn router(services: Services, token: Option<Secret>, stop: CancellationToken) -> Router {
     let api = Arc::new(Api {
-        worker,
+        services,
         token,
         stop,
     });
@@ -86,7 +110,7 @@ async fn openapi() -> Response {
 
 /// Refuses a call without the configured bearer token (compared in
 /// constant time; a missing and a wrong token get the same answer).
-async fn auth(State(api): St, req: Request, next: Next) -> Response {
+async fn auth(State(api): ApiState, req: Request, next: Next) -> Response {
     if let Some(token) = &api.token {
         let given = req
             .headers()
@@ -208,32 +232,38 @@ impl From<LedgerError> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::internal(crate::cli::error_text(&e))
+        ApiError::internal(crate::ops::error_text(&e))
+    }
+}
+
+impl From<crate::clock::OutOfRange> for ApiError {
+    fn from(e: crate::clock::OutOfRange) -> Self {
+        ApiError::internal(e.to_string())
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Query parameters, a bad one answered as a JSON 400 naming it.
-pub struct Q<T>(pub T);
+pub struct ApiQuery<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
-            .map(Q)
+            .map(ApiQuery)
             .map_err(|e| bad_input(e.path().to_string(), e.inner().to_string()))
     }
 }
 
 /// A JSON body (whatever its Content-Type), a bad one answered as a JSON
 /// 400 naming the field.
-pub struct J<T>(pub T);
+pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for J<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -248,7 +278,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for J<T> {
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(&mut de)
-            .map(J)
+            .map(ApiJson)
             .map_err(|e| bad_input(e.path().to_string(), e.inner().to_string()))
     }
 }

@@ -1,8 +1,10 @@
 //! `/api/v1/runs`: list, show, start, cancel.
 
 use super::jobs::{job_detail, JobDetail, JobView};
-use super::{limit, time_ms, ApiError, ApiResult, St, J, Q};
+use super::{limit, time_ms, ApiError, ApiJson, ApiQuery, ApiResult, ApiState};
 use crate::ledger::{Run, RunsFilter};
+use crate::ops::RunNowError;
+use crate::pipeline::PlanError;
 use crate::state::RunState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -115,7 +117,10 @@ fn run_state(text: Option<&str>) -> ApiResult<Option<RunState>> {
         (status = 400, description = "A bad filter", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
     ))]
-pub async fn list(State(api): St, Q(q): Q<RunsQuery>) -> ApiResult<Json<RunsPage>> {
+pub async fn list(
+    State(api): ApiState,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> ApiResult<Json<RunsPage>> {
     let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(
@@ -137,7 +142,7 @@ pub async fn list(State(api): St, Q(q): Q<RunsQuery>) -> ApiResult<Json<RunsPage
         before,
         limit: limit(q.limit, 50)?,
     };
-    let ledger = &api.worker.ledger;
+    let ledger = &api.services.ledger;
     let runs = ledger.runs_page(&filter).await?;
     let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
     let mut counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
@@ -165,7 +170,7 @@ pub async fn list(State(api): St, Q(q): Q<RunsQuery>) -> ApiResult<Json<RunsPage
 }
 
 async fn find(api: &super::Api, id: &str) -> ApiResult<Run> {
-    api.worker
+    api.services
         .ledger
         .run(id)
         .await?
@@ -181,9 +186,9 @@ async fn find(api: &super::Api, id: &str) -> ApiResult<Run> {
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such run", body = super::ErrorBody),
     ))]
-pub async fn show(State(api): St, Path(id): Path<String>) -> ApiResult<Json<RunDetail>> {
+pub async fn show(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Json<RunDetail>> {
     let run = find(&api, &id).await?;
-    let ledger = &api.worker.ledger;
+    let ledger = &api.services.ledger;
     let mut jobs = Vec::new();
     for j in ledger.jobs(None, Some(&id)).await? {
         jobs.push(job_detail(ledger, j).await?);
@@ -205,21 +210,23 @@ pub async fn show(State(api): St, Path(id): Path<String>) -> ApiResult<Json<RunD
         (status = 400, description = "A bad name", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such schedule", body = super::ErrorBody),
+        (status = 409, description = "The schedule fired at this very millisecond already", body = super::ErrorBody),
     ))]
 pub async fn start(
-    State(api): St,
-    J(body): J<StartRun>,
+    State(api): ApiState,
+    ApiJson(body): ApiJson<StartRun>,
 ) -> ApiResult<(StatusCode, Json<StartedRun>)> {
-    let w = &api.worker;
+    let w = &api.services;
     let now = w.clock.now_ms();
     let given: Vec<(String, String)> = body.params.into_iter().collect();
-    let pipeline = match (body.schedule, body.pipeline) {
+    let run = match (body.schedule, body.pipeline) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(ApiError::bad(
                 "pipeline",
                 "give either `schedule` (a stored schedule's name) or `pipeline` (a pipeline's TOML text)",
             ))
         }
+        // As `POST /schedules/{name}/trigger`: recorded as a firing.
         (Some(name), None) => {
             let s = crate::ops::find_schedule(&w.ledger, &name)
                 .await?
@@ -228,26 +235,30 @@ pub async fn start(
                         "no schedule {name:?}: see GET /api/v1/schedules"
                     ))
                 })?;
-            crate::ops::schedule_pipeline(&s)?
+            crate::ops::run_schedule_now(&w.ledger, &w.cfg, &s, &given, now)
+                .await
+                .map_err(|e| match e {
+                    RunNowError::Plan(e) => plan_error(e),
+                    RunNowError::Ledger(e) => e.into(),
+                    RunNowError::AlreadyFired(_) => ApiError::conflict(e.to_string()),
+                    e => ApiError::internal(e.to_string()),
+                })?
         }
         (None, Some(text)) => {
             let files = body.sql_files;
-            crate::pipeline::parse(&text, "pipeline", "api", |path| {
+            let p = crate::pipeline::parse(&text, "pipeline", "api", |path| {
                 files
                     .get(&path.display().to_string())
                     .cloned()
                     .ok_or_else(|| format!("{}: give its SQL in sql_files", path.display()))
             })
-            .map_err(|e| ApiError::bad("pipeline", e.to_string()))?
+            .map_err(|e| ApiError::bad("pipeline", e.to_string()))?;
+            let jobs = p
+                .plan_run(&given, crate::clock::timestamp(now)?, &w.cfg.default_target())
+                .map_err(plan_error)?;
+            w.ledger.create_run(&p.name, &jobs, now).await?.0
         }
     };
-    let p = pipeline
-        .with_run_params_at(&given, crate::ops::ms_to_ts(now)?)
-        .map_err(|e| ApiError::bad("params", e.to_string().replace("--param ", "params.")))?;
-    let jobs = p
-        .plan(&w.cfg.default_target())
-        .map_err(|e| ApiError::bad("pipeline", e))?;
-    let (run, _) = w.ledger.create_run(&p.name, &jobs, now).await?;
     w.wake_submitter();
     let run = find(&api, &run).await?;
     let jobs = w
@@ -260,6 +271,17 @@ pub async fn start(
     Ok((StatusCode::CREATED, Json(StartedRun { run, jobs })))
 }
 
+/// A pipeline that cannot be planned: a 400 naming `params` (a run-time
+/// value) or `pipeline` (a job).
+fn plan_error(e: PlanError) -> ApiError {
+    match e {
+        PlanError::Params(e) => {
+            ApiError::bad("params", e.to_string().replace("--param ", "params."))
+        }
+        PlanError::Jobs(e) => ApiError::bad("pipeline", e),
+    }
+}
+
 /// Cancel a run: running statements are stopped, waiting jobs CANCELLED.
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
@@ -270,8 +292,8 @@ pub async fn start(
         (status = 404, description = "No such run", body = super::ErrorBody),
         (status = 409, description = "The run already ended", body = super::ErrorBody),
     ))]
-pub async fn cancel(State(api): St, Path(id): Path<String>) -> ApiResult<Json<CancelledRun>> {
-    let w = &api.worker;
+pub async fn cancel(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Json<CancelledRun>> {
+    let w = &api.services;
     find(&api, &id).await?;
     let (n, statements) = match w.ledger.cancel_run(&id, w.clock.now_ms()).await {
         Ok(done) => done,
@@ -282,7 +304,7 @@ pub async fn cancel(State(api): St, Path(id): Path<String>) -> ApiResult<Json<Ca
         }
         Err(e) => return Err(e.into()),
     };
-    for line in crate::ops::stop_statements(&w.api, statements).await {
+    for line in crate::ops::stop_statements(&w.data_api, statements).await {
         tracing::info!(run = %id, "{line}");
     }
     let run = find(&api, &id).await?;

@@ -1,6 +1,6 @@
 //! `/api/v1/schedules`: list, pause, resume, trigger.
 
-use super::{ApiError, ApiResult, St};
+use super::{ApiError, ApiResult, ApiState};
 use crate::ledger::Run;
 use crate::ops::{describe_schedule, find_schedule, ScheduleView};
 use axum::extract::{Path, State};
@@ -26,17 +26,17 @@ fn no_such(name: &str) -> ApiError {
         (status = 400, description = "A bad query", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
     ))]
-pub async fn list(State(api): St) -> ApiResult<Json<Vec<ScheduleView>>> {
-    let now = api.worker.clock.now_ms();
+pub async fn list(State(api): ApiState) -> ApiResult<Json<Vec<ScheduleView>>> {
+    let now = api.services.clock.now_ms();
     let mut out = Vec::new();
-    for s in api.worker.ledger.schedules().await? {
+    for s in api.services.ledger.schedules().await? {
         out.push(describe_schedule(&s, now)?);
     }
     Ok(Json(out))
 }
 
 async fn set_paused(api: &super::Api, name: &str, paused: bool) -> ApiResult<Json<ScheduleView>> {
-    let w = &api.worker;
+    let w = &api.services;
     let now = w.clock.now_ms();
     if !w.ledger.set_schedule_paused(name, paused, now).await? {
         return Err(no_such(name));
@@ -56,7 +56,10 @@ async fn set_paused(api: &super::Api, name: &str, paused: bool) -> ApiResult<Jso
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such schedule", body = super::ErrorBody),
     ))]
-pub async fn pause(State(api): St, Path(name): Path<String>) -> ApiResult<Json<ScheduleView>> {
+pub async fn pause(
+    State(api): ApiState,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
     set_paused(&api, &name, true).await
 }
 
@@ -69,7 +72,10 @@ pub async fn pause(State(api): St, Path(name): Path<String>) -> ApiResult<Json<S
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
         (status = 404, description = "No such schedule", body = super::ErrorBody),
     ))]
-pub async fn resume(State(api): St, Path(name): Path<String>) -> ApiResult<Json<ScheduleView>> {
+pub async fn resume(
+    State(api): ApiState,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
     set_paused(&api, &name, false).await
 }
 
@@ -84,16 +90,16 @@ pub async fn resume(State(api): St, Path(name): Path<String>) -> ApiResult<Json<
         (status = 409, description = "Fired at this very millisecond already", body = super::ErrorBody),
     ))]
 pub async fn trigger(
-    State(api): St,
+    State(api): ApiState,
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<TriggeredRun>)> {
-    let w = &api.worker;
+    let w = &api.services;
     let s = find_schedule(&w.ledger, &name)
         .await?
         .ok_or_else(|| no_such(&name))?;
-    let run = crate::ops::trigger_schedule(&w.ledger, &w.cfg, &s, w.clock.now_ms())
+    let run = crate::ops::run_schedule_now(&w.ledger, &w.cfg, &s, &[], w.clock.now_ms())
         .await
-        .map_err(|e| ApiError::conflict(crate::cli::error_text(&e)))?;
+        .map_err(|e| ApiError::conflict(crate::ops::error_text(&e.into())))?;
     w.wake_submitter();
     let run =
         w.ledger.run(&run).await?.ok_or_else(|| {

@@ -2,7 +2,7 @@
 //! read from the ledger's `changes` table, so changes made by any worker
 //! or by the CLI are seen) and `GET /api/v1/inbox` (consumed messages).
 
-use super::{limit, ApiError, ApiResult, St, Q};
+use super::{limit, ApiError, ApiQuery, ApiResult, ApiState};
 use crate::ledger::{Change, Disposition, EventRow};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -62,7 +62,10 @@ const DISPOSITIONS: [Disposition; 7] = [
         (status = 400, description = "A bad filter", body = super::ErrorBody),
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
     ))]
-pub async fn inbox(State(api): St, Q(q): Q<InboxQuery>) -> ApiResult<Json<Inbox>> {
+pub async fn inbox(
+    State(api): ApiState,
+    ApiQuery(q): ApiQuery<InboxQuery>,
+) -> ApiResult<Json<Inbox>> {
     let disposition = match q.disposition.as_deref().filter(|d| !d.is_empty()) {
         None => None,
         Some(d) => Some(
@@ -81,7 +84,7 @@ pub async fn inbox(State(api): St, Q(q): Q<InboxQuery>) -> ApiResult<Json<Inbox>
         ),
     };
     let events = api
-        .worker
+        .services
         .ledger
         .events_by(disposition, limit(q.limit, 100)?)
         .await?;
@@ -115,7 +118,7 @@ impl Cursor {
             }
             match self
                 .api
-                .worker
+                .services
                 .ledger
                 .changes((self.last - LOOK_BACK).max(0), self.run.as_deref(), 500)
                 .await
@@ -161,9 +164,9 @@ impl Cursor {
         (status = 401, description = "No or a wrong token", body = super::ErrorBody),
     ))]
 pub async fn events(
-    State(api): St,
+    State(api): ApiState,
     headers: HeaderMap,
-    Q(q): Q<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
     let resume = match headers.get("last-event-id") {
         None => None,
@@ -184,7 +187,7 @@ pub async fn events(
     }
     let last = match resume.or(q.after) {
         Some(n) => n,
-        None => api.worker.ledger.last_change().await?,
+        None => api.services.ledger.last_change().await?,
     };
     let cursor = Cursor {
         api,

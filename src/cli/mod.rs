@@ -3,7 +3,7 @@
 //!
 //! Each group's module holds its argument types and what its commands do;
 //! this file holds the top-level [`Cli`], the dispatch, and what several
-//! groups share (opening the ledger, stopping statements, showing an error).
+//! groups share (opening the ledger, stopping statements).
 
 mod dlq;
 mod events;
@@ -139,10 +139,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Results(args) => results::run(&cfg, args).await?,
         Command::Events(args) => events::run(&cfg, args).await?,
         Command::Ledger(cmd) => ledger::run(&cfg, cmd).await?,
-        Command::Dlq(cmd) => {
-            let sdk = crate::aws::sdk_config().await?;
-            crate::dlq::run(&sdk, &cfg, cmd).await?;
-        }
+        Command::Dlq(cmd) => dlq::run(&cfg, cmd).await?,
         Command::Workers(cmd) => workers::run(&cfg, cmd).await?,
         Command::Schedules(cmd) => schedules::run(&cfg, cmd).await?,
         Command::Emulator(_) => unreachable!("the emulator returned above"),
@@ -229,24 +226,6 @@ fn check_sqlite_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// An error and its causes, each said once: `{:#}` would repeat a cause
-/// whose text its wrapper already includes (a ledger error shows the
-/// driver's text, then the driver's error again, then its own cause).
-pub fn error_text(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,20 +234,6 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn an_error_chain_says_each_cause_once() {
-        let driver = sqlx::Error::Protocol("file is not a database".into());
-        let e = anyhow::Error::from(crate::ledger::LedgerError::Db(driver))
-            .context("cannot open the ledger x.db");
-        assert_eq!(
-            error_text(&e),
-            "cannot open the ledger x.db: ledger database error: \
-             encountered unexpected or invalid data: file is not a database"
-        );
-        let e = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(error_text(&e), "outer: inner");
     }
 
     #[test]

@@ -53,12 +53,11 @@ pub(super) async fn run(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
                 .iter()
                 .map(|p| parse_param(p).map(|p| (p.name, p.value)))
                 .collect::<Result<Vec<_>>>()?;
-            let p = crate::pipeline::load(&file).and_then(|p| p.with_run_params(&given))?;
-            let jobs = plan_run(cfg, &p)?;
+            let p = crate::pipeline::load(&file)?;
+            let now = SystemClock.now_ms();
+            let jobs = p.plan_run(&given, crate::clock::timestamp(now)?, &cfg.default_target())?;
             let ledger = open_ledger(cfg).await?;
-            let (run, ids) = ledger
-                .create_run(&p.name, &jobs, SystemClock.now_ms())
-                .await?;
+            let (run, ids) = ledger.create_run(&p.name, &jobs, now).await?;
             if json {
                 let jobs = ledger.jobs(None, Some(&run)).await?;
                 println!(
@@ -105,9 +104,4 @@ pub(super) async fn run(cfg: &Config, cmd: PipelineCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The ledger records of a validated pipeline (see `Pipeline::plan`).
-fn plan_run(cfg: &Config, p: &crate::pipeline::Pipeline) -> Result<Vec<crate::ledger::RunJob>> {
-    p.plan(&cfg.default_target()).map_err(anyhow::Error::msg)
 }

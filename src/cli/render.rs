@@ -8,7 +8,7 @@ use comfy_table::{CellAlignment, Table};
 pub fn time(ms: Option<i64>) -> String {
     match ms {
         None => "-".into(),
-        Some(ms) => match jiff::Timestamp::from_millisecond(ms) {
+        Some(ms) => match crate::clock::timestamp(ms) {
             Ok(t) => format!("{t:.3}"),
             // Beyond jiff's range (years -9999 to 9999): the raw value.
             Err(_) => format!("{ms} ms since 1970"),

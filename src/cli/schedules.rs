@@ -51,10 +51,6 @@ fn describe(s: &ScheduleRow) -> Result<serde_json::Value> {
     )?)?)
 }
 
-fn ms_to_ts(ms: i64) -> Result<jiff::Timestamp> {
-    crate::ops::ms_to_ts(ms)
-}
-
 pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> Result<()> {
     let ledger = &open_ledger(cfg).await?;
     let now = SystemClock.now_ms();
@@ -69,10 +65,7 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> R
                 );
             }
             // The jobs must be plannable with this configuration's targets.
-            p.clone()
-                .with_run_params_at(&[], ms_to_ts(now)?)?
-                .plan(&cfg.default_target())
-                .map_err(anyhow::Error::msg)?;
+            p.plan_run(&[], crate::clock::timestamp(now)?, &cfg.default_target())?;
             ledger
                 .put_schedule(&p.name, &text, &serde_json::to_string(&files)?, now)
                 .await?;
@@ -127,7 +120,7 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> R
                 .into_iter()
                 .map(|(t, run, note)| {
                     serde_json::json!({
-                        "scheduled_time": ms_to_ts(t).map(|t| t.to_string()).unwrap_or_default(),
+                        "scheduled_time": crate::clock::timestamp(t).map(|t| t.to_string()).unwrap_or_default(),
                         "run": run,
                         "note": note,
                     })
@@ -185,7 +178,7 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> R
             let s = row(ledger.schedules().await?, &name)?;
             println!(
                 "{}",
-                crate::ops::trigger_schedule(ledger, cfg, &s, now).await?
+                crate::ops::run_schedule_now(ledger, cfg, &s, &[], now).await?
             );
         }
     }

@@ -47,7 +47,7 @@ pub struct SubmitArgs {
     /// The files its results are written as: csv, jsonl or csv,jsonl
     /// (default: `result_formats` in the config, csv).
     #[arg(long, value_name = "FORMATS", value_parser = parse_formats)]
-    pub result_formats: Option<crate::results::ResultFormats>,
+    pub result_formats: Option<crate::domain::ResultFormats>,
     /// Attempts in all (1 = no retry).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=100))]
     pub max_attempts: i64,
@@ -56,8 +56,8 @@ pub struct SubmitArgs {
     pub json: bool,
 }
 
-fn parse_formats(s: &str) -> Result<crate::results::ResultFormats, String> {
-    crate::results::ResultFormats::parse(s)
+fn parse_formats(s: &str) -> Result<crate::domain::ResultFormats, String> {
+    crate::domain::ResultFormats::parse(s)
 }
 
 pub(super) fn parse_param(s: &str) -> Result<Param> {

@@ -253,7 +253,7 @@ impl Worker {
         };
         let error = match ev.detail.state {
             StatementState::Failed | StatementState::Aborted if ours => {
-                match self.api.describe(&sid).await {
+                match self.data_api.describe(&sid).await {
                     Ok(d) => d.outcome().and_then(|o| match o {
                         Outcome::Failed { error } | Outcome::Aborted { error } => Some(error),
                         _ => None,

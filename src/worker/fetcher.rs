@@ -63,7 +63,8 @@ impl Worker {
         retry_at: &Mutex<HashMap<i64, (u32, i64)>>,
     ) {
         let started = std::time::Instant::now();
-        let recorded = match results::fetch_job(&self.api, job, dir, self.cfg.result_formats).await
+        let recorded = match results::fetch_job(&self.data_api, job, dir, self.cfg.result_formats)
+            .await
         {
             Ok(fetched) => {
                 self.metrics

@@ -57,7 +57,7 @@ impl Worker {
             return;
         }
         match self.ledger.workers(LIVE_MS).await {
-            Ok(ws) => self.api.set_share(ws.len().max(1)),
+            Ok(ws) => self.data_api.set_share(ws.len().max(1)),
             Err(e) => warn!(error = %e, "Cannot count the live workers."),
         }
     }

@@ -25,7 +25,7 @@ pub fn router(worker: Arc<Worker>, stop: CancellationToken) -> Router {
         .route("/readyz", get(readyz))
         .with_state(worker.clone());
     probes
-        .merge(crate::api::router(worker, token, stop))
+        .merge(crate::api::router(worker.api_services(), token, stop))
         .merge(crate::console::router())
 }
 
@@ -54,6 +54,18 @@ async fn readyz(State(w): State<Arc<Worker>>) -> (StatusCode, String) {
 }
 
 impl Worker {
+    /// What the JSON API acts through: this worker's ledger, Data API
+    /// client, configuration and clock, and its submitter's wake-up.
+    fn api_services(&self) -> crate::api::Services {
+        crate::api::Services {
+            ledger: self.ledger.clone(),
+            data_api: self.data_api.clone(),
+            cfg: self.cfg.clone(),
+            clock: self.clock.clone(),
+            submit_wake: self.submit_wake.clone(),
+        }
+    }
+
     /// Why the worker is not ready, if it is not.
     pub async fn not_ready(&self) -> Option<String> {
         let ledger = tokio::time::timeout(Duration::from_secs(2), self.ledger.in_flight()).await;

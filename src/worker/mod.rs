@@ -26,7 +26,7 @@ pub use submitter::{submit_job, Submitted};
 
 use crate::clock::Clock;
 use crate::config::{Config, OnReject};
-use crate::dataapi::{ApiError, DataApi};
+use crate::dataapi::{DataApi, DataApiError};
 use crate::event::{self, Origin, StatementState};
 use crate::ledger::{Claim, Disposition, Job, Ledger, LedgerError, Param, WorkerInfo};
 use crate::results::{self, FetchError};
@@ -136,7 +136,8 @@ fn process_seed() -> u64 {
 
 pub struct Worker {
     pub ledger: Ledger,
-    pub api: DataApi,
+    /// The Data API client (rate-limited, counted in the metrics).
+    pub data_api: DataApi,
     pub sqs: aws_sdk_sqs::Client,
     /// EventBridge, for redrelay's own events.
     pub events: aws_sdk_eventbridge::Client,
@@ -144,7 +145,8 @@ pub struct Worker {
     pub cfg: Config,
     pub origin: Origin,
     pub clock: Arc<dyn Clock>,
-    submit_wake: Notify,
+    /// Wakes the submitter; shared with the API, which records jobs too.
+    submit_wake: Arc<Notify>,
     fetch_wake: Notify,
     /// Set once the consumer has handled its first receive: events that
     /// waited in the queue are applied before the start-up reconcile asks
@@ -198,7 +200,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)] // the worker's parts, wired once (cli)
     pub fn new(
         ledger: Ledger,
-        api: DataApi,
+        data_api: DataApi,
         sqs: aws_sdk_sqs::Client,
         events: aws_sdk_eventbridge::Client,
         queue_url: String,
@@ -207,16 +209,16 @@ impl Worker {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let api = api.with_metrics(metrics.clone());
+        let data_api = data_api.with_metrics(metrics.clone());
         Self {
             ledger,
-            api,
+            data_api,
             sqs,
             events,
             queue_url,
             cfg,
             origin,
-            submit_wake: Notify::new(),
+            submit_wake: Arc::new(Notify::new()),
             fetch_wake: Notify::new(),
             first_receive: tokio::sync::watch::Sender::new(false),
             info: {

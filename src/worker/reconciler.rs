@@ -86,7 +86,7 @@ impl Worker {
 
     /// Records a statement's end as DescribeStatement tells it, if it ended.
     pub(super) async fn reconcile_one(&self, job: i64, sid: &str, wait_secs: Option<i32>) {
-        let outcome = match self.api.describe_waiting(sid, wait_secs).await {
+        let outcome = match self.data_api.describe_waiting(sid, wait_secs).await {
             Ok(d) => d.outcome(),
             Err(e) => {
                 warn!(job, statement = %sid, error = %e, "Cannot describe a job's statement.");

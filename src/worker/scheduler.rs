@@ -3,17 +3,13 @@
 //! ledger with the run it created (so a new leader never fires it again).
 
 use super::*;
+use crate::clock::timestamp;
 use crate::ledger::Fired;
 use crate::schedule::Overlap;
-use std::collections::BTreeMap;
 
 /// How often the leader looks for due times (well under the schedule's
 /// on-time grace, see `schedule::ON_TIME_GRACE`).
 const TICK: Duration = Duration::from_secs(2);
-
-fn ts(ms: i64) -> Result<jiff::Timestamp> {
-    crate::schedule::from_millis(ms).map_err(anyhow::Error::msg)
-}
 
 impl Worker {
     pub(super) async fn schedule_loop(self: Arc<Self>, stop: CancellationToken) -> Result<()> {
@@ -37,11 +33,11 @@ impl Worker {
             if s.paused {
                 continue;
             }
-            let files: BTreeMap<String, String> = serde_json::from_str(&s.sql_files)
-                .map_err(|e| anyhow::anyhow!("schedule {}: its SQL files: {e}", s.name))?;
-            let p = match crate::pipeline::parse_stored(&s.name, &s.text, &files) {
+            // Read as every other reader of a stored schedule reads it.
+            let p = match crate::ops::schedule_pipeline(&s) {
                 Ok(p) => p,
                 Err(e) => {
+                    let e = crate::ops::error_text(&e);
                     error!(schedule = %s.name, error = %e, "A stored schedule does not parse: add it again.");
                     continue;
                 }
@@ -49,20 +45,12 @@ impl Worker {
             let Some(spec) = p.schedule.clone() else {
                 continue;
             };
-            let last = s.last_fired_at.map(ts).transpose()?;
-            for t in spec.due(last, ts(s.effective_since)?, ts(now)?) {
-                let planned = p
-                    .clone()
-                    .with_run_params_at(&[], t)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .and_then(|p| {
-                        p.plan(&self.cfg.default_target())
-                            .map_err(anyhow::Error::msg)
-                    });
-                let jobs = match planned {
+            let last = s.last_fired_at.map(timestamp).transpose()?;
+            for t in spec.due(last, timestamp(s.effective_since)?, timestamp(now)?) {
+                let jobs = match p.plan_run(&[], t, &self.cfg.default_target()) {
                     Ok(jobs) => jobs,
                     Err(e) => {
-                        error!(schedule = %s.name, error = format!("{e:#}"), "A schedule cannot fire.");
+                        error!(schedule = %s.name, error = %e, "A schedule cannot fire.");
                         continue;
                     }
                 };

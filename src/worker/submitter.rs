@@ -107,19 +107,19 @@ pub async fn submit_job(
             );
             Ok(Submitted::Statement(sid))
         }
-        Err(ApiError::Throttled(m)) => {
+        Err(DataApiError::Throttled(m)) => {
             ledger
                 .release_claim(job_id, ticket.attempt, claimant)
                 .await?;
             Ok(Submitted::Throttled(m))
         }
-        Err(ApiError::Transient(m)) => {
+        Err(DataApiError::Transient(m)) => {
             ledger
                 .release_claim(job_id, ticket.attempt, claimant)
                 .await?;
             Ok(Submitted::Transient(m))
         }
-        Err(ApiError::Rejected(m)) => {
+        Err(DataApiError::Rejected(m)) => {
             ledger
                 .fail_submission(job_id, ticket.attempt, &m, clock.now_ms())
                 .await?;
@@ -300,7 +300,7 @@ impl Worker {
                     }
                     let out = submit_job(
                         &self.ledger,
-                        &self.api,
+                        &self.data_api,
                         self.clock.as_ref(),
                         job,
                         &self.cfg,
@@ -360,7 +360,7 @@ impl Worker {
             {
                 continue;
             }
-            match self.api.cancel(&sid).await {
+            match self.data_api.cancel(&sid).await {
                 Ok(true) => {
                     warn!(job = job.id, statement = %sid, timeout_secs = secs, "Job timed out: its statement is being cancelled.");
                     // Its real end, now if it has ended; else its event or
@@ -374,7 +374,7 @@ impl Worker {
                     "Job timed out, but the Data API could not cancel its statement (it may be committing): waiting for its real end."
                 ),
                 // Already ended: its event (or the reconciler) decides.
-                Err(ApiError::Rejected(m)) => {
+                Err(DataApiError::Rejected(m)) => {
                     debug!(job = job.id, error = %m, "Timed-out statement had already ended.");
                     self.reconcile_one(job.id, &sid, None).await;
                 }
