@@ -4,7 +4,6 @@
 //! succeed), transient (try again later).
 
 use crate::domain::Param;
-use crate::ledger::Ticket;
 use crate::ratelimit::Limits;
 use crate::state::Outcome;
 use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -106,7 +105,7 @@ impl Described {
     }
 }
 
-pub use crate::ledger::Accepted;
+pub use crate::domain::Accepted;
 
 /// One page of a statement's result.
 pub struct Page {
@@ -162,16 +161,20 @@ impl DataApi {
     /// set when the response says. With `csv_results` the statement runs
     /// with ResultFormat CSV (its pages are then read with
     /// [`DataApi::csv_page`]).
-    pub async fn submit(&self, t: &Ticket, csv_results: bool) -> Result<Accepted, DataApiError> {
+    pub async fn submit(
+        &self,
+        t: &crate::domain::Submission<'_>,
+        csv_results: bool,
+    ) -> Result<Accepted, DataApiError> {
         let format = csv_results.then_some(aws_sdk_redshiftdata::types::ResultFormatString::Csv);
-        let target = t.job.target();
+        let target = t.target.clone();
         target.check().map_err(DataApiError::Rejected)?;
-        let params = sql_parameters(&t.job.params)?;
+        let params = sql_parameters(t.params)?;
         // ExecuteStatement and BatchExecuteStatement take the same fields
         // and answer the same ones, but are distinct types.
         // In a session already open, the session has the target; the call
         // names only the session (the Data API refuses both).
-        let (target, session_id, keep_alive) = match &t.session {
+        let (target, session_id, keep_alive) = match t.session {
             Some(s) if s.id.is_some() => (
                 crate::domain::Target::default(),
                 s.id.clone(),
@@ -185,8 +188,8 @@ impl DataApi {
             ($builder:expr) => {{
                 let out = $builder
                     .set_parameters(params)
-                    .statement_name(&t.statement_name)
-                    .client_token(&t.client_token)
+                    .statement_name(t.statement_name)
+                    .client_token(t.client_token)
                     .with_event(true)
                     .set_result_format(format)
                     .set_session_id(session_id)
@@ -206,7 +209,7 @@ impl DataApi {
                 })
             }};
         }
-        let (operation, accepted) = if let [sql] = t.job.sqls.as_slice() {
+        let (operation, accepted) = if let [sql] = t.sqls {
             self.limits.execute.take().await;
             let accepted = async {
                 Ok(send_with_common_fields!(self
@@ -221,8 +224,8 @@ impl DataApi {
                 Ok(send_with_common_fields!(self
                     .client
                     .batch_execute_statement()
-                    .set_sqls(Some(t.job.sqls.clone()))
-                    .set_execution_mode(t.job.execution_mode.as_deref().map(
+                    .set_sqls(Some(t.sqls.to_vec()))
+                    .set_execution_mode(t.execution_mode.map(
                         aws_sdk_redshiftdata::types::ExecutionMode::from
                     ))))
             };

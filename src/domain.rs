@@ -267,3 +267,48 @@ mod tests {
         assert!(check_batch_size(41).unwrap_err().contains("at most 40"));
     }
 }
+
+/// The session a job's statement runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The run's session, once its first statement opened it.
+    pub id: Option<String>,
+    /// SessionKeepAliveSeconds.
+    pub keep_alive_secs: i64,
+}
+
+/// What ExecuteStatement / BatchExecuteStatement answered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Accepted {
+    /// The statement id.
+    pub id: String,
+    /// HasResultSet, when the response carries it: with `Some(false)` the
+    /// results need no DescribeStatement and no fetch.
+    pub has_result_set: Option<bool>,
+    /// SessionId, for a statement run in a session.
+    pub session_id: Option<String>,
+}
+
+impl Accepted {
+    /// An answer with the statement id only.
+    pub fn id(id: &str) -> Accepted {
+        Accepted {
+            id: id.to_string(),
+            ..Accepted::default()
+        }
+    }
+}
+
+/// One attempt as the Data API is sent it: its SQL (one statement, or a
+/// batch), parameters, target, StatementName, ClientToken and session.
+#[derive(Debug, Clone)]
+pub struct Submission<'a> {
+    pub sqls: &'a [String],
+    pub params: &'a [Param],
+    pub target: Target,
+    pub statement_name: &'a str,
+    pub client_token: &'a str,
+    pub session: Option<&'a Session>,
+    /// A batch's ExecutionMode (`AUTO_COMMIT`), or one transaction.
+    pub execution_mode: Option<&'a str>,
+}

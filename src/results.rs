@@ -39,7 +39,7 @@ impl From<DataApiError> for FetchError {
 
 // The type moved to the domain, below the ledger that stores it; the
 // path stays for the ledger's imports until they name the domain.
-pub use crate::domain::ResultFormats;
+use crate::domain::ResultFormats;
 
 /// The directory that holds a job's result files.
 pub fn job_dir(results_dir: &Path, job_id: i64) -> PathBuf {

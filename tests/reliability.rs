@@ -63,7 +63,10 @@ async fn submit_then_crash(stack: &Stack, name: &str, sql: &str) -> (i64, String
         .unwrap()
         .expect("the job is READY");
     let api = stack.data_api().await;
-    let accepted = api.submit(&ticket, false).await.expect("ExecuteStatement");
+    let accepted = api
+        .submit(&ticket.submission(), false)
+        .await
+        .expect("ExecuteStatement");
     assert!(!accepted.id.is_empty());
     // The crash: no mark_submitted.
     ledger.close().await;

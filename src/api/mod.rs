@@ -6,7 +6,7 @@
 //!   event stream of state changes and the events inbox.
 //! - Every `/api/v1` call needs `Authorization: Bearer TOKEN` when the
 //!   worker has an `api_token`; without one the listener is loopback only
-//!   (see [`crate::worker::Worker::bind`]). Tokens are compared in
+//!   (see the worker's `bind`). Tokens are compared in
 //!   constant time and never logged.
 //! - Errors are JSON `{"message", "field"}`: 400 names the bad field, 404,
 //!   409 for a refused transition.

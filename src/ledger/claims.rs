@@ -5,9 +5,9 @@
 
 use super::driver::query;
 use super::inbox::apply_to_attempt;
-use super::jobs::{job_tx, JOB_COLUMNS};
+use super::job_row::{job_tx, JOB_COLUMNS};
 use super::outbox::job_event;
-use super::runs::finish_run_if_done;
+use super::transitions::finish_run_if_done;
 use super::transitions::{close_submitting, skip_downstream};
 use super::*;
 use crate::ledger::names::{client_token, statement_name};
@@ -235,7 +235,7 @@ impl Ledger {
         job_id: i64,
         attempt: i64,
         accepted: &Accepted,
-        result_formats: crate::results::ResultFormats,
+        result_formats: crate::domain::ResultFormats,
         now: i64,
     ) -> Result<Vec<Disposition>> {
         let statement_id = accepted.id.as_str();

@@ -5,7 +5,7 @@
 //! go through the same transition.
 
 use super::driver::{query, Tx};
-use super::jobs::job_tx;
+use super::job_row::job_tx;
 use super::transitions::{end_attempt, finish_attempt_row};
 use super::*;
 use crate::event::{StatementState, StatusEvent};

@@ -2,18 +2,11 @@
 //! reading them one at a time or by page, and the gauges over them.
 
 use super::driver::{query, Tx};
+use super::job_row::JOB_COLUMNS;
 use super::outbox::job_event;
 use super::*;
 use crate::ledger::names::new_uid;
 use crate::state::JobState;
-
-/// The columns a [`Job`] is read from.
-pub(super) const JOB_COLUMNS: &str =
-    "id, uid, run_id, name, sqls, params, workgroup, cluster, database, \
-     db_user, secret_arn, state, attempt, max_attempts, retry, not_before, timeout_secs, \
-     statement_id, rows, error, result_state, result_rows, result_path, result_error, \
-     created_at, ready_at, submitted_at, finished_at, timed_out_at, expire_at, results_pruned_at, \
-     has_result_set, execution_mode, result_formats, session_keep_alive_secs";
 
 impl Ledger {
     /// Records a job. It is READY when every job it depends on has FINISHED,
@@ -135,15 +128,6 @@ impl Ledger {
             .fetch_all::<Job>(&self.pool)
             .await
     }
-}
-
-pub(super) async fn job_tx(tx: &mut Tx, id: i64) -> Result<Job> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-    query(sql)
-        .bind(id)
-        .fetch_optional::<Job>(&mut *tx)
-        .await?
-        .ok_or(LedgerError::NoSuchJob(id))
 }
 
 pub(super) async fn insert_job_tx(tx: &mut Tx, job: &NewJob, now: i64) -> Result<i64> {

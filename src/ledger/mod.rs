@@ -27,6 +27,7 @@ mod claims;
 pub mod driver;
 mod dump;
 mod inbox;
+mod job_row;
 mod jobs;
 mod lease;
 pub mod location;
@@ -40,7 +41,7 @@ pub mod tables;
 mod transitions;
 mod types;
 
-pub use crate::domain::{Param, ParamFrom, Target};
+pub use crate::domain::{Accepted, Param, ParamFrom, Session, Target};
 pub use location::Location;
 pub use names::{client_token, parse_statement_name, statement_name};
 pub use types::*;

@@ -3,7 +3,7 @@
 //! published by the leader.
 
 use super::driver::{query, Tx};
-use super::jobs::job_tx;
+use super::job_row::job_tx;
 use super::*;
 use crate::ledger::names::new_uid;
 use crate::state::JobState;

@@ -2,7 +2,7 @@
 //! fetches them, and what the fetch recorded.
 
 use super::driver::query;
-use super::jobs::JOB_COLUMNS;
+use super::job_row::JOB_COLUMNS;
 use super::outbox::job_event;
 use super::*;
 use crate::state::ResultState;

@@ -5,19 +5,6 @@
 //! later without an entry here fails them (and cannot be forgotten by a
 //! migration between ledgers).
 
-/// How a column's values are read and written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// INTEGER (SQLite), BIGINT (PostgreSQL).
-    Int,
-    /// TEXT.
-    Text,
-    /// INTEGER 0/1 (SQLite), BOOLEAN (PostgreSQL).
-    Bool,
-    /// TEXT (SQLite), JSONB (PostgreSQL).
-    Json,
-}
-
 /// One table of the ledger.
 #[derive(Debug)]
 pub struct Table {
@@ -46,6 +33,7 @@ impl Table {
     }
 }
 
+pub use super::driver::Kind;
 use Kind::{Bool, Int, Json, Text};
 
 /// Every table, in the order a restore writes them (parents first). The

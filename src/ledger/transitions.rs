@@ -4,9 +4,8 @@
 //! is guarded on the expected old state.
 
 use super::driver::{query, Tx};
-use super::jobs::{job_tx, JOB_COLUMNS};
-use super::outbox::job_event;
-use super::runs::finish_run_if_done;
+use super::job_row::{job_tx, JOB_COLUMNS};
+use super::outbox::{job_event, run_event};
 use super::*;
 use crate::retry::{seed_of, RetryPolicy};
 use crate::state::{after_attempt, JobState, Outcome, ResultState, RunState};
@@ -445,6 +444,47 @@ pub(super) async fn skip_downstream(tx: &mut Tx, parent: i64, now: i64) -> Resul
     for id in skipped {
         close_submitting(tx, id, "an upstream job did not finish", now).await?;
         job_event(tx, id, now).await?;
+    }
+    Ok(())
+}
+
+/// Ends a pipeline run once none of its jobs can move any more.
+pub(super) async fn finish_run_if_done(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
+    // PostgreSQL: the run's row first, so that the last two jobs ending
+    // at once take turns and the second sees the run done.
+    if tx.dialect().row_locks() {
+        let lock = format!(
+            "SELECT id FROM runs WHERE id = $1{}",
+            tx.dialect().for_update
+        );
+        let _: Option<String> = query(lock).bind(run).scalar_optional(&mut *tx).await?;
+    }
+    let (open, failed): (i64, i64) = query(format!(
+        "SELECT \
+           CAST(COALESCE(SUM(CASE WHEN state IN ({open}) THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN state IN ({failed}) THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM jobs WHERE run_id = $1",
+        open = JobState::sql_where(JobState::is_open),
+        failed = JobState::sql_where(JobState::is_failure),
+    ))
+    .bind(run)
+    .fetch_one(&mut *tx)
+    .await?;
+    if open == 0 {
+        let ended = query(
+            "UPDATE runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'RUNNING'",
+        )
+        .bind(if failed > 0 {
+            RunState::Failed
+        } else {
+            RunState::Finished
+        })
+        .binds((now, run))
+        .execute(&mut *tx)
+        .await?;
+        if ended == 1 {
+            run_event(tx, run, now).await?;
+        }
     }
     Ok(())
 }

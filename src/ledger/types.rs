@@ -5,7 +5,7 @@ use crate::state::{AttemptState, JobState, ResultState, RunState};
 use serde::Serialize;
 use sqlx::FromRow;
 
-use crate::domain::{Param, Target};
+use crate::domain::{Param, Session, Target};
 
 /// A pipeline run's summary.
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
@@ -43,7 +43,7 @@ pub struct NewJob {
     pub execution_mode: Option<String>,
     /// The files its results are written as (None: the worker's
     /// `result_formats`).
-    pub result_formats: Option<crate::results::ResultFormats>,
+    pub result_formats: Option<crate::domain::ResultFormats>,
     /// Runs in its run's session, kept this long between statements.
     pub session_keep_alive_secs: Option<i64>,
 }
@@ -104,11 +104,11 @@ impl Job {
     /// The files its results are written as: its own, else `default`.
     pub fn result_formats_or(
         &self,
-        default: crate::results::ResultFormats,
-    ) -> crate::results::ResultFormats {
+        default: crate::domain::ResultFormats,
+    ) -> crate::domain::ResultFormats {
         self.result_formats
             .as_deref()
-            .and_then(|f| crate::results::ResultFormats::parse(f).ok())
+            .and_then(|f| crate::domain::ResultFormats::parse(f).ok())
             .unwrap_or(default)
     }
 
@@ -236,6 +236,21 @@ pub enum Claim {
     NoRoom(String),
 }
 
+impl Ticket {
+    /// What the Data API is sent for this attempt.
+    pub fn submission(&self) -> crate::domain::Submission<'_> {
+        crate::domain::Submission {
+            sqls: &self.job.sqls,
+            params: &self.job.params,
+            target: self.job.target(),
+            statement_name: &self.statement_name,
+            client_token: &self.client_token,
+            session: self.session.as_ref(),
+            execution_mode: self.job.execution_mode.as_deref(),
+        }
+    }
+}
+
 /// What the submitter needs to call the Data API for one attempt.
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -248,37 +263,6 @@ pub struct Ticket {
     pub resumed: bool,
     /// The run's session, for a job of a `session = true` run.
     pub session: Option<Session>,
-}
-
-/// The session a job's statement runs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// The run's session, once its first statement opened it.
-    pub id: Option<String>,
-    /// SessionKeepAliveSeconds.
-    pub keep_alive_secs: i64,
-}
-
-/// What ExecuteStatement / BatchExecuteStatement answered.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Accepted {
-    /// The statement id.
-    pub id: String,
-    /// HasResultSet, when the response carries it: with `Some(false)` the
-    /// results need no DescribeStatement and no fetch.
-    pub has_result_set: Option<bool>,
-    /// SessionId, for a statement run in a session.
-    pub session_id: Option<String>,
-}
-
-impl Accepted {
-    /// An answer with the statement id only.
-    pub fn id(id: &str) -> Accepted {
-        Accepted {
-            id: id.to_string(),
-            ..Accepted::default()
-        }
-    }
 }
 
 /// (job, attempt, state, statement id, started at, finished at)

@@ -61,7 +61,7 @@ pub async fn submit_job(
     };
     ticket.job.params = params;
     let formats = job.result_formats_or(cfg.result_formats);
-    match api.submit(&ticket, formats.csv_only()).await {
+    match api.submit(&ticket.submission(), formats.csv_only()).await {
         Ok(accepted) => {
             let sid = accepted.id.clone();
             match ledger

@@ -13,9 +13,21 @@
 pub mod postgres;
 pub mod sqlite;
 
-use super::tables::Kind;
 use super::{LedgerError, Result};
 use sqlx::{Encode, Postgres, Sqlite, Type};
+
+/// How a column's values are read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// INTEGER (SQLite), BIGINT (PostgreSQL).
+    Int,
+    /// TEXT.
+    Text,
+    /// INTEGER 0/1 (SQLite), BOOLEAN (PostgreSQL).
+    Bool,
+    /// TEXT (SQLite), JSONB (PostgreSQL).
+    Json,
+}
 
 /// The SQL text and behaviour that differ between the backends.
 #[derive(Debug)]
