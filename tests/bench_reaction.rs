@@ -57,7 +57,7 @@ async fn reaction_latency_of_a_chain() {
 
     let ledger = stack.ledger().await;
     let jobs = ledger.jobs(None, Some(&run)).await.unwrap();
-    let events = ledger.events(100_000).await.unwrap();
+    let events = ledger.inbox(100_000).await.unwrap();
     let record = stack.record();
     let stmt = |sid: &str| record.iter().find(|r| r["id"] == sid).cloned();
     let (mut end_to_end, mut delivery, mut own) = (Vec::new(), Vec::new(), Vec::new());

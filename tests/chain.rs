@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// When the FINISHED event of `job`'s statement was applied (ms).
 async fn finished_event_at(ledger: &Ledger, job: i64) -> i64 {
-    let events = ledger.events(10_000).await.unwrap();
+    let events = ledger.inbox(10_000).await.unwrap();
     events
         .iter()
         .filter(|e| e.job_id == Some(job) && e.disposition == Disposition::Applied)
@@ -175,7 +175,7 @@ async fn failing_sql_fails_the_job_and_its_dependents_never_run() {
     // The parent's FAILED event was applied, and its descendants were
     // skipped then, not before.
     let failed_at = ledger
-        .events(100)
+        .inbox(100)
         .await
         .unwrap()
         .iter()

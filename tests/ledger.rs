@@ -139,7 +139,7 @@ async fn an_event_before_its_statement_id_is_deferred_then_applied(b: Backend) {
         .unwrap();
     assert_eq!(applied, vec![Disposition::Applied]);
     assert_eq!(l.job(a.id).await.unwrap().state, JobState::Finished);
-    let events = l.events(10).await.unwrap();
+    let events = l.inbox(10).await.unwrap();
     assert_eq!(events[0].disposition, Disposition::Applied);
 }
 
@@ -151,7 +151,7 @@ async fn unknown_statements_are_foreign(b: Backend) {
     // Received again (on_foreign = "leave"): still foreign, not a duplicate.
     let (d, _) = l.apply_event(&ev, None, None, &body, 2).await.unwrap();
     assert_eq!(d, Disposition::Foreign);
-    assert_eq!(l.events(10).await.unwrap().len(), 1, "recorded once");
+    assert_eq!(l.inbox(10).await.unwrap().len(), 1, "recorded once");
     let (ev, body) = event(
         "e2",
         "not-ours-2",
@@ -510,7 +510,7 @@ async fn first_rows_are_kept_and_retention_prunes_only_what_ended(b: Backend) {
     );
     assert!(!csv.exists() && !jsonl.exists() && !job_dir.exists());
     assert!(l.results(a.id).await.unwrap().is_empty());
-    assert!(l.events(10).await.unwrap().is_empty());
+    assert!(l.inbox(10).await.unwrap().is_empty());
     let a = l.job(a.id).await.unwrap();
     assert_eq!(a.results_pruned_at, Some(1_000));
     // b has not ended: untouched.
@@ -783,10 +783,10 @@ async fn state_changes_are_recorded_in_order_and_pages_filter(b: Backend) {
         .await
         .unwrap();
     assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
-    let applied = l.events_by(Some(Disposition::Applied), 10).await.unwrap();
+    let applied = l.inbox_by(Some(Disposition::Applied), 10).await.unwrap();
     assert_eq!(applied.len(), 1);
     assert!(l
-        .events_by(Some(Disposition::Foreign), 10)
+        .inbox_by(Some(Disposition::Foreign), 10)
         .await
         .unwrap()
         .is_empty());

@@ -151,7 +151,7 @@ async fn an_event_that_arrives_before_its_statement_id_is_recorded_is_applied() 
     let ledger = stack.ledger().await;
     let deferred = stack
         .wait_for_async(WAIT, "the early event in the inbox", || async {
-            let events = ledger.events(100).await.unwrap();
+            let events = ledger.inbox(100).await.unwrap();
             let mine = events.iter().find(|e| e.job_id == Some(id)).cloned();
             mine.ok_or_else(|| format!("{} events, none for job {id}", events.len()))
         })
@@ -164,7 +164,7 @@ async fn an_event_that_arrives_before_its_statement_id_is_recorded_is_applied() 
     // records the statement id and applies the kept event.
     stack.ok(&["jobs", "cancel", &blocker.to_string()]);
     let job = stack.wait_state(id, "FINISHED", WAIT);
-    let events = ledger.events(100).await.unwrap();
+    let events = ledger.inbox(100).await.unwrap();
     let mine: Vec<_> = events.iter().filter(|e| e.job_id == Some(id)).collect();
     assert_eq!(mine.len(), 1, "{mine:#?}");
     assert_eq!(mine[0].seq, deferred.seq);

@@ -3,7 +3,7 @@
 //! or by the CLI are seen) and `GET /api/v1/inbox` (consumed messages).
 
 use super::{limit, ApiError, ApiQuery, ApiResult, ApiState};
-use crate::ledger::{Change, Disposition, EventRow};
+use crate::ledger::{Change, Disposition, InboxRow};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -42,7 +42,7 @@ pub struct InboxQuery {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Inbox {
     /// Newest first, with each message's body as received.
-    pub events: Vec<EventRow>,
+    pub events: Vec<InboxRow>,
 }
 
 const DISPOSITIONS: [Disposition; 7] = [
@@ -86,7 +86,7 @@ pub async fn inbox(
     let events = api
         .services
         .ledger
-        .events_by(disposition, limit(q.limit, 100)?)
+        .inbox_by(disposition, limit(q.limit, 100)?)
         .await?;
     Ok(Json(Inbox { events }))
 }

@@ -18,7 +18,7 @@ pub struct EventsArgs {
 
 pub(super) async fn run(cfg: &Config, args: EventsArgs) -> Result<()> {
     let ledger = open_ledger(cfg).await?;
-    let events = ledger.events(args.limit).await?;
+    let events = ledger.inbox(args.limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(());

@@ -1,9 +1,9 @@
 //! Claims: a worker takes a READY job's attempt (with its ClientToken)
 //! within the in-flight limits, records what the Data API answered, or
 //! lets go after a throttled call. What counts as in flight is defined
-//! once here ([`IN_FLIGHT`]).
+//! once here ([`in_flight`]).
 
-use super::driver::query;
+use super::driver::{query, Dialect};
 use super::inbox::apply_to_attempt;
 use super::job_row::{job_tx, JOB_COLUMNS};
 use super::outbox::job_event;
@@ -15,15 +15,22 @@ use crate::state::JobState;
 use std::collections::HashMap;
 
 /// What counts as in flight, for a job row aliased `j`: its statement runs
-/// (SUBMITTED), or a worker is submitting its attempt (READY with a claimed
-/// SUBMITTING attempt). An attempt let go after a throttled call
-/// ([`Ledger::release_claim`]) does not count, so that attempts waiting to
-/// be resumed never hold each other's room. The one definition: the
-/// claim's limits, a session's one statement at a time, the submitter's
-/// room and the gauges all count it.
-const IN_FLIGHT: &str = "(j.state = 'SUBMITTED' OR (j.state = 'READY' AND EXISTS \
-     (SELECT 1 FROM attempts a WHERE a.job_id = j.id AND a.attempt = j.attempt \
-      AND a.state = 'SUBMITTING' AND a.claimed_by IS NOT NULL)))";
+/// (SUBMITTED), or a live worker is submitting its attempt (READY with a
+/// SUBMITTING attempt claimed by a worker whose heartbeat is recent). An
+/// attempt let go after a throttled call ([`Ledger::release_claim`]), or
+/// left by a process that is gone, does not count: it waits to be resumed
+/// with its ClientToken, and attempts waiting so never hold each other's
+/// room. The one definition: the claim's limits, a session's one statement
+/// at a time, the submitter's room and the gauges all count it.
+fn in_flight(d: &Dialect) -> String {
+    format!(
+        "(j.state = 'SUBMITTED' OR (j.state = 'READY' AND EXISTS (SELECT 1 FROM attempts a \
+         JOIN workers w ON w.id = a.claimed_by WHERE a.job_id = j.id AND a.attempt = j.attempt \
+         AND a.state = 'SUBMITTING' AND w.heartbeat_at >= {} - {})))",
+        d.now_ms,
+        crate::ledger::LIVE_MS
+    )
+}
 
 /// A job's target (workgroup or cluster) for the per-target limits.
 const TARGET: &str = "COALESCE(j.workgroup, j.cluster, '')";
@@ -43,11 +50,14 @@ impl Ledger {
         .await
     }
 
-    /// Number of statements in flight ([`IN_FLIGHT`]).
+    /// Number of statements in flight ([`in_flight`]).
     pub async fn in_flight(&self) -> Result<i64> {
-        query(format!("SELECT COUNT(*) FROM jobs j WHERE {IN_FLIGHT}"))
-            .scalar(&self.pool)
-            .await
+        query(format!(
+            "SELECT COUNT(*) FROM jobs j WHERE {}",
+            in_flight(self.pool.dialect())
+        ))
+        .scalar(&self.pool)
+        .await
     }
 
     /// Starts (or resumes, after a crash) the attempt of a READY job: returns
@@ -112,7 +122,8 @@ impl Ledger {
             tx.serialize_claims().await?;
             let (all, target): (i64, i64) = query(format!(
                 "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN {TARGET} = $1 THEN 1 ELSE 0 END), 0) \
-                 AS BIGINT) FROM jobs j WHERE j.id <> $2 AND {IN_FLIGHT}"
+                 AS BIGINT) FROM jobs j WHERE j.id <> $2 AND {}",
+                in_flight(tx.dialect())
             ))
             .binds((job.target().name(), job_id))
             .fetch_one(&mut tx)
@@ -136,7 +147,8 @@ impl Ledger {
             (Some(keep_alive_secs), Some(run)) => {
                 tx.serialize_claims().await?;
                 let busy: i64 = query(format!(
-                    "SELECT COUNT(*) FROM jobs j WHERE j.run_id = $1 AND j.id <> $2 AND {IN_FLIGHT}"
+                    "SELECT COUNT(*) FROM jobs j WHERE j.run_id = $1 AND j.id <> $2 AND {}",
+                    in_flight(tx.dialect())
                 ))
                 .binds((run, job_id))
                 .scalar(&mut tx)
@@ -349,11 +361,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// Statements in flight ([`IN_FLIGHT`]) per target (workgroup or
+    /// Statements in flight ([`in_flight`]) per target (workgroup or
     /// cluster name).
     pub async fn in_flight_by_target(&self) -> Result<HashMap<String, i64>> {
         let rows: Vec<(String, i64)> = query(format!(
-            "SELECT {TARGET}, COUNT(*) FROM jobs j WHERE {IN_FLIGHT} GROUP BY 1"
+            "SELECT {TARGET}, COUNT(*) FROM jobs j WHERE {} GROUP BY 1",
+            in_flight(self.pool.dialect())
         ))
         .fetch_all(&self.pool)
         .await?;

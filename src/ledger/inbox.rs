@@ -13,13 +13,14 @@ use crate::ledger::names::parse_statement_name;
 use crate::state::{AttemptState, JobState, Outcome};
 
 impl Ledger {
-    pub async fn events(&self, limit: i64) -> Result<Vec<EventRow>> {
+    /// The inbox's latest rows (Redshift's events received), newest first.
+    pub async fn inbox(&self, limit: i64) -> Result<Vec<InboxRow>> {
         query(
             "SELECT seq, event_id, message_id, received_at, statement_id, state, job_id, \
                  disposition, reason, body FROM events ORDER BY seq DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all::<EventRow>(&self.pool)
+        .fetch_all::<InboxRow>(&self.pool)
         .await
     }
 
@@ -50,18 +51,18 @@ impl Ledger {
     }
 
     /// The inbox's latest rows, newest first, of one disposition or all.
-    pub async fn events_by(
+    pub async fn inbox_by(
         &self,
         disposition: Option<Disposition>,
         limit: i64,
-    ) -> Result<Vec<EventRow>> {
+    ) -> Result<Vec<InboxRow>> {
         query(
             "SELECT seq, event_id, message_id, received_at, statement_id, state, job_id, \
                  disposition, reason, body FROM events WHERE ($1 IS NULL OR disposition = $1) \
                  ORDER BY seq DESC LIMIT $2",
         )
         .binds((disposition, limit))
-        .fetch_all::<EventRow>(&self.pool)
+        .fetch_all::<InboxRow>(&self.pool)
         .await
     }
 

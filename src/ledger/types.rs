@@ -154,7 +154,7 @@ pub struct ResultFile {
 }
 
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
-pub struct EventRow {
+pub struct InboxRow {
     pub seq: i64,
     pub event_id: Option<String>,
     pub message_id: Option<String>,
