@@ -811,7 +811,6 @@ async fn the_registry_names_every_table_and_column(b: Backend) {
 /// table of the registry arrives whole (counts and checksums equal), ids
 /// continue after the copied ones, and the copy passes `ledger check`.
 async fn a_migration_copies_every_table(b: Backend) {
-    redrelay::ledger::set_outbox(true);
     let (_d, source) = ledger(b).await;
     let run_jobs = vec![
         redrelay::ledger::RunJob {
@@ -892,6 +891,87 @@ async fn a_migration_copies_every_table(b: Backend) {
     assert!(violations.is_empty(), "{violations:?}");
 }
 
+/// Each end of a job or a run writes one own event, in its transaction,
+/// whoever ends it: a statement without a result set (nothing to fetch),
+/// an operator's cancel, the run's end. No process setting is involved.
+async fn every_end_writes_one_own_event(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let own = |l: Ledger| async move {
+        let rows = l.outbox_pending(1000).await.unwrap();
+        rows.into_iter()
+            .map(|(_, _, kind, detail)| {
+                let d: serde_json::Value = serde_json::from_str(&detail).unwrap();
+                (
+                    kind,
+                    d["job_id"].as_i64(),
+                    d["run_id"].as_str().map(str::to_string),
+                    d["state"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let run_jobs = vec![
+        redrelay::ledger::RunJob {
+            job: new_job("load", vec![]),
+            deps: vec![],
+            upstream: vec![],
+        },
+        redrelay::ledger::RunJob {
+            job: new_job("merge", vec![]),
+            deps: vec![0],
+            upstream: vec![],
+        },
+    ];
+    let (run, ids) = l.create_run("p", &run_jobs, 1).await.unwrap();
+    let t = l.begin_attempt(ids[0], 2).await.unwrap().unwrap();
+    let accepted = Accepted {
+        id: "s-load".into(),
+        has_result_set: Some(false),
+        session_id: None,
+    };
+    l.mark_submitted(ids[0], t.attempt, &accepted, Default::default(), 2)
+        .await
+        .unwrap();
+    let (ev, body) = event("e-load", "s-load", &t.statement_name, "FINISHED");
+    l.apply_event(&ev, None, None, &body, 3).await.unwrap();
+    assert_eq!(
+        l.job(ids[0]).await.unwrap().result_state,
+        Some(ResultState::None)
+    );
+    let events = own(l.clone()).await;
+    assert_eq!(
+        events,
+        vec![(
+            "Job State Change".to_string(),
+            Some(ids[0]),
+            Some(run.clone()),
+            "FINISHED".to_string()
+        )],
+        "a load without a result set announces its end"
+    );
+    l.cancel_job(ids[1], 4).await.unwrap();
+    let events = own(l.clone()).await;
+    assert_eq!(events.len(), 3, "{events:#?}");
+    assert_eq!(
+        events[1],
+        (
+            "Job State Change".to_string(),
+            Some(ids[1]),
+            Some(run.clone()),
+            "CANCELLED".to_string()
+        )
+    );
+    assert_eq!(
+        events[2],
+        (
+            "Run State Change".to_string(),
+            None,
+            Some(run),
+            "FAILED".to_string()
+        )
+    );
+}
+
 /// Each test of the suite, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -935,4 +1015,5 @@ conformance!(
     state_changes_are_recorded_in_order_and_pages_filter,
     the_registry_names_every_table_and_column,
     a_migration_copies_every_table,
+    every_end_writes_one_own_event,
 );

@@ -161,7 +161,6 @@ pub(crate) async fn stop_statements(cfg: &Config, statements: Vec<(i64, String)>
 }
 
 pub(crate) async fn open_ledger(cfg: &Config) -> Result<Ledger> {
-    crate::ledger::set_outbox(cfg.publish_events);
     let location = cfg.ledger_location()?;
     if let crate::ledger::Location::Sqlite(path) = &location {
         check_sqlite_path(path)?;

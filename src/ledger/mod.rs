@@ -49,19 +49,6 @@ pub use types::*;
 use crate::state::RunState;
 use driver::{Pool, Tx};
 
-static OUTBOX: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether state changes write redrelay's own events to the outbox
-/// (`publish_events`), for every ledger this process opens. Off, nothing
-/// is written (and nothing waits to be published).
-pub fn set_outbox(on: bool) {
-    OUTBOX.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-pub(crate) fn outbox_on() -> bool {
-    OUTBOX.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// A worker whose heartbeat is older than this (ms) is not live: its
 /// claims may be taken over, and it no longer counts for the rate share.
 pub const LIVE_MS: i64 = 15_000;

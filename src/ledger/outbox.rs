@@ -1,6 +1,8 @@
 //! The outbox: redrelay's own events ("Job State Change", "Run State
-//! Change") written in the transaction of the change they describe, and
-//! published by the leader.
+//! Change") written in the transaction of the change they describe,
+//! whichever process makes it (a worker, another worker, the CLI), one per
+//! end of a job or a run. `publish_events` decides only whether the leader
+//! sends them to EventBridge.
 
 use super::driver::{query, Tx};
 use super::job_row::job_tx;
@@ -58,9 +60,6 @@ impl Ledger {
 /// Records a "Job State Change" for a job that ended, in the caller's
 /// transaction (the outbox the leader publishes from).
 pub(super) async fn job_event(tx: &mut Tx, job_id: i64, now: i64) -> Result<()> {
-    if !crate::ledger::outbox_on() {
-        return Ok(());
-    }
     let job = job_tx(tx, job_id).await?;
     let pipeline: Option<String> = match &job.run_id {
         Some(run) => {
@@ -94,9 +93,6 @@ pub(super) async fn job_event(tx: &mut Tx, job_id: i64, now: i64) -> Result<()> 
 
 /// Records a "Run State Change" for a run that ended.
 pub(super) async fn run_event(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
-    if !crate::ledger::outbox_on() {
-        return Ok(());
-    }
     let r: Option<Run> =
         query("SELECT id, pipeline, state, created_at, finished_at FROM runs WHERE id = $1")
             .bind(run)
@@ -132,9 +128,6 @@ pub(super) async fn outbox_insert(
     detail: &serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    if !crate::ledger::outbox_on() {
-        return Ok(());
-    }
     query("INSERT INTO outbox (event_id, detail_type, detail, created_at) VALUES ($1, $2, $3, $4)")
         .binds((event_id, detail_type, detail.to_string(), now))
         .execute(&mut *tx)

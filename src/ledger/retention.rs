@@ -67,4 +67,13 @@ impl Ledger {
             files,
         })
     }
+
+    /// Removes own events older than `cutoff` that were never published
+    /// (a fleet with `publish_events = false`). How many.
+    pub async fn prune_unpublished(&self, cutoff: i64) -> Result<u64> {
+        query("DELETE FROM outbox WHERE created_at < $1 AND published_at IS NULL")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+    }
 }

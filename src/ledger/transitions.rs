@@ -384,7 +384,14 @@ pub(super) async fn end_attempt(tx: &mut Tx, job: &Job, outcome: &Outcome, now: 
         return Err(conflict(job.id, job.state.as_str(), "SUBMITTED"));
     }
     match next {
-        JobState::Finished => release_downstream(tx, job.id, now).await?,
+        JobState::Finished => {
+            release_downstream(tx, job.id, now).await?;
+            // With no result set there is nothing to fetch: the job's end is
+            // now (with results, it is announced once they are recorded).
+            if job.has_result_set == Some(false) {
+                job_event(tx, job.id, now).await?;
+            }
+        }
         s if s.is_failure() => {
             job_event(tx, job.id, now).await?;
             skip_downstream(tx, job.id, now).await?

@@ -21,8 +21,23 @@ pub async fn prune(
 ) -> Result<PruneReport, LedgerError> {
     let cutoff = now.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
     let pruned = ledger.prune(cutoff, now).await?;
+    // Off the async runtime: deleting many files blocks.
+    let files = pruned.files.clone();
+    let deleted = tokio::task::spawn_blocking(move || delete_files(&files))
+        .await
+        .unwrap_or(0);
+    Ok(PruneReport {
+        events: pruned.events,
+        jobs: pruned.jobs,
+        files_deleted: deleted,
+    })
+}
+
+/// Deletes result files (folders last, as listed); a file already gone is
+/// fine. How many were deleted.
+fn delete_files(paths: &[String]) -> u64 {
     let mut deleted = 0;
-    for path in &pruned.files {
+    for path in paths {
         let p = std::path::Path::new(path);
         let res = if p.is_dir() {
             std::fs::remove_dir(p)
@@ -35,11 +50,7 @@ pub async fn prune(
             Err(e) => warn!(path = %path, error = %e, "Cannot delete a pruned result file."),
         }
     }
-    Ok(PruneReport {
-        events: pruned.events,
-        jobs: pruned.jobs,
-        files_deleted: deleted,
-    })
+    deleted
 }
 
 impl Worker {
@@ -53,7 +64,18 @@ impl Worker {
                     _ = tokio::time::sleep(RENEW_EVERY) => continue,
                 }
             }
-            match prune(&self.ledger, keep, self.clock.now_ms()).await {
+            let now = self.clock.now_ms();
+            if !self.cfg.publish_events {
+                // Own events are written whatever `publish_events` says; a
+                // fleet that does not publish them keeps them as long as
+                // the rest of the history.
+                let cutoff =
+                    now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+                if let Err(e) = self.ledger.prune_unpublished(cutoff).await {
+                    error!(error = %e, "Retention: cannot prune unpublished own events.");
+                }
+            }
+            match prune(&self.ledger, keep, now).await {
                 Ok(r) if r.events > 0 || r.jobs > 0 => info!(
                     events = r.events,
                     jobs = r.jobs,
