@@ -103,6 +103,13 @@ impl Ledger {
     /// and the statements to stop with CancelStatement, as (job, statement).
     pub async fn cancel_run(&self, run: &str, now: i64) -> Result<(usize, Vec<(i64, String)>)> {
         let mut tx = self.begin().await?;
+        // PostgreSQL: the run's jobs, then the run, in the order an event
+        // takes them (a job, its dependents by id, then its run), so that a
+        // cancel during a busy run waits its turn instead of deadlocking.
+        tx.lock_rows("SELECT id FROM jobs WHERE run_id = $1 ORDER BY id", run)
+            .await?;
+        tx.lock_rows("SELECT id FROM runs WHERE id = $1", run)
+            .await?;
         let state: Option<RunState> = query("SELECT state FROM runs WHERE id = $1")
             .bind(run)
             .scalar_optional(&mut tx)
