@@ -108,7 +108,7 @@ pub async fn run_schedule_now(
     let p = schedule_pipeline(s).map_err(RunNowError::Stored)?;
     let jobs = p.plan_run(given, timestamp(now)?, &cfg.default_target())?;
     match ledger
-        .fire_schedule(&s.name, now, &p.name, &jobs, false, now)
+        .run_schedule_now(&s.name, &p.name, &jobs, now)
         .await?
     {
         Fired::Run(run) => Ok(run),

@@ -1029,6 +1029,50 @@ async fn a_run_cancel_during_its_events_takes_turns(b: Backend) {
     }
 }
 
+/// An operator's run now is a firing of its own: the schedule's last fire
+/// time stays, so a time that was due (a catch-up backlog, a time due
+/// during a leader change) still fires once, and fire times fired out of
+/// order leave the latest as the last.
+async fn running_a_schedule_now_leaves_its_fire_times_alone(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    l.put_schedule("nightly", "name = \"nightly\"", "{}", 1_000)
+        .await
+        .unwrap();
+    let jobs = vec![run_job("load", vec![])];
+    l.fire_schedule("nightly", 60_000, "nightly", &jobs, false, 60_001)
+        .await
+        .unwrap();
+    let now = l
+        .run_schedule_now("nightly", "nightly", &jobs, 500_000)
+        .await
+        .unwrap();
+    assert!(matches!(now, Fired::Run(_)), "{now:?}");
+    let s = l.schedules().await.unwrap().remove(0);
+    assert_eq!(
+        s.last_fired_at,
+        Some(60_000),
+        "the run now is not a fire time"
+    );
+    // The times due since still fire, each once, in any order.
+    for t in [180_000, 120_000] {
+        let f = l
+            .fire_schedule("nightly", t, "nightly", &jobs, false, 500_001)
+            .await
+            .unwrap();
+        assert!(matches!(f, Fired::Run(_)), "{t}: {f:?}");
+    }
+    let s = l.schedules().await.unwrap().remove(0);
+    assert_eq!(s.last_fired_at, Some(180_000));
+    let fires = l.schedule_fires("nightly", 10).await.unwrap();
+    assert_eq!(fires.len(), 4, "{fires:?}");
+    assert!(
+        fires
+            .iter()
+            .any(|(t, _, note)| *t == 500_000 && note.as_deref() == Some("run now by an operator")),
+        "{fires:?}"
+    );
+}
+
 /// Each test of the suite, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -1074,4 +1118,5 @@ conformance!(
     a_migration_copies_every_table,
     every_end_writes_one_own_event,
     a_run_cancel_during_its_events_takes_turns,
+    running_a_schedule_now_leaves_its_fire_times_alone,
 );

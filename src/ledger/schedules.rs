@@ -71,6 +71,33 @@ impl Ledger {
         skip_overlap: bool,
         now: i64,
     ) -> Result<Fired> {
+        let how = Firing::Due { skip_overlap };
+        self.fire(name, fire_time, pipeline, jobs, how, now).await
+    }
+
+    /// Runs a schedule now, at an operator's request: a firing recorded at
+    /// `now` (noted as such) with its run, which leaves the schedule's own
+    /// fire times alone (a time that was due still fires, catch-up
+    /// backlogs stay).
+    pub async fn run_schedule_now(
+        &self,
+        name: &str,
+        pipeline: &str,
+        jobs: &[RunJob],
+        now: i64,
+    ) -> Result<Fired> {
+        self.fire(name, now, pipeline, jobs, Firing::Now, now).await
+    }
+
+    async fn fire(
+        &self,
+        name: &str,
+        fire_time: i64,
+        pipeline: &str,
+        jobs: &[RunJob],
+        how: Firing,
+        now: i64,
+    ) -> Result<Fired> {
         let mut tx = self.begin().await?;
         let fresh: Option<i64> = query(
             "INSERT INTO schedule_fires (schedule, fire_time, fired_at) VALUES ($1, $2, $3) \
@@ -82,11 +109,26 @@ impl Ledger {
         if fresh.is_none() {
             return Ok(Fired::Already);
         }
-        query("UPDATE schedules SET last_fired_at = $1 WHERE name = $2")
-            .binds((fire_time, name))
-            .execute(&mut tx)
-            .await?;
-        if skip_overlap {
+        match how {
+            Firing::Due { .. } => {
+                // Fire times may be fired out of order (a catch-up backlog):
+                // the last one stays the latest.
+                query(
+                    "UPDATE schedules SET last_fired_at = $1 WHERE name = $2 \
+                     AND (last_fired_at IS NULL OR last_fired_at < $1)",
+                )
+                .binds((fire_time, name))
+                .execute(&mut tx)
+                .await?;
+            }
+            Firing::Now => {
+                query("UPDATE schedule_fires SET note = $1 WHERE schedule = $2 AND fire_time = $3")
+                    .binds(("run now by an operator", name, fire_time))
+                    .execute(&mut tx)
+                    .await?;
+            }
+        }
+        if let Firing::Due { skip_overlap: true } = how {
             let running: Option<String> =
                 query("SELECT id FROM runs WHERE schedule = $1 AND state = 'RUNNING' LIMIT 1")
                     .bind(name)
@@ -127,4 +169,13 @@ impl Ledger {
         .fetch_all(&self.pool)
         .await
     }
+}
+
+/// Why a schedule fires.
+#[derive(Debug, Clone, Copy)]
+enum Firing {
+    /// One of its fire times came (`skip_overlap`: `overlap = "skip"`).
+    Due { skip_overlap: bool },
+    /// An operator asked for a run now.
+    Now,
 }
