@@ -6,6 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The longest `timeout_secs` a job may have (30 days): longer is a
+/// mistake, and its milliseconds must stay far from an integer overflow in
+/// the ledger's arithmetic.
+pub const MAX_TIMEOUT_SECS: u64 = 30 * 86_400;
+
 /// BatchExecuteStatement takes 1 to 40 SQL statements.
 pub const MAX_BATCH_STATEMENTS: usize = 40;
 

@@ -222,8 +222,13 @@ pub fn parse(
             problems.push(format!("{at}: retries.max_attempts must be 1 to 100"));
         }
         let timeout_secs = spec.timeout_secs.or(d.timeout_secs);
-        if timeout_secs == Some(0) {
-            problems.push(format!("{at}: timeout_secs must be more than 0"));
+        if let Some(secs) = timeout_secs {
+            if !(1..=crate::domain::MAX_TIMEOUT_SECS).contains(&secs) {
+                problems.push(format!(
+                    "{at}: timeout_secs must be 1 to {} (30 days), not {secs}",
+                    crate::domain::MAX_TIMEOUT_SECS
+                ));
+            }
         }
         let execution_mode = match spec.execution_mode.as_deref() {
             None | Some("transaction") => None,
@@ -356,6 +361,20 @@ mod tests {
 
     fn errors(text: &str) -> String {
         check(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_timeout_past_30_days_is_refused() {
+        let e = errors(
+            r#"
+            [defaults]
+            workgroup = "wg"
+            [jobs.load]
+            sql = "SELECT 1"
+            timeout_secs = 10000000000000000
+            "#,
+        );
+        assert!(e.contains("timeout_secs must be 1 to 2592000"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::*;
 use crate::clock::timestamp;
 use crate::ledger::Fired;
 use crate::schedule::Overlap;
+use anyhow::Context;
 
 /// How often the leader looks for due times (well under the schedule's
 /// on-time grace, see `schedule::ON_TIME_GRACE`).
@@ -26,59 +27,64 @@ impl Worker {
         }
     }
 
-    /// Fires every due time of every active schedule.
+    /// Fires every due time of every active schedule. A schedule that
+    /// cannot fire (its stored text, its times, the ledger refusing its
+    /// run) is logged and passed over: the schedules after it still fire.
     pub(super) async fn fire_due(&self) -> Result<()> {
         let now = self.clock.now_ms();
         for s in self.ledger.schedules().await? {
             if s.paused {
                 continue;
             }
-            // Read as every other reader of a stored schedule reads it.
-            let p = match crate::ops::schedule_pipeline(&s) {
-                Ok(p) => p,
+            if let Err(e) = self.fire_schedule_due(&s, now).await {
+                let e = crate::ops::error_text(&e);
+                error!(schedule = %s.name, error = %e, "A schedule cannot fire; the others go on.");
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires the due times of one schedule.
+    async fn fire_schedule_due(&self, s: &crate::ledger::ScheduleRow, now: i64) -> Result<()> {
+        // Read as every other reader of a stored schedule reads it.
+        let p = crate::ops::schedule_pipeline(s)
+            .context("a stored schedule does not parse: add it again")?;
+        let Some(spec) = p.schedule.clone() else {
+            return Ok(());
+        };
+        let last = s.last_fired_at.map(timestamp).transpose()?;
+        for t in spec.due(last, timestamp(s.effective_since)?, timestamp(now)?) {
+            let jobs = match p.plan_run(&[], t, &self.cfg.default_target()) {
+                Ok(jobs) => jobs,
                 Err(e) => {
-                    let e = crate::ops::error_text(&e);
-                    error!(schedule = %s.name, error = %e, "A stored schedule does not parse: add it again.");
+                    error!(schedule = %s.name, error = %e, "A schedule cannot fire.");
                     continue;
                 }
             };
-            let Some(spec) = p.schedule.clone() else {
-                continue;
-            };
-            let last = s.last_fired_at.map(timestamp).transpose()?;
-            for t in spec.due(last, timestamp(s.effective_since)?, timestamp(now)?) {
-                let jobs = match p.plan_run(&[], t, &self.cfg.default_target()) {
-                    Ok(jobs) => jobs,
-                    Err(e) => {
-                        error!(schedule = %s.name, error = %e, "A schedule cannot fire.");
-                        continue;
-                    }
-                };
-                let at = crate::schedule::scheduled_time(t);
-                match self
-                    .ledger
-                    .fire_schedule(
-                        &s.name,
-                        t.as_millisecond(),
-                        &p.name,
-                        &jobs,
-                        spec.overlap() == Overlap::Skip,
-                        now,
-                    )
-                    .await?
-                {
-                    Fired::Run(run) => {
-                        info!(schedule = %s.name, run = %run, scheduled_time = %at, "Schedule fired.");
-                        self.submit_wake.notify_one();
-                    }
-                    Fired::Skipped(run) => info!(
-                        schedule = %s.name,
-                        run = %run,
-                        scheduled_time = %at,
-                        "Schedule skipped a time: its previous run is still RUNNING (overlap = skip)."
-                    ),
-                    Fired::Already => {}
+            let at = crate::schedule::scheduled_time(t);
+            match self
+                .ledger
+                .fire_schedule(
+                    &s.name,
+                    t.as_millisecond(),
+                    &p.name,
+                    &jobs,
+                    spec.overlap() == Overlap::Skip,
+                    now,
+                )
+                .await?
+            {
+                Fired::Run(run) => {
+                    info!(schedule = %s.name, run = %run, scheduled_time = %at, "Schedule fired.");
+                    self.submit_wake.notify_one();
                 }
+                Fired::Skipped(run) => info!(
+                    schedule = %s.name,
+                    run = %run,
+                    scheduled_time = %at,
+                    "Schedule skipped a time: its previous run is still RUNNING (overlap = skip)."
+                ),
+                Fired::Already => {}
             }
         }
         Ok(())
