@@ -325,6 +325,70 @@ async fn own_events_of_a_run_with_a_failing_job_reach_a_queue_through_a_rule() {
     assert_eq!(ids.len(), 4, "every event has its own id");
 }
 
+/// An own event the bus refuses for good (here a malformed detail, as a
+/// corrupt row would be) is set aside with its reason, and every other
+/// event is published all the same: nothing waits behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_own_event_the_bus_refuses_is_set_aside_and_the_others_go_on() {
+    let stack = Stack::start_with(
+        "own-refused",
+        StackOptions {
+            config_extra: "publish_events = true\npublish_source = \"redrelay.refused\"\n".into(),
+            ..Default::default()
+        },
+    );
+    let queue = format!("refused-{}", std::process::id());
+    let setup = format!(
+        "import boto3,os,json\n\
+         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+         ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+         url=sqs.create_queue(QueueName={queue:?})['QueueUrl']\n\
+         arn=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+         ev.put_rule(Name='own-refused', EventPattern=json.dumps({{'source': ['redrelay.refused']}}))\n\
+         ev.put_targets(Rule='own-refused', Targets=[{{'Id': 'q', 'Arn': arn}}])\n\
+         print(url)\n"
+    );
+    let url = stack.python(&setup).trim().to_string();
+    // The ledger exists once a job is recorded; a bad row goes in first.
+    let first = stack.submit(&["--name", "first", "--sql", "SELECT 1"]);
+    let ledger_path = stack.ledger_path();
+    stack.python(&format!(
+        "import sqlite3\n\
+         c=sqlite3.connect({:?})\n\
+         c.execute(\"INSERT INTO outbox (event_id, detail_type, detail, created_at) VALUES ('bad', 'Job State Change', '{{not json', 0)\")\n\
+         c.commit()\n",
+        ledger_path.display().to_string()
+    ));
+    let second = stack.submit(&["--name", "second", "--sql", "SELECT 2"]);
+    stack.worker_until_idle(WAIT);
+    let receive = format!(
+        "import boto3,os,json,time\n\
+         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+         got=[]\n\
+         end=time.time()+30\n\
+         while len(got) < 2 and time.time() < end:\n\
+         \x20   for m in sqs.receive_message(QueueUrl={url:?}, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', []):\n\
+         \x20       got.append(json.loads(m['Body']))\n\
+         \x20       sqs.delete_message(QueueUrl={url:?}, ReceiptHandle=m['ReceiptHandle'])\n\
+         print(json.dumps(got))\n"
+    );
+    let got: Vec<Value> = serde_json::from_str(stack.python(&receive).trim()).unwrap();
+    let mut ids: Vec<i64> = got
+        .iter()
+        .filter_map(|e| e["detail"]["job_id"].as_i64())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![first, second], "{got:#?}");
+    let row = stack.python(&format!(
+        "import sqlite3\n\
+         c=sqlite3.connect({:?})\n\
+         print(c.execute(\"SELECT refused_at IS NOT NULL, last_error, published_at IS NULL FROM outbox WHERE event_id = 'bad'\").fetchone())\n",
+        ledger_path.display().to_string()
+    ));
+    assert!(row.contains("(1, 'MalformedDetail"), "{row}");
+    assert!(row.trim().ends_with("1)"), "never published: {row}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_every_minute_schedule_fires_once_in_real_time() {
     let stack = Stack::start("schedule");

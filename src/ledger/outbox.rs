@@ -14,7 +14,7 @@ impl Ledger {
     pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(i64, String, String, String)>> {
         query(
             "SELECT seq, event_id, detail_type, detail FROM outbox WHERE published_at IS NULL \
-                 ORDER BY seq LIMIT $1",
+             AND refused_at IS NULL ORDER BY seq LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -39,6 +39,16 @@ impl Ledger {
             seqs,
         )
         .await
+    }
+
+    /// Sets aside own events EventBridge refused for good (`why`): kept
+    /// with the reason, never sent again, never in front of the others.
+    pub async fn outbox_refused(&self, seqs: &[i64], why: &str, now: i64) -> Result<()> {
+        let sql = format!(
+            "UPDATE outbox SET attempts = attempts + 1, refused_at = {now}, last_error = $1 \
+             WHERE seq = $2"
+        );
+        self.update_outbox(&sql, why, seqs).await
     }
 
     /// Runs `sql` ($1: `value`, $2: a row's seq) for each of `seqs`, in
@@ -128,9 +138,58 @@ pub(super) async fn outbox_insert(
     detail: &serde_json::Value,
     now: i64,
 ) -> Result<()> {
+    let detail = fit(detail.clone(), MAX_DETAIL_BYTES).to_string();
     query("INSERT INTO outbox (event_id, detail_type, detail, created_at) VALUES ($1, $2, $3, $4)")
-        .binds((event_id, detail_type, detail.to_string(), now))
+        .binds((event_id, detail_type, detail, now))
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// The largest detail an own event keeps (PutEvents takes 256 KB per call,
+/// source and detail type included).
+pub const MAX_DETAIL_BYTES: usize = 200_000;
+
+/// `detail` cut to at most `max` bytes as JSON: its longest text values
+/// (a job's name or error may be huge) shortened, and `"truncated": true`
+/// added, so that the bus takes it and a consumer knows.
+fn fit(mut detail: serde_json::Value, max: usize) -> serde_json::Value {
+    let mut keep = 4096;
+    while detail.to_string().len() > max && keep > 0 {
+        if let serde_json::Value::Object(m) = &mut detail {
+            for v in m.values_mut() {
+                if let serde_json::Value::String(s) = v {
+                    if s.len() > keep {
+                        let mut end = keep;
+                        while !s.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        s.truncate(end);
+                        s.push('…');
+                    }
+                }
+            }
+            m.insert("truncated".into(), serde_json::Value::Bool(true));
+        }
+        keep /= 2;
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_name_is_cut_to_fit_and_marked() {
+        let name = "n".repeat(300_000);
+        let d = serde_json::json!({"job_name": name, "state": "FINISHED", "job_id": 7});
+        let cut = fit(d, MAX_DETAIL_BYTES);
+        assert!(cut.to_string().len() <= MAX_DETAIL_BYTES);
+        assert_eq!(cut["truncated"], true);
+        assert_eq!(cut["state"], "FINISHED");
+        assert_eq!(cut["job_id"], 7);
+        let small = serde_json::json!({"job_name": "a"});
+        assert_eq!(fit(small.clone(), MAX_DETAIL_BYTES), small);
+    }
 }

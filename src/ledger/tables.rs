@@ -170,6 +170,7 @@ pub static TABLES: &[Table] = &[
             ("published_at", Int),
             ("attempts", Int),
             ("last_error", Text),
+            ("refused_at", Int),
         ],
         key: "seq",
         identity: Some("seq"),
