@@ -291,29 +291,85 @@ async fn the_ledger_file_is_private_and_reopens() {
     ));
 }
 
-/// Issue 7.3: a cancel while an attempt is being submitted (say, after a
-/// throttled call) closes it; `ledger check` passes; a retry gets a new
-/// ClientToken, so the Data API never replays the cancelled statement.
-async fn a_cancel_during_a_throttled_submission_closes_the_attempt(b: Backend) {
+/// Issue 17.2: a cancel while an attempt is being submitted (here a call
+/// whose answer never came: throttled, or its process died) leaves the
+/// attempt open, since the Data API may have accepted it; a retry resumes
+/// it with the same ClientToken, so that the SQL never runs twice.
+async fn a_cancel_during_a_submission_keeps_its_token_for_the_retry(b: Backend) {
     let (_d, l) = ledger(b).await;
     let a = l
         .insert_job(&new_job("throttled", vec![]), 0)
         .await
         .unwrap();
     let t1 = l.begin_attempt(a.id, 0).await.unwrap().unwrap();
-    // The call was throttled: the job stays READY with attempt 1 SUBMITTING.
     let (changed, statement) = l.cancel_job(a.id, 5).await.unwrap();
     assert!(changed);
     assert_eq!(statement, None);
     let attempts = l.attempts(a.id).await.unwrap();
-    assert_eq!(attempts[0].state, AttemptState::Cancelled, "{attempts:?}");
-    assert_eq!(attempts[0].finished_at, Some(5));
+    assert_eq!(attempts[0].state, AttemptState::Submitting, "{attempts:?}");
     let (_, violations) = l.check().await.unwrap();
     assert!(violations.is_empty(), "{violations:?}");
     assert_eq!(l.retry_job(a.id, 10).await.unwrap(), JobState::Ready);
     let t2 = l.begin_attempt(a.id, 11).await.unwrap().unwrap();
+    assert_eq!(t2.attempt, 1);
+    assert!(t2.resumed);
+    assert_eq!(t1.client_token, t2.client_token);
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+/// Issue 17.2: a cancel while a live worker's ExecuteStatement is under
+/// way. The answer is recorded when it comes (the attempt SUBMITTED with
+/// its statement id, for the caller to stop); a retry is refused while the
+/// call is under way and while the statement has not ended, and allowed
+/// once its end is recorded.
+async fn a_cancel_during_a_call_records_its_answer_and_a_retry_waits(b: Backend) {
+    let (_d, l) = ledger(b).await;
+    let worker = redrelay::ledger::WorkerInfo {
+        id: "w1".into(),
+        host: "h".into(),
+        pid: 1,
+        started_at: 0,
+        listen: Default::default(),
+    };
+    l.heartbeat(&worker).await.unwrap();
+    let a = l.insert_job(&new_job("slow", vec![]), 0).await.unwrap();
+    let redrelay::ledger::Claim::Ticket(t) = l.claim(a.id, None, "w1", 1).await.unwrap() else {
+        panic!("not claimed")
+    };
+    assert!(l.cancel_job(a.id, 2).await.unwrap().0);
+    let e = l.retry_job(a.id, 3).await.unwrap_err().to_string();
+    assert!(e.contains("submission is under way on worker w1"), "{e}");
+    // The call answers: the job moved on, the statement id is kept.
+    let e = l
+        .mark_submitted(
+            a.id,
+            t.attempt,
+            &Accepted::id("s-slow"),
+            Default::default(),
+            4,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LedgerError::Conflict { .. }), "{e}");
+    let attempts = l.attempts(a.id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Submitted, "{attempts:?}");
+    assert_eq!(attempts[0].statement_id.as_deref(), Some("s-slow"));
+    let e = l.retry_job(a.id, 5).await.unwrap_err().to_string();
+    assert!(e.contains("statement s-slow has not ended"), "{e}");
+    let (_, violations) = l.check().await.unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+    // Its end (the cancel's ABORTED) closes it; then a retry is a new attempt.
+    let (ev, body) = event("e-slow", "s-slow", &t.statement_name, "ABORTED");
+    assert_eq!(
+        l.apply_event(&ev, None, None, &body, 6).await.unwrap().0,
+        Disposition::Stale
+    );
+    assert_eq!(l.retry_job(a.id, 7).await.unwrap(), JobState::Ready);
+    let t2 = l.begin_attempt(a.id, 8).await.unwrap().unwrap();
     assert_eq!(t2.attempt, 2);
-    assert_ne!(t1.client_token, t2.client_token);
+    assert_ne!(t2.client_token, t.client_token);
+    assert_eq!(l.job(a.id).await.unwrap().state, JobState::Ready);
     let (_, violations) = l.check().await.unwrap();
     assert!(violations.is_empty(), "{violations:?}");
 }
@@ -1105,7 +1161,8 @@ conformance!(
     failure_skips_everything_downstream_but_not_other_branches,
     retries_wait_then_use_a_new_token_and_old_events_are_stale,
     a_crashed_submission_resumes_with_the_same_token,
-    a_cancel_during_a_throttled_submission_closes_the_attempt,
+    a_cancel_during_a_submission_keeps_its_token_for_the_retry,
+    a_cancel_during_a_call_records_its_answer_and_a_retry_waits,
     failing_a_ready_job_closes_its_open_attempt,
     run_changes_are_guarded_on_the_old_state,
     a_retry_waits_for_the_previous_statement_to_end,

@@ -122,12 +122,12 @@ async fn migrate(cfg: &Config, to: &str) -> Result<()> {
     let (from, into) = (source.summaries().await?, target.summaries().await?);
     for (a, b) in from.iter().zip(&into) {
         println!(
-            "{:<15} {:>8} rows copied, {:>8} in the target, checksum {} {}",
+            "{:<15} checksum {} {}, {:>8} rows copied, {:>8} in the target",
             a.table,
+            b.checksum,
+            if a == b { "(equal)" } else { "(DIFFERENT)" },
             a.rows,
             b.rows,
-            b.checksum,
-            if a == b { "(equal)" } else { "(DIFFERENT)" }
         );
         if a != b {
             bail!(

@@ -95,8 +95,11 @@ pub fn violations(
                 "job {job_id}: attempt {attempt} is {state} without a statement id"
             ));
         }
+        // A job cancelled while its attempt was being submitted keeps the
+        // attempt open until the call's answer is recorded (or a retry
+        // resumes it with its ClientToken).
         if *state == AttemptState::Submitting
-            && !(j.state == JobState::Ready && j.attempt == *attempt)
+            && !(matches!(j.state, JobState::Ready | JobState::Cancelled) && j.attempt == *attempt)
         {
             v.push(format!(
                 "job {job_id}: attempt {attempt} is SUBMITTING while the job is {} on attempt {}",

@@ -278,6 +278,7 @@ impl Ledger {
         ))
         .execute(&mut tx)
         .await?;
+        let mut moved_on = None;
         if changed != 1 {
             let job = job_tx(&mut tx, job_id).await?;
             if job.state == JobState::Submitted
@@ -287,7 +288,14 @@ impl Ledger {
                 // Another process recorded the same idempotent submission.
                 return Ok(Vec::new());
             }
-            return Err(conflict(job_id, job.state.as_str(), "READY"));
+            if job.attempt != attempt {
+                return Err(conflict(job_id, job.state.as_str(), "READY"));
+            }
+            // The job moved on (an operator's cancel) while the call was
+            // under way: the statement runs all the same. Its id is recorded
+            // on the attempt, so that its end (event or DescribeStatement)
+            // closes it and a retry waits for that; the caller stops it.
+            moved_on = Some(conflict(job_id, job.state.as_str(), "READY"));
         }
         query(
             "UPDATE attempts SET state = 'SUBMITTED', statement_id = $1, submitted_at = $2 \
@@ -317,7 +325,10 @@ impl Ledger {
             out.push(disposition);
         }
         tx.commit().await?;
-        Ok(out)
+        match moved_on {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// The Data API refused an attempt for good (a validation error): the
@@ -345,7 +356,10 @@ impl Ledger {
         .execute(&mut tx)
         .await?;
         if changed != 1 {
+            // The job moved on meanwhile (an operator's cancel): the
+            // attempt's refusal is recorded all the same.
             let job = job_tx(&mut tx, job_id).await?;
+            tx.commit().await?;
             return Err(conflict(job_id, job.state.as_str(), "READY"));
         }
         skip_downstream(&mut tx, job_id, now).await?;

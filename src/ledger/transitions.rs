@@ -127,6 +127,24 @@ impl Ledger {
                      retry once its end is recorded (`redrelay jobs show {job_id}`)"
             )));
         }
+        // A call under way (a live worker is submitting the attempt): its
+        // answer is not known yet.
+        let submitting: Option<String> = query(format!(
+            "SELECT a.claimed_by FROM attempts a JOIN workers w ON w.id = a.claimed_by \
+             WHERE a.job_id = $1 AND a.state = 'SUBMITTING' AND w.heartbeat_at >= {} - {}",
+            tx.dialect().now_ms,
+            crate::ledger::LIVE_MS
+        ))
+        .bind(job_id)
+        .scalar_optional(&mut tx)
+        .await?;
+        if let Some(worker) = submitting {
+            return Err(RetryRefused::Why(format!(
+                "job {job_id}'s submission is under way on worker {worker} (the Data API has \
+                 not answered yet): retry once its statement's end is recorded \
+                 (`redrelay jobs show {job_id}`)"
+            )));
+        }
         let run_state: Option<RunState> = match &job.run_id {
             Some(run) => {
                 query("SELECT state FROM runs WHERE id = $1")
@@ -275,13 +293,11 @@ pub(super) async fn cancel_job_tx(
     if changed != 1 {
         return Err(conflict(job.id, "changed", job.state.as_str()));
     }
-    close_submitting(
-        tx,
-        job.id,
-        "cancelled by an operator during submission",
-        now,
-    )
-    .await?;
+    // An attempt being submitted stays open: its ExecuteStatement may have
+    // been (or be being) accepted. Its answer is recorded when it comes
+    // (`mark_submitted`) and the statement stopped; a retry first waits for
+    // that, then resumes the attempt with its ClientToken, so that the SQL
+    // never runs twice.
     job_event(tx, job.id, now).await?;
     if skip {
         skip_downstream(tx, job.id, now).await?;
