@@ -1177,3 +1177,55 @@ conformance!(
     a_run_cancel_during_its_events_takes_turns,
     running_a_schedule_now_leaves_its_fire_times_alone,
 );
+
+/// Issue 17.7: on PostgreSQL a change's sequence number is taken before
+/// its transaction commits. A stream that goes on from the last change it
+/// sent must still see a change committed after hundreds of later ones,
+/// once, and never a change of a transaction still running.
+#[tokio::test]
+async fn on_postgres_a_change_committed_late_is_streamed_once() {
+    use sqlx::Connection;
+    let pg = common::pg::postgres().await;
+    let location = redrelay::ledger::location::parse(&pg.url, None, |_| None).unwrap();
+    let l = Ledger::connect(&location, 5).await.unwrap();
+    // The slow transaction: a change row written, not committed yet.
+    let mut slow = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
+    sqlx::query(
+        "INSERT INTO changes (kind, run_id, state, at) VALUES ('run', 'r-late', 'RUNNING', 0)",
+    )
+    .execute(&mut slow)
+    .await
+    .unwrap();
+    for i in 0..250 {
+        l.insert_job(&new_job(&format!("j{i}"), vec![]), 1)
+            .await
+            .unwrap();
+    }
+    let mut sent = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let rows = l.changes(cursor, None, 100).await.unwrap();
+        let Some(last) = rows.last() else { break };
+        cursor = last.seq;
+        sent.extend(rows);
+    }
+    assert!(
+        sent.is_empty(),
+        "nothing behind a running transaction is sent: {} sent",
+        sent.len()
+    );
+    sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
+    loop {
+        let rows = l.changes(cursor, None, 100).await.unwrap();
+        let Some(last) = rows.last() else { break };
+        cursor = last.seq;
+        sent.extend(rows);
+    }
+    assert_eq!(sent.len(), 251);
+    assert_eq!(sent[0].run_id.as_deref(), Some("r-late"), "commit order");
+    let mut seqs: Vec<i64> = sent.iter().map(|c| c.seq).collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 251, "each change once");
+}

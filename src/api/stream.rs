@@ -9,16 +9,12 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
 /// How often the stream looks for new changes.
 const POLL: Duration = Duration::from_millis(250);
-/// How far back each look goes: on PostgreSQL a sequence number is taken
-/// before its transaction commits, so a change can appear below one
-/// already sent.
-const LOOK_BACK: i64 = 200;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -95,10 +91,8 @@ pub async fn inbox(
 struct Cursor {
     api: std::sync::Arc<super::Api>,
     run: Option<String>,
-    /// The highest sequence number sent.
+    /// The last change queued (the stream goes on after it).
     last: i64,
-    /// Sent sequence numbers within the look-back window.
-    sent: BTreeSet<i64>,
     queue: VecDeque<Change>,
 }
 
@@ -120,18 +114,15 @@ impl Cursor {
                 .api
                 .services
                 .ledger
-                .changes((self.last - LOOK_BACK).max(0), self.run.as_deref(), 500)
+                .changes(self.last, self.run.as_deref(), 500)
                 .await
             {
                 Ok(rows) => {
-                    for c in rows {
-                        if self.sent.insert(c.seq) {
-                            self.last = self.last.max(c.seq);
-                            self.queue.push_back(c);
-                        }
+                    // In the stream's order, each committed change once.
+                    if let Some(c) = rows.last() {
+                        self.last = c.seq;
                     }
-                    let floor = self.last - LOOK_BACK;
-                    self.sent = self.sent.split_off(&floor);
+                    self.queue.extend(rows);
                     if !self.queue.is_empty() {
                         continue;
                     }
@@ -193,8 +184,6 @@ pub async fn events(
         api,
         run: q.run.filter(|r| !r.is_empty()),
         last,
-        // Everything up to `last` counts as sent.
-        sent: ((last - LOOK_BACK).max(0)..=last).collect(),
         queue: VecDeque::new(),
     };
     let stream =

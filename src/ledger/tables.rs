@@ -216,6 +216,7 @@ pub static TABLES: &[Table] = &[
             ("attempt", Int),
             ("result_state", Text),
             ("at", Int),
+            ("xid", Int),
         ],
         key: "seq",
         identity: Some("seq"),

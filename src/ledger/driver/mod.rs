@@ -49,6 +49,16 @@ pub struct Dialect {
     pub overriding_identity: &'static str,
     /// (table, column) of every table the migrations made, in column order.
     pub schema_columns: &'static str,
+    /// The change stream's order over `changes c`: commit order.
+    pub change_order: &'static str,
+    /// [`Dialect::change_order`] reversed.
+    pub change_order_desc: &'static str,
+    /// Change rows every transaction before which has ended: rows that can
+    /// be delivered without one committing behind them later.
+    pub change_settled: &'static str,
+    /// Change rows after the change with sequence number `$1` in
+    /// [`Dialect::change_order`].
+    pub change_after: &'static str,
 }
 
 impl Dialect {

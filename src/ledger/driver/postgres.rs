@@ -32,6 +32,13 @@ pub static DIALECT: Dialect = Dialect {
          FROM information_schema.columns \
          WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%' \
          ORDER BY table_name, ordinal_position",
+    // Sequence numbers are taken before commit: the stream goes by
+    // transaction id, and only past every transaction still running.
+    change_order: "COALESCE(c.xid, 0), c.seq",
+    change_order_desc: "COALESCE(c.xid, 0) DESC, c.seq DESC",
+    change_settled: "COALESCE(c.xid, 0) < txid_snapshot_xmin(txid_current_snapshot())",
+    change_after: "(COALESCE(c.xid, 0), c.seq) > (COALESCE((SELECT COALESCE(a.xid, 0) FROM changes a \
+         WHERE a.seq = $1), (SELECT COALESCE(MAX(a.xid), 0) FROM changes a WHERE a.seq <= $1), 0), $1)",
 };
 
 /// A PostgreSQL ledger's pool.

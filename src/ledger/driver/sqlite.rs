@@ -23,6 +23,11 @@ pub static DIALECT: Dialect = Dialect {
     schema_columns: "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%' \
          ORDER BY m.name, p.cid",
+    // One writer at a time: sequence order is commit order.
+    change_order: "c.seq",
+    change_order_desc: "c.seq DESC",
+    change_settled: "1 = 1",
+    change_after: "c.seq > $1",
 };
 
 /// Opens (creating, readable by its owner only) the ledger file and runs
