@@ -749,7 +749,16 @@ async fn state_changes_are_recorded_in_order_and_pages_filter(b: Backend) {
     l.cancel_run(&run, 13).await.unwrap();
     let other = l.insert_job(&new_job("other", vec![]), 14).await.unwrap();
 
-    let all = l.changes(before, None, 100).await.unwrap();
+    // On PostgreSQL a change is delivered once every transaction before it
+    // on the server has ended (other tests' too): wait for the last one.
+    let mut all = l.changes(before, None, 100).await.unwrap();
+    for _ in 0..100 {
+        if all.iter().any(|c| c.job_id == Some(other.id)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        all = l.changes(before, None, 100).await.unwrap();
+    }
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
     let seen: Vec<(String, Option<i64>, String)> = l
         .changes(before, Some(&run), 100)
@@ -1216,9 +1225,15 @@ async fn on_postgres_a_change_committed_late_is_streamed_once() {
         sent.len()
     );
     sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
-    loop {
+    // Other tests' transactions on the same server may hold the stream
+    // back a moment (never lose a row): read until all arrived.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sent.len() < 251 && std::time::Instant::now() < deadline {
         let rows = l.changes(cursor, None, 100).await.unwrap();
-        let Some(last) = rows.last() else { break };
+        let Some(last) = rows.last() else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         cursor = last.seq;
         sent.extend(rows);
     }
