@@ -32,7 +32,7 @@ pub enum TokenError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{key} {path} is empty: write the token on its first line")]
+    #[error("{key} is empty ({path}): write the token on its first line")]
     EmptyFile { key: &'static str, path: String },
     #[error(
         "api_read_token is the same as api_token: the read-only token must be a different value"
