@@ -964,6 +964,10 @@ async fn the_read_only_token_reads_and_changes_nothing() {
         assert!(r.json()["message"].as_str().unwrap().contains("read-only"));
     }
     assert_eq!(ledger_jobs(&stack).len(), 1);
+    assert_eq!(
+        stack.ok(&["console-url", "--read-only"]).trim(),
+        format!("http://{addr}/#token={READ_TOKEN}")
+    );
     let log = stack.log("worker.log");
     assert!(
         !log.contains(TOKEN) && !log.contains(READ_TOKEN),

@@ -143,7 +143,7 @@ impl Worker {
         let _ = self.api_token.set(made.token.clone());
         let token_from = match &made.kept_at {
             Some(path) => format!(
-                "the token this worker made, kept in {} (`redrelay console-url` prints the \
+                "the one this worker made, kept in {} (`redrelay console-url` prints the \
                  console's address with it)",
                 path.display()
             ),
@@ -152,8 +152,8 @@ impl Worker {
         info!(
             listen = %bound,
             read_token = read.is_some(),
-            "HTTP listener on {bound}: console at /, API at /api/v1 (with {token_from}), \
-             /metrics, /healthz, /readyz."
+            "HTTP listener on {bound}: console at /, API at /api/v1, /metrics, /healthz, \
+             /readyz. The API's token: {token_from}."
         );
         if made.kept_at.is_some() {
             // The one line with the token: on stdout, never in the log.
