@@ -82,14 +82,23 @@ echo "== redrelay setup"
 "$BIN" setup
 
 echo "== redrelay worker (in the background; it reacts to completion events)"
+# No api_token is set: the worker makes one, keeps it in ledger.db.api-token
+# (mode 0600) and prints "Open the console at http://...#token=..." once.
 "$BIN" worker &
 worker_pid=$!
 pids+=("$worker_pid")
+CONSOLE_URL=""
 for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$LISTEN_PORT") 2>/dev/null && break
+  CONSOLE_URL=$("$BIN" console-url 2>/dev/null | head -n1 || true)
+  [ -n "$CONSOLE_URL" ] && break
   sleep 0.1
 done
-echo "== console: $CONSOLE/  (JSON API: $CONSOLE/api/v1, OpenAPI: $CONSOLE/api/openapi.json)"
+[ -n "$CONSOLE_URL" ] || { echo "demo: the worker's listener did not start" >&2; exit 1; }
+# The API's clients below read the token as any script would: from its file.
+REDRELAY_API_TOKEN=$(head -n1 "$DEMO/ledger.db.api-token")
+export REDRELAY_API_TOKEN
+echo "== console: $CONSOLE_URL  (redrelay console-url prints it again)"
+echo "   JSON API: $CONSOLE/api/v1 with Authorization: Bearer \$(cat $DEMO/ledger.db.api-token); OpenAPI: $CONSOLE/api/openapi.json"
 
 echo "== sample data: s3://redrelay-demo/in/sales.csv on moto's S3"
 cat >"$DEMO/sales.csv" <<CSV
@@ -163,7 +172,7 @@ sql = "SELECT region, total FROM demo.merged ORDER BY total DESC"
 depends_on = ["flaky_merge"]
 TOML
 run=$("$BIN" pipeline run "$DEMO/nightly.toml")
-echo "   open $CONSOLE/runs/$run to watch it"
+echo "   open $CONSOLE/runs/$run#token=$REDRELAY_API_TOKEN to watch it"
 run_state() { "$BIN" runs show "$1" --json | "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin)['run']['state'])"; }
 for _ in $(seq 600); do [ "$(run_state "$run")" = RUNNING ] || break; sleep 0.1; done
 "$BIN" runs show "$run"
@@ -171,9 +180,9 @@ flaky=$("$BIN" jobs list --json | "$VENV/bin/python" -c "import json,sys; print(
 
 if [ "${DEMO_KEEP:-}" = 1 ]; then
   echo
-  echo "== everything stays up: open $CONSOLE/runs/$run"
+  echo "== everything stays up: open $CONSOLE/runs/$run#token=$REDRELAY_API_TOKEN"
   echo "   job $flaky (flaky_merge) FAILED once: press its Retry button and watch the graph."
-  echo "   Python through the API: $VENV/bin/python scripts/api_example.py --url $CONSOLE"
+  echo "   Python through the API: REDRELAY_API_TOKEN=\$(cat $DEMO/ledger.db.api-token) $VENV/bin/python scripts/api_example.py --url $CONSOLE"
   echo "   Ctrl-C stops the worker, the emulator and moto."
   wait "$worker_pid"
   exit 0
@@ -181,9 +190,10 @@ fi
 
 echo "== retrying job $flaky through the JSON API: POST /api/v1/jobs/$flaky/retry"
 "$VENV/bin/python" - "$CONSOLE" "$flaky" <<'PY'
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 url, job = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(f"{url}/api/v1/jobs/{job}/retry", method="POST")
+req = urllib.request.Request(f"{url}/api/v1/jobs/{job}/retry", method="POST",
+                             headers={"Authorization": "Bearer " + os.environ["REDRELAY_API_TOKEN"]})
 print(json.load(urllib.request.urlopen(req))["state"])
 PY
 for _ in $(seq 600); do [ "$(run_state "$run")" = RUNNING ] || break; sleep 0.1; done

@@ -99,12 +99,76 @@ pub struct Config {
     /// Their `source`.
     pub publish_source: String,
     /// The bearer token every call of the JSON API (/api/...) must carry
-    /// (`Authorization: Bearer TOKEN`). Without one, the API and console
-    /// serve on a loopback `listen` address only.
+    /// (`Authorization: Bearer TOKEN`); a fleet of workers shares one.
+    /// Without one (nor `api_token_file`), the worker makes a random token
+    /// at start, keeps it in `api_token_path` and serves on a loopback
+    /// `listen` address only.
     pub api_token: Option<Secret>,
     /// A file holding the API token (its first line), instead of
     /// `api_token`.
     pub api_token_file: Option<PathBuf>,
+    /// Where the worker keeps the token it makes when none is configured
+    /// (a file of mode 0600). Default: beside a SQLite ledger
+    /// (`<ledger>.api-token`), or `redrelay.api-token` in the working
+    /// directory for a PostgreSQL ledger. `redrelay console-url` reads it.
+    pub api_token_path: Option<PathBuf>,
+    /// A second token that may only read (GET): for dashboards. Anything
+    /// that changes state answers 403 with it.
+    pub api_read_token: Option<Secret>,
+    /// A file holding the read-only token (its first line), instead of
+    /// `api_read_token`.
+    pub api_read_token_file: Option<PathBuf>,
+    /// Host names (or `name:port`) the listener answers to besides its own
+    /// address, `localhost`, `127.0.0.1` and `[::1]` on its port: the names
+    /// a proxy or a DNS record gives it. A request whose `Host` (or, for a
+    /// state change, `Origin`) is anything else gets 403, which is what
+    /// keeps other web sites out (DNS rebinding).
+    pub api_allowed_hosts: Vec<String>,
+}
+
+/// A host as a `Host` header or `api_allowed_hosts` names it: lower case,
+/// an IPv6 address in brackets, with its port when one is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostName {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostName {
+    /// `name`, `name:port`, `1.2.3.4:port` or `[::1]:port`; `None` for
+    /// anything else (a scheme, a path, user info, an empty name).
+    pub fn parse(text: &str) -> Option<HostName> {
+        let text = text.trim();
+        if text.is_empty() || text.contains(['/', '@', '?', '#', ' ']) {
+            return None;
+        }
+        let authority: axum::http::uri::Authority = text.parse().ok()?;
+        let host = authority.host().to_ascii_lowercase();
+        if host.is_empty() {
+            return None;
+        }
+        // `Authority` takes "a:b:c" (an IPv6 address without brackets) as
+        // a host; a Host header never is one.
+        if host.contains(':') && !host.starts_with('[') {
+            return None;
+        }
+        Some(HostName {
+            host,
+            port: authority.port_u16(),
+        })
+    }
+}
+
+impl HostName {
+    /// The name or address, lower case (an IPv6 address in brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, when one is given.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
 }
 
 /// A value never shown: `****` in Debug and serialisation.
@@ -171,6 +235,10 @@ impl Default for Config {
             publish_source: "redrelay".into(),
             api_token: None,
             api_token_file: None,
+            api_token_path: None,
+            api_read_token: None,
+            api_read_token_file: None,
+            api_allowed_hosts: Vec::new(),
         }
     }
 }
@@ -190,6 +258,8 @@ enum Kind {
     Flag,
     /// HOST:PORT, or empty for none (so an empty variable counts).
     Address,
+    /// A list of text; in a variable, comma-separated.
+    List,
 }
 
 impl Kind {
@@ -204,6 +274,9 @@ impl Kind {
             Kind::Address => format!(
                 "{key} must be an address HOST:PORT, e.g. 127.0.0.1:9464 (\"\" turns it off)"
             ),
+            Kind::List => {
+                format!("{key} must be a list of text, e.g. [\"a\", \"b\"] (in a variable: a,b)")
+            }
         }
     }
 
@@ -220,6 +293,13 @@ impl Kind {
                 _ => None,
             },
             Kind::Count => text.trim().parse().ok().map(toml::Value::Integer),
+            Kind::List => Some(toml::Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| toml::Value::String(t.to_string()))
+                    .collect(),
+            )),
             Kind::Number => text.trim().parse().ok().map(toml::Value::Float),
         }
     }
@@ -263,6 +343,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("publish_source", Kind::Text),
     ("api_token", Kind::Text),
     ("api_token_file", Kind::Text),
+    ("api_token_path", Kind::Text),
+    ("api_read_token", Kind::Text),
+    ("api_read_token_file", Kind::Text),
+    ("api_allowed_hosts", Kind::List),
 ];
 
 /// The environment variable of a key.
@@ -426,6 +510,20 @@ impl Config {
         if !self.listen.trim().is_empty() && self.listen_addr().is_err() {
             return Err(("listen", Kind::Address.expected("listen")));
         }
+        if let Some(bad) = self
+            .api_allowed_hosts
+            .iter()
+            .find(|h| HostName::parse(h).is_none())
+        {
+            return Err((
+                "api_allowed_hosts",
+                format!(
+                    "api_allowed_hosts: {bad:?} is not a host name: write a name or name:port \
+                     as a browser's address bar has it, without http:// or a path, e.g. \
+                     \"redrelay.example.com\" or \"redrelay.example.com:8443\""
+                ),
+            ));
+        }
         if self.wait_time_secs > 20 {
             return Err((
                 "wait_time_secs",
@@ -457,39 +555,21 @@ impl Config {
         })
     }
 
-    /// The API's bearer token: `api_token`, else the first line of
-    /// `api_token_file`; `None` when neither is set.
-    pub fn api_token(&self) -> Result<Option<Secret>, ConfigError> {
-        if let Some(t) = &self.api_token {
-            if self.api_token_file.is_some() {
-                return Err(ConfigError::Invalid {
-                    path: "api_token".into(),
-                    message: "api_token and api_token_file are both set: keep one".into(),
-                });
-            }
-            if t.expose().trim().is_empty() {
-                return Err(ConfigError::Invalid {
-                    path: "api_token".into(),
-                    message: "api_token is empty: set a long random value, or remove it".into(),
-                });
-            }
-            return Ok(Some(t.clone()));
+    /// Where the worker keeps the token it made (`api_token_path`; else
+    /// `<ledger>.api-token` beside a SQLite ledger, or `redrelay.api-token`
+    /// in the working directory for a PostgreSQL ledger).
+    pub fn api_token_path(&self) -> Result<PathBuf, crate::ledger::LedgerError> {
+        if let Some(p) = &self.api_token_path {
+            return Ok(p.clone());
         }
-        let Some(path) = &self.api_token_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let token = text.lines().next().unwrap_or("").trim();
-        if token.is_empty() {
-            return Err(ConfigError::Invalid {
-                path: path.display().to_string(),
-                message: "api_token_file is empty: write the token on its first line".into(),
-            });
-        }
-        Ok(Some(Secret::new(token)))
+        Ok(match self.ledger_location()? {
+            crate::ledger::Location::Sqlite(p) => {
+                let mut name = p.into_os_string();
+                name.push(".api-token");
+                PathBuf::from(name)
+            }
+            crate::ledger::Location::Postgres { .. } => PathBuf::from("redrelay.api-token"),
+        })
     }
 
     /// The in-flight limits every submission honours.
@@ -580,6 +660,7 @@ mod tests {
                     .unwrap(),
                 Kind::Flag => "true",
                 Kind::Address => "127.0.0.1:0",
+                Kind::List => "a.example, b.example:8443",
             };
             Config::load(None, env(&[(&var, value)])).unwrap_or_else(|e| panic!("{var}: {e}"));
         }
@@ -683,6 +764,42 @@ mod tests {
             err.contains("wait_time_secs = 21 is invalid: wait_time_secs must be 0 to 20"),
             "{err}"
         );
+    }
+
+    /// api_allowed_hosts from a variable is a comma-separated list; a URL
+    /// in it is refused with what to write instead.
+    #[test]
+    fn allowed_hosts_are_a_list_of_names() {
+        let cfg = Config::load(
+            None,
+            env(&[("REDRELAY_API_ALLOWED_HOSTS", "a.example, B.example:8443")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.api_allowed_hosts, ["a.example", "B.example:8443"]);
+        let err = Config::load(
+            None,
+            env(&[("REDRELAY_API_ALLOWED_HOSTS", "https://a.example/")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("without http://"), "{err}");
+    }
+
+    #[test]
+    fn the_token_file_is_beside_a_sqlite_ledger() {
+        let cfg = Config::load(None, env(&[("REDRELAY_LEDGER", "/var/lib/rr/l.db")])).unwrap();
+        assert_eq!(
+            cfg.api_token_path().unwrap(),
+            PathBuf::from("/var/lib/rr/l.db.api-token")
+        );
+        let cfg =
+            Config::load(None, env(&[("REDRELAY_LEDGER", "postgres://u@h:5432/db")])).unwrap();
+        assert_eq!(
+            cfg.api_token_path().unwrap(),
+            PathBuf::from("redrelay.api-token")
+        );
+        let cfg = Config::load(None, env(&[("REDRELAY_API_TOKEN_PATH", "/run/t")])).unwrap();
+        assert_eq!(cfg.api_token_path().unwrap(), PathBuf::from("/run/t"));
     }
 
     /// The unknown-key error lists the keys once (serde's own list used to

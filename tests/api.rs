@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::http::{call, Sse};
+use common::http::{call, call_with, Sse};
 use common::{Stack, StackOptions};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -295,8 +295,39 @@ async fn every_endpoint_needs_the_token_names_bad_fields_and_refuses_transitions
         "POST",
         "/api/v1/jobs",
         Some(json!({"sql": "SELECT '\u{0}'"})),
-        "body",
+        "sql",
     );
+    // The range of a resumed stream's id is checked, not overflowed.
+    for bad in ["-9223372036854775808", "9223372036854775807", "-1"] {
+        let r = call_with(
+            &addr,
+            "GET",
+            "/api/v1/events",
+            Some(TOKEN),
+            &[("Last-Event-ID", bad)],
+            None,
+        );
+        assert_eq!(r.status, 400, "Last-Event-ID: {bad}: {}", r.body);
+        assert_eq!(r.json()["field"], "Last-Event-ID", "{}", r.body);
+    }
+    assert_bad(
+        &addr,
+        "GET",
+        "/api/v1/events?after=9223372036854775807",
+        None,
+        "after",
+    );
+    // An escaped backslash before u0000 is text, not NUL: the check runs
+    // on the decoded values (this SQL holds `\u0000` as 6 characters).
+    let r = call(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(TOKEN),
+        Some(r#"{"sql": "SELECT '\\u0000' AS text", "name": "backslash"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["sqls"][0], "SELECT '\\u0000' AS text");
 
     // 404s.
     for (method, path) in [
@@ -757,9 +788,271 @@ async fn on_postgres_each_workers_api_shows_what_the_others_and_the_cli_do() {
         "POST",
         "/api/v1/jobs",
         Some(json!({"sql": "SELECT 1", "name": "a\u{0}b"})),
-        "body",
+        "name",
     );
     assert_bad(b, "GET", "/api/v1/jobs?run=x%00", None, "query");
     let (status, _) = api(b, "GET", "/api/v1/runs/zz%C3%A9", None);
     assert_eq!(status, 404);
+}
+
+const READ_TOKEN: &str = "read-only-token-for-dashboards-51a0";
+
+/// The jobs in the ledger (through the CLI, not the API under test).
+fn ledger_jobs(stack: &Stack) -> Vec<Value> {
+    stack
+        .json(&["jobs", "list"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Issue 17: a web page the operator visits must not make the worker run
+/// SQL (a cross-site "simple" POST needs no preflight) nor read its data
+/// through a name of its own (DNS rebinding). The default configuration,
+/// as the issue reproduced it: no token set, a loopback listener.
+#[tokio::test(flavor = "multi_thread")]
+async fn other_web_sites_can_neither_change_nor_read_anything() {
+    let stack = Stack::start("api-sites");
+    let _worker = stack.spawn_worker_ready(&[]);
+    let addr = stack.listener();
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let sql = r#"{"sql": "select 1 as x"}"#;
+
+    // A cross-site form POST, as a browser sends it: refused.
+    let r = call_with(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        None,
+        &[
+            ("Origin", "https://evil.example"),
+            ("Content-Type", "text/plain"),
+        ],
+        Some(sql),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("https://evil.example"), "{}", r.body);
+    assert!(r.header("access-control-allow-origin").is_none());
+    assert!(ledger_jobs(&stack).is_empty(), "a job was recorded");
+
+    // The worker made a token; with it, the same refusals hold (a page
+    // cannot have it, but the rules do not depend on that).
+    let path = format!("{}.api-token", stack.ledger_path().display());
+    let token = std::fs::read_to_string(&path).expect("the worker's token file");
+    let token = token.trim();
+    for t in [None, Some(token)] {
+        for extra in [
+            vec![
+                ("Origin", "https://evil.example"),
+                ("Content-Type", "text/plain"),
+            ],
+            vec![("Origin", "null"), ("Content-Type", "application/json")],
+            vec![
+                ("Origin", "http://127.0.0.1:1"),
+                ("Content-Type", "application/json"),
+            ],
+            vec![
+                ("Sec-Fetch-Site", "cross-site"),
+                ("Content-Type", "application/json"),
+            ],
+            vec![("Content-Type", "text/plain")],
+            vec![("Content-Type", "application/x-www-form-urlencoded")],
+        ] {
+            let r = call_with(&addr, "POST", "/api/v1/jobs", t, &extra, Some(sql));
+            assert!(
+                r.status == 403 || r.status == 415,
+                "{extra:?}: {} {}",
+                r.status,
+                r.body
+            );
+            assert!(r.json()["message"].is_string(), "{}", r.body);
+        }
+    }
+    assert!(ledger_jobs(&stack).is_empty(), "a job was recorded");
+
+    // A preflight gets no CORS headers.
+    let r = call_with(
+        &addr,
+        "OPTIONS",
+        "/api/v1/jobs",
+        None,
+        &[
+            ("Origin", "https://evil.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        None,
+    );
+    assert!(
+        !r.headers
+            .iter()
+            .any(|(k, _)| k.to_ascii_lowercase().starts_with("access-control-")),
+        "{:?}",
+        r.headers
+    );
+
+    // A foreign Host reads nothing: not the API, the console, nor metrics.
+    let foreign = format!("attacker.example:{port}");
+    for path in [
+        "/api/v1/jobs",
+        "/",
+        "/metrics",
+        "/healthz",
+        "/api/openapi.json",
+    ] {
+        let r = call_with(&addr, "GET", path, Some(token), &[("Host", &foreign)], None);
+        assert_eq!(r.status, 403, "GET {path} with Host {foreign}: {}", r.body);
+        let message = r.json()["message"].as_str().unwrap().to_string();
+        assert!(message.contains(&foreign), "{message}");
+        assert!(message.contains("api_allowed_hosts"), "{message}");
+    }
+    // The listener's own names are served; probes need no token.
+    for host in [addr.clone(), format!("localhost:{port}")] {
+        let r = call_with(&addr, "GET", "/healthz", None, &[("Host", &host)], None);
+        assert_eq!(r.status, 200, "Host {host}: {}", r.body);
+    }
+
+    // The console's own same-origin JSON POST works.
+    let origin = format!("http://{addr}");
+    let r = call_with(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(token),
+        &[("Origin", &origin), ("Sec-Fetch-Site", "same-origin")],
+        Some(sql),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(ledger_jobs(&stack).len(), 1);
+}
+
+/// The read-only token (for dashboards) reads, and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_read_only_token_reads_and_changes_nothing() {
+    let stack = Stack::start_with(
+        "api-read",
+        StackOptions {
+            config_extra: format!("api_token = \"{TOKEN}\"\napi_read_token = \"{READ_TOKEN}\"\n"),
+            ..StackOptions::default()
+        },
+    );
+    let _worker = stack.spawn_worker_ready(&[]);
+    let addr = stack.listener();
+    let sql = r#"{"sql": "select 1 as x"}"#;
+    let (status, job) = api(
+        &addr,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"sql": "select 2"})),
+    );
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    for path in [
+        format!("/api/v1/jobs/{id}"),
+        "/api/v1/jobs".into(),
+        "/api/v1/runs".into(),
+    ] {
+        let r = call(&addr, "GET", &path, Some(READ_TOKEN), None);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    }
+    for (path, body) in [
+        ("/api/v1/jobs".to_string(), Some(sql)),
+        (format!("/api/v1/jobs/{id}/cancel"), None),
+        ("/api/v1/runs".into(), Some(r#"{"schedule": "x"}"#)),
+    ] {
+        let r = call(&addr, "POST", &path, Some(READ_TOKEN), body);
+        assert_eq!(r.status, 403, "POST {path}: {}", r.body);
+        assert!(r.json()["message"].as_str().unwrap().contains("read-only"));
+    }
+    assert_eq!(ledger_jobs(&stack).len(), 1);
+    assert_eq!(
+        stack.ok(&["console-url", "--read-only"]).trim(),
+        format!("http://{addr}/#token={READ_TOKEN}")
+    );
+    let log = stack.log("worker.log");
+    assert!(
+        !log.contains(TOKEN) && !log.contains(READ_TOKEN),
+        "a token was logged"
+    );
+}
+
+/// The listener of the worker `w` (others may still be listed as live).
+fn listener_of(stack: &Stack, w: &common::Proc) -> String {
+    stack.wait_for(WAIT, "the worker's listener", || {
+        let ws = stack.json(&["workers", "list"]);
+        ws.as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["pid"] == w.pid())
+            .and_then(|x| x["listen"].as_str().map(str::to_string))
+            .ok_or_else(|| ws.to_string())
+    })
+}
+
+/// Without a configured token the worker makes one, keeps it in a 0600
+/// file beside the ledger, and prints the console's address with it once;
+/// `redrelay console-url` prints it again. A configured token read from
+/// the environment or a file with a trailing newline works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_without_a_token_makes_one_and_prints_the_console_address() {
+    use std::os::unix::fs::PermissionsExt;
+    let stack = Stack::start("api-made");
+    let worker = stack.spawn_worker_env(&[], "worker.out");
+    let addr = listener_of(&stack, &worker);
+    let path = format!("{}.api-token", stack.ledger_path().display());
+    let meta = std::fs::metadata(&path).expect("the token file beside the ledger");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64, "{token}");
+
+    for (t, status) in [
+        (None, 401),
+        (Some("wrong"), 401),
+        (Some(token.as_str()), 200),
+    ] {
+        let r = call(&addr, "GET", "/api/v1/jobs", t, None);
+        assert_eq!(r.status, status, "{t:?}: {}", r.body);
+    }
+    let url = format!("http://{addr}/#token={token}");
+    let out = stack.wait_for(WAIT, "the console's address on stdout", || {
+        let out = stack.log("worker.out");
+        if out.contains(&url) {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    });
+    assert_eq!(out.matches(&token).count(), 1, "{out}");
+    assert!(out.contains(&format!("Open the console at {url}")), "{out}");
+    assert!(
+        !stack.log("worker.log").contains(&token),
+        "the token was logged"
+    );
+    assert_eq!(stack.ok(&["console-url"]).trim(), url);
+
+    // Started again, it keeps the token.
+    drop(worker);
+    let worker = stack.spawn_worker_env(&[], "worker2.out");
+    let addr = listener_of(&stack, &worker);
+    assert_eq!(
+        call(&addr, "GET", "/api/v1/jobs", Some(&token), None).status,
+        200
+    );
+    drop(worker);
+
+    // Configured tokens with a trailing newline (an echoed file, an
+    // environment variable set from one) match.
+    let file = stack.write_file("token", "from-a-file\n");
+    for (env, token) in [
+        (("REDRELAY_API_TOKEN_FILE", file.as_str()), "from-a-file"),
+        (("REDRELAY_API_TOKEN", "from-the-env\n"), "from-the-env"),
+    ] {
+        let worker = stack.spawn_worker_env(&[env], "worker3.out");
+        let addr = listener_of(&stack, &worker);
+        let r = call(&addr, "GET", "/api/v1/jobs", Some(token), None);
+        assert_eq!(r.status, 200, "{env:?}: {}", r.body);
+        assert!(
+            !stack.log("worker3.out").contains(token),
+            "a configured token was printed"
+        );
+    }
 }

@@ -1,8 +1,9 @@
 //! The web console (issue 12) in a real browser: Debian's headless
 //! Chromium driven through chromedriver by Selenium
-//! (`tests/browser/console_check.py`), against a worker with an api_token
-//! on the local stack. A missing browser or driver fails the test: `make
-//! browser` installs them.
+//! (`tests/browser/console_check.py`), against a worker on the local stack,
+//! with an api_token or with the token it made itself (opened from the
+//! address `redrelay console-url` prints). A missing browser or driver
+//! fails the test: `make browser` installs them.
 
 mod common;
 
@@ -38,20 +39,33 @@ struct Console {
     _worker: common::Proc,
     addr: String,
     run: String,
+    token: String,
 }
 
 impl Console {
+    /// A worker with `api_token = TOKEN`.
     fn start(test: &str) -> Console {
+        Self::start_with(test, format!("api_token = \"{TOKEN}\"\n"))
+    }
+
+    /// A worker with `config_extra`; without a token in it, the worker's
+    /// own token, from the address `redrelay console-url` prints.
+    fn start_with(test: &str, config_extra: String) -> Console {
         let stack = Stack::start_with(
             test,
             StackOptions {
-                config_extra: format!("api_token = \"{TOKEN}\"\n"),
+                config_extra,
                 emulator_args: vec!["--fail-first".into(), "1:flaky_".into()],
                 ..StackOptions::default()
             },
         );
         let worker = stack.spawn_worker_ready(&[]);
         let addr = stack.listener();
+        let url = stack.ok(&["console-url"]).trim().to_string();
+        let token = url
+            .strip_prefix(&format!("http://{addr}/#token="))
+            .unwrap_or_else(|| panic!("console-url printed {url:?} for {addr}"))
+            .to_string();
         let file = stack.write_file("console.toml", PIPELINE);
         let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
         let shown = stack.wait_run(&run, WAIT);
@@ -61,6 +75,7 @@ impl Console {
             _worker: worker,
             addr,
             run,
+            token,
         }
     }
 
@@ -81,7 +96,7 @@ impl Console {
         let mut cmd = Command::new(common::venv_bin("python"));
         cmd.arg(format!("{root}/tests/browser/console_check.py"))
             .env("REDRELAY_CONSOLE_URL", format!("http://{}", self.addr))
-            .env("REDRELAY_API_TOKEN", TOKEN)
+            .env("REDRELAY_API_TOKEN", &self.token)
             .env("REDRELAY_RUN", &self.run)
             .env("REDRELAY_CHECK", check)
             .stdin(Stdio::null())
@@ -109,9 +124,12 @@ impl Console {
     }
 }
 
+/// With the default configuration: the worker's own token, opened from
+/// the address it printed.
 #[test]
 fn the_run_page_shows_every_job_and_retry_works_from_the_browser() {
-    let c = Console::start("console");
+    let c = Console::start_with("console", String::new());
+    assert_eq!(c.token.len(), 64, "the worker's own token: {}", c.token);
     // The page's HTML comes from the worker itself, with nothing external.
     let page = call(&c.addr, "GET", &format!("/runs/{}", c.run), None, None);
     assert_eq!(page.status, 200);

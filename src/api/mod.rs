@@ -4,13 +4,14 @@
 //!
 //! - `runs`, `jobs`, `schedules`: the resources; `stream`: the server-sent
 //!   event stream of state changes and the events inbox.
-//! - Every `/api/v1` call needs `Authorization: Bearer TOKEN` when the
-//!   worker has an `api_token`; without one the listener is loopback only
-//!   (see the worker's `bind`). Tokens are compared in
-//!   constant time and never logged.
+//! - `access`: the tokens (every `/api/v1` call needs one; the read-only
+//!   one may only read); `guard`: the Host, Origin and Content-Type rules
+//!   that keep other web sites out of the whole listener.
 //! - Errors are JSON `{"message", "field"}`: 400 names the bad field, 404,
 //!   409 for a refused transition.
 
+pub mod access;
+pub mod guard;
 mod jobs;
 mod runs;
 mod schedules;
@@ -18,11 +19,10 @@ mod stream;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::config::Secret;
 use crate::dataapi::DataApi;
 use crate::ledger::{Ledger, LedgerError};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
-use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -57,18 +57,18 @@ impl Services {
 /// What the handlers share.
 pub struct Api {
     pub services: Services,
-    token: Option<Secret>,
+    tokens: access::Tokens,
     /// Cancelled when the worker stops: event streams end.
     stop: CancellationToken,
 }
 
 type ApiState = State<Arc<Api>>;
 
-/// The API's routes: `/api/v1/...` behind the token, `/api/openapi.json`.
-pub fn router(services: Services, token: Option<Secret>, stop: CancellationToken) -> Router {
+/// The API's routes: `/api/v1/...` behind the tokens, `/api/openapi.json`.
+pub fn router(services: Services, tokens: access::Tokens, stop: CancellationToken) -> Router {
     let api = Arc::new(Api {
         services,
-        token,
+        tokens,
         stop,
     });
     let v1 = Router::new()
@@ -108,28 +108,39 @@ async fn openapi() -> Response {
     }
 }
 
-/// Refuses a call without the configured bearer token (compared in
-/// constant time; a missing and a wrong token get the same answer).
+/// Refuses a call without one of the worker's tokens (a missing and a
+/// wrong token get the same answer), and a state change with the
+/// read-only token.
 async fn auth(State(api): ApiState, req: Request, next: Next) -> Response {
-    if let Some(token) = &api.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        let ok = given.is_some_and(|g| {
-            bool::from(subtle::ConstantTimeEq::ct_eq(
-                g.as_bytes(),
-                token.expose().as_bytes(),
-            ))
-        });
-        if !ok {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match given.and_then(|g| api.tokens.check(g)) {
+        Some(access::Access::Full) => {}
+        Some(access::Access::Read) => {
+            if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this is the read-only token (api_read_token): it may only read (GET); \
+                         {} {} needs the worker's api_token",
+                        req.method(),
+                        req.uri().path()
+                    ),
+                )
+                .into_response();
+            }
+        }
+        None => {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "this API needs the worker's token: send `Authorization: Bearer TOKEN` \
-                 (the worker's api_token or api_token_file)",
+                "this API needs the worker's token: send `Authorization: Bearer TOKEN` with \
+                 the worker's api_token (api_token_file), or with the token it made at start \
+                 (`redrelay console-url` prints the console's address with it)",
             )
             .into_response();
         }
@@ -259,8 +270,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// A JSON body (whatever its Content-Type), a bad one answered as a JSON
-/// 400 naming the field.
+/// A JSON body (the listener's guard has refused any other Content-Type),
+/// a bad one answered as a JSON 400 naming the field.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -270,16 +281,53 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::bad("body", format!("cannot read the body: {e}")))?;
-        if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad("body", format!("body: not JSON: {e}")))?;
+        // Text with NUL cannot be stored (PostgreSQL refuses it): a clear
+        // 400 naming the field rather than the database's error. Checked
+        // on the decoded text, so an escaped backslash before `u0000` is
+        // text like any other.
+        if let Some(field) = nul_in(&value, String::new()) {
+            let field = if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            };
             return Err(ApiError::bad(
-                "body",
-                "body: NUL characters (\\u0000) are not allowed in text",
+                &field,
+                format!("{field}: NUL characters (\\u0000) are not allowed in text"),
             ));
         }
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut de)
+        serde_path_to_error::deserialize(value)
             .map(ApiJson)
             .map_err(|e| bad_input(e.path().to_string(), e.inner().to_string()))
+    }
+}
+
+/// The path of the first string (or object key) holding NUL, as
+/// serde_path_to_error writes paths (`params.day`, `sqls[1]`).
+fn nul_in(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(path.clone())
+            } else {
+                nul_in(v, join(k))
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -365,7 +413,7 @@ fn job_state(text: Option<&str>) -> ApiResult<Option<crate::state::JobState>> {
         stream::inbox, stream::events,
     ),
     components(schemas(ErrorBody, crate::ledger::Change)),
-    modifiers(&BearerAuth),
+    modifiers(&Security),
     security(("bearer" = [])),
     tags(
         (name = "runs", description = "Pipeline runs"),
@@ -376,16 +424,59 @@ fn job_state(text: Option<&str>) -> ApiResult<Option<crate::state::JobState>> {
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// The bearer scheme, and the answers of the listener's guard and of the
+/// read-only token, which every operation may give: written once here
+/// rather than on each handler.
+struct Security;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for Security {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            let reads = item.get.iter_mut().map(|op| (op, false));
+            let changes = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|op| (op, true));
+            for (op, changes_state) in reads.chain(changes) {
+                let refused = if changes_state {
+                    "Refused: a Host that is not the listener's, a request from another web \
+                     site (Origin, Sec-Fetch-Site), or the read-only token"
+                } else {
+                    "Refused: a Host that is not the listener's"
+                };
+                op.responses
+                    .responses
+                    .entry("403".into())
+                    .or_insert_with(|| error(refused).into());
+                if changes_state && op.request_body.is_some() {
+                    op.responses
+                        .responses
+                        .entry("415".into())
+                        .or_insert_with(|| error("A body that is not application/json").into());
+                }
+            }
+        }
     }
 }
 
@@ -419,6 +510,31 @@ mod tests {
                 "{p} missing: {paths:?}"
             );
         }
+    }
+
+    #[test]
+    fn nul_is_found_in_decoded_text_only() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"sql": "SELECT '\\u0000'", "params": {"d": "ok"}}"#).unwrap();
+        assert_eq!(v["sql"], "SELECT '\\u0000'");
+        assert_eq!(nul_in(&v, String::new()), None);
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"sqls": ["a", "b\u0000"], "params": {"d": "x"}}"#).unwrap();
+        assert_eq!(nul_in(&v, String::new()).as_deref(), Some("sqls[1]"));
+        let v: serde_json::Value = serde_json::from_str(r#"{"params": {"d": "\u0000"}}"#).unwrap();
+        assert_eq!(nul_in(&v, String::new()).as_deref(), Some("params.d"));
+    }
+
+    #[test]
+    fn the_document_says_what_the_guard_answers() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let submit = &doc["paths"]["/api/v1/jobs"]["post"]["responses"];
+        assert!(
+            submit["403"].is_object() && submit["415"].is_object(),
+            "{submit}"
+        );
+        let list = &doc["paths"]["/api/v1/jobs"]["get"]["responses"];
+        assert!(list["403"].is_object() && list["415"].is_null(), "{list}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub struct EventsQuery {
     run: Option<String>,
     /// Resume after this change (the `id:` of the last event seen; the
     /// `Last-Event-ID` header does the same). Default: from now.
+    #[param(minimum = 0, maximum = 9007199254740991_i64)]
     after: Option<i64>,
 }
 
@@ -146,6 +147,29 @@ impl Cursor {
     }
 }
 
+/// The largest event id a client may send back: 2^53 - 1, the largest
+/// whole number every JSON reader keeps exactly (the ids are the ledger's
+/// change sequence numbers, far below it).
+const MAX_EVENT_ID: i64 = (1 << 53) - 1;
+
+/// An event id sent back (`Last-Event-ID` or `after`): a whole number 0 to
+/// [`MAX_EVENT_ID`], else a 400 naming `field`.
+fn event_id(field: &str, text: &str) -> ApiResult<i64> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (0..=MAX_EVENT_ID).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad(
+                field,
+                format!(
+                    "{field}: {text:?} is not an event id this API sent: give the id: of an \
+                     event, a whole number 0 to {MAX_EVENT_ID}"
+                ),
+            )
+        })
+}
+
 /// Job and run state changes as server-sent events (`event: job` or
 /// `event: run`, `id:` the change's sequence number, `data:` a Change).
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
@@ -161,22 +185,16 @@ pub async fn events(
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
     let resume = match headers.get("last-event-id") {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad(
-                        "Last-Event-ID",
-                        "Last-Event-ID is not an event id this API sent",
-                    )
-                })?,
-        ),
+        Some(v) => Some(event_id(
+            "Last-Event-ID",
+            &String::from_utf8_lossy(v.as_bytes()),
+        )?),
     };
-    if let Some(a) = q.after.filter(|a| *a < 0) {
-        return Err(ApiError::bad("after", format!("after={a}: give 0 or more")));
-    }
-    let last = match resume.or(q.after) {
+    let after = match q.after {
+        None => None,
+        Some(a) => Some(event_id("after", &a.to_string())?),
+    };
+    let last = match resume.or(after) {
         Some(n) => n,
         None => api.services.ledger.last_change().await?,
     };
@@ -196,4 +214,19 @@ pub async fn events(
             .interval(Duration::from_secs(15))
             .text("keep-alive"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_range_checked() {
+        assert_eq!(event_id("after", "0").unwrap(), 0);
+        assert_eq!(event_id("Last-Event-ID", " 42 ").unwrap(), 42);
+        for bad in ["-1", "-9223372036854775808", "9223372036854775807", "x", ""] {
+            let e = event_id("Last-Event-ID", bad).unwrap_err();
+            assert_eq!(e.body.field.as_deref(), Some("Last-Event-ID"), "{bad}");
+        }
+    }
 }

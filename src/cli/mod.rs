@@ -5,6 +5,7 @@
 //! this file holds the top-level [`Cli`], the dispatch, and what several
 //! groups share (opening the ledger, stopping statements).
 
+mod console_url;
 mod dlq;
 mod events;
 mod jobs;
@@ -18,6 +19,7 @@ mod submit;
 mod worker;
 mod workers;
 
+pub use console_url::ConsoleUrlArgs;
 pub use dlq::DlqCommand;
 pub use events::EventsArgs;
 pub use jobs::JobsCommand;
@@ -86,10 +88,21 @@ pub enum Command {
     ///
     /// Its HTTP listener (`listen`, default 127.0.0.1:9464) serves the web
     /// console (/), the JSON API (/api/v1, described at /api/openapi.json;
-    /// `Authorization: Bearer` with `api_token`), /metrics, /healthz and
-    /// /readyz. Without `api_token` it refuses a listen address that is not
-    /// loopback.
+    /// `Authorization: Bearer TOKEN`), /metrics, /healthz and /readyz.
+    /// Without `api_token` the worker makes a random token, keeps it in a
+    /// file of mode 0600 (`api_token_path`, default beside a SQLite ledger:
+    /// LEDGER.api-token) and prints "Open the console at
+    /// http://127.0.0.1:PORT/#token=..." on stdout; it then refuses a
+    /// listen address that is not loopback. Requests must name the listener
+    /// as their Host (or a name in `api_allowed_hosts`), and state changes
+    /// must come from the same origin, as JSON.
     Worker(WorkerArgs),
+    /// Print the web console's address with the API token
+    /// (http://127.0.0.1:PORT/#token=...), one line per live worker with a
+    /// listener: the token is `api_token`, else the one the worker made and
+    /// keeps in `api_token_path`. The token is a secret: the address gives
+    /// whoever has it the whole API.
+    ConsoleUrl(ConsoleUrlArgs),
     /// List and inspect jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -133,6 +146,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         }
         Command::Submit(args) => submit::run(&cfg, args).await?,
         Command::Worker(args) => worker::run(cfg, args, shutdown).await?,
+        Command::ConsoleUrl(args) => console_url::run(&cfg, args).await?,
         Command::Jobs(cmd) => jobs::run(&cfg, cmd).await?,
         Command::Pipeline(cmd) => pipeline::run(&cfg, cmd).await?,
         Command::Runs(cmd) => runs::run(&cfg, cmd).await?,

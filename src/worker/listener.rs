@@ -1,9 +1,14 @@
 //! The worker's HTTP listener (`listen`, loopback by default): Prometheus
 //! `/metrics`, `/healthz` (the process is alive) and `/readyz` (the ledger
-//! answers and the last SQS receive succeeded recently), which stay open;
-//! the JSON API (`/api`, behind `api_token`) and the web console (`/`).
+//! answers and the last SQS receive succeeded recently), which need no
+//! token; the JSON API (`/api`, behind a token: `api_token`, or one the
+//! worker makes at start) and the web console (`/`). Every route is behind
+//! the API's guard (the Host must be the listener's, a state change must
+//! come from the same origin as JSON).
 
 use super::*;
+use crate::api::access::{self, Tokens};
+use crate::api::guard::{Guard, LocalAddr};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -16,17 +21,32 @@ fn receive_bound(cfg: &Config) -> Duration {
     Duration::from_secs((u64::from(cfg.wait_time_secs) * 3).max(5))
 }
 
+/// A bound listener and what its routes check.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    tokens: Tokens,
+    guard: Guard,
+}
+
 /// The routes of the listener. `stop` ends the API's event streams.
-pub fn router(worker: Arc<Worker>, stop: CancellationToken) -> Router {
-    let token = worker.api_token.get().cloned();
+pub fn router(
+    worker: Arc<Worker>,
+    tokens: Tokens,
+    guard: Guard,
+    stop: CancellationToken,
+) -> Router {
     let probes = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(worker.clone());
     probes
-        .merge(crate::api::router(worker.api_services(), token, stop))
+        .merge(crate::api::router(worker.api_services(), tokens, stop))
         .merge(crate::console::router())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            crate::api::guard::guard,
+        ))
 }
 
 async fn metrics(State(w): State<Arc<Worker>>) -> impl IntoResponse {
@@ -93,23 +113,24 @@ impl Worker {
     }
 
     /// Binds the listener (before the worker starts, so that a taken port
-    /// is an error at start-up). `None` when `listen` is empty.
-    pub async fn bind(&self) -> Result<Option<tokio::net::TcpListener>> {
+    /// is an error at start-up), with its token: the configured one, else
+    /// one made now (or at an earlier start) and kept in `api_token_path`,
+    /// whose console address is printed on stdout, the one place the token
+    /// is ever written. `None` when `listen` is empty.
+    pub async fn bind(&self) -> Result<Option<Bound>> {
         let Some(addr) = self.cfg.listen_addr()? else {
             return Ok(None);
         };
-        let token = self.cfg.api_token()?;
-        if token.is_none() && !addr.ip().is_loopback() {
+        if access::configured_token(&self.cfg)?.is_none() && !addr.ip().is_loopback() {
             anyhow::bail!(
-                "listen = {addr} is not a loopback address and no api_token is set: the JSON \
-                 API and the console would let anyone who reaches it submit SQL. Set api_token \
-                 (REDRELAY_API_TOKEN) or api_token_file to a long random value, or listen on \
-                 127.0.0.1"
+                "listen = {addr} is not a loopback address and no api_token is set: a token the \
+                 worker makes for itself is for a console on this machine. Set api_token \
+                 (REDRELAY_API_TOKEN) or api_token_file to a long random value shared by the \
+                 fleet, or listen on 127.0.0.1"
             );
         }
-        if let Some(t) = token {
-            let _ = self.api_token.set(t);
-        }
+        let made = access::worker_token(&self.cfg)?;
+        let read = access::read_token(&self.cfg)?;
         let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {addr} ({e}): set `listen` (REDRELAY_LISTEN) to a free \
@@ -118,22 +139,46 @@ impl Worker {
         })?;
         let bound = l.local_addr().unwrap_or(addr);
         let _ = self.info.listen.set(bound.to_string());
+        let tokens = Tokens::new(&made.token, read.as_ref());
+        let _ = self.api_token.set(made.token.clone());
+        let token_from = match &made.kept_at {
+            Some(path) => format!(
+                "the one this worker made, kept in {} (`redrelay console-url` prints the \
+                 console's address with it)",
+                path.display()
+            ),
+            None => "api_token".into(),
+        };
         info!(
             listen = %bound,
-            token = self.api_token.get().is_some(),
-            "HTTP listener: console at http://{bound}/, API at /api/v1, /metrics, /healthz, /readyz."
+            read_token = read.is_some(),
+            "HTTP listener on {bound}: console at /, API at /api/v1, /metrics, /healthz, \
+             /readyz. The API's token: {token_from}."
         );
-        Ok(Some(l))
+        if made.kept_at.is_some() {
+            // The one line with the token: on stdout, never in the log.
+            println!(
+                "Open the console at {}",
+                access::console_url(bound, &made.token)
+            );
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
+        Ok(Some(Bound {
+            listener: l,
+            tokens,
+            guard: Guard::new(bound, &self.cfg.api_allowed_hosts),
+        }))
     }
 
-    pub(super) async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        stop: CancellationToken,
-    ) -> Result<()> {
-        axum::serve(listener, router(self, stop.clone()))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .map_err(|e| anyhow::anyhow!("the HTTP listener stopped: {e}"))
+    pub(super) async fn serve(self: Arc<Self>, http: Bound, stop: CancellationToken) -> Result<()> {
+        let routes = router(self, http.tokens, http.guard, stop.clone());
+        axum::serve(
+            http.listener,
+            routes.into_make_service_with_connect_info::<LocalAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(|e| anyhow::anyhow!("the HTTP listener stopped: {e}"))
     }
 }

@@ -39,7 +39,12 @@ fn request(
 ) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect to the listener");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let given = |name: &str| extra.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    // A Host or Content-Type in `extra` replaces the default one.
+    if !given("host") {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -48,10 +53,10 @@ fn request(
     }
     let body = body.unwrap_or("");
     if method != "GET" {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        if !given("content-type") {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     head.push_str(body);
@@ -106,7 +111,20 @@ pub fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Reply {
-    let s = request(addr, method, path, token, &[], body);
+    call_with(addr, method, path, token, &[], body)
+}
+
+/// [`call`] with extra headers; a `Host` or `Content-Type` among them
+/// replaces the default one (the listener's address, JSON).
+pub fn call_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    let s = request(addr, method, path, token, extra, body);
     let mut r = BufReader::new(s);
     let (status, headers) = read_head(&mut r);
     let chunked = headers

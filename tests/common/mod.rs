@@ -401,6 +401,26 @@ impl Stack {
         }
     }
 
+    /// Starts `redrelay worker` in the background with `env` set, its
+    /// stdout written to the stack's file `stdout` (stderr to worker.log).
+    pub fn spawn_worker_env(&self, env: &[(&str, &str)], stdout: &str) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("worker.log"))
+            .expect("worker log");
+        let out = std::fs::File::create(self.dir.path().join(stdout)).expect("worker stdout");
+        let mut cmd = self.command(&["worker"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(out).stderr(log).spawn().expect("start worker");
+        Proc {
+            child,
+            name: "worker".into(),
+        }
+    }
+
     /// Starts a worker and waits until its consumer runs: a probe message
     /// sent to the queue is in the inbox (quarantined: it is not an event).
     /// The worker has no readiness signal of its own; this one is ledger
