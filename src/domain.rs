@@ -317,3 +317,76 @@ pub struct Submission<'a> {
     /// A batch's ExecutionMode (`AUTO_COMMIT`), or one transaction.
     pub execution_mode: Option<&'a str>,
 }
+
+/// A host as a `Host` header or `api_allowed_hosts` names it: lower case,
+/// an IPv6 address in brackets, with its port when one is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostName {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostName {
+    /// `name`, `name:port`, `1.2.3.4:port` or `[::1]:port`; `None` for
+    /// anything else (a scheme, a path, user info, an empty name).
+    pub fn parse(text: &str) -> Option<HostName> {
+        let text = text.trim();
+        if text.is_empty() || text.contains(['/', '@', '?', '#', ' ']) {
+            return None;
+        }
+        let authority: axum::http::uri::Authority = text.parse().ok()?;
+        let host = authority.host().to_ascii_lowercase();
+        if host.is_empty() {
+            return None;
+        }
+        // `Authority` takes "a:b:c" (an IPv6 address without brackets) as
+        // a host; a Host header never is one.
+        if host.contains(':') && !host.starts_with('[') {
+            return None;
+        }
+        Some(HostName {
+            host,
+            port: authority.port_u16(),
+        })
+    }
+}
+
+impl HostName {
+    /// The name or address, lower case (an IPv6 address in brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, when one is given.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+/// A value never shown: `****` in Debug and serialisation.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The value itself, for comparing and sending; never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("****")
+    }
+}

@@ -140,7 +140,6 @@ impl Worker {
         let bound = l.local_addr().unwrap_or(addr);
         let _ = self.info.listen.set(bound.to_string());
         let tokens = Tokens::new(&made.token, read.as_ref());
-        let _ = self.api_token.set(made.token.clone());
         let token_from = match &made.kept_at {
             Some(path) => format!(
                 "the one this worker made, kept in {} (`redrelay console-url` prints the \

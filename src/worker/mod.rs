@@ -161,8 +161,6 @@ pub struct Worker {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When the last SQS receive succeeded (ms; 0: never), for `/readyz`.
     last_receive_ms: std::sync::atomic::AtomicI64,
-    /// The API's bearer token, once the listener is bound (`api_token`).
-    pub api_token: std::sync::OnceLock<crate::config::Secret>,
 }
 
 /// The leader's lease: held this long after each renewal...
@@ -237,7 +235,6 @@ impl Worker {
             leader_until: std::sync::Mutex::new(None),
             metrics,
             last_receive_ms: std::sync::atomic::AtomicI64::new(0),
-            api_token: std::sync::OnceLock::new(),
         }
     }
 
