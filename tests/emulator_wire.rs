@@ -859,6 +859,7 @@ print(json.dumps({{"ids": ids, "got": sorted(got)}}))
     let calls = counters["put_events_calls"]
         .as_u64()
         .expect("put_events_calls");
+    eprintln!("60 events in {calls} PutEvents calls");
     assert!(
         (6..60).contains(&calls),
         "60 events in {calls} PutEvents calls: at most 10 a call, batched under load"
