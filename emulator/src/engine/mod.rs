@@ -1,6 +1,15 @@
 //! The statement engine: keeps every statement and its results, runs SQL on
 //! the warehouse (one SQLite connection, one transaction per statement or
 //! batch, executions serialized), and produces the Data API's answers.
+//!
+//! One file per concern: `model` (statements, sessions, requests), `error`
+//! (the answered errors), `validate` (checks before anything is kept),
+//! `admission` (Execute/BatchExecute: faults, ClientToken, limits),
+//! `sessions` (which session a statement runs in, idle ones closed,
+//! ListSessions), `execution` (running on the warehouse, the end recorded
+//! and evented), `lifecycle` (waits, cancel, retention, shutdown),
+//! `describe` (DescribeStatement, ListStatements) and `paging`
+//! (GetStatementResult and V2).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
