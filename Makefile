@@ -26,13 +26,15 @@ demo: venv build
 	bash scripts/demo.sh
 
 fmt:
-	cargo fmt --check
+	cargo fmt --all --check
 
+# The whole workspace, and the production build without the emulator.
 lint:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p redrelay --no-default-features --all-targets -- -D warnings
 
 unit:
-	cargo test --no-fail-fast
+	cargo test --workspace --no-fail-fast
 
 test: venv pg browser fmt lint unit deploy-check
 

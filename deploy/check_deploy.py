@@ -34,7 +34,8 @@ TEMPLATE = ROOT / "deploy" / "cloudformation.yaml"
 MANIFEST = ROOT / "deploy" / "kubernetes.yaml"
 
 # The rule's pattern, as `event_pattern()` in src/setup.rs builds it from
-# SOURCE and DETAIL_TYPE in src/event.rs. Nothing in the Rust tests ties this
+# SOURCE and DETAIL_TYPE in wire/src/event.rs (the redrelay-wire crate, which
+# src/event.rs re-exports). Nothing in the Rust tests ties this
 # copy to that function: `source_pattern()` below reads it back from the
 # sources, and the moto stage compares it with what `redrelay setup` prints.
 EXPECTED_PATTERN = {
@@ -256,11 +257,11 @@ def grants(doc):
 def source_pattern():
     """The pattern `event_pattern()` builds, read from the Rust sources."""
     setup = (ROOT / "src" / "setup.rs").read_text()
-    event = (ROOT / "src" / "event.rs").read_text()
+    event = (ROOT / "wire" / "src" / "event.rs").read_text()
     consts = dict(re.findall(r'pub const (\w+): &str = "([^"]*)";', event))
     m = re.search(r"pub fn event_pattern\(\)[^{]*\{\s*serde_json::json!\((\{.*?\})\)\s*\}", setup, re.S)
     if not m or "SOURCE" not in consts or "DETAIL_TYPE" not in consts:
-        fail("cannot find event_pattern() in src/setup.rs or SOURCE/DETAIL_TYPE in src/event.rs")
+        fail("cannot find event_pattern() in src/setup.rs or SOURCE/DETAIL_TYPE in wire/src/event.rs")
     body = re.sub(r"\[(SOURCE|DETAIL_TYPE)\]", lambda k: json.dumps([consts[k.group(1)]]), m.group(1))
     try:
         return json.loads(body)
@@ -609,7 +610,8 @@ def check_containerfile():
     froms = [ln.split()[1] for ln in lines if ln.startswith("FROM ")]
     expect(froms == ["rust:1-bookworm", "debian:bookworm-slim"],
            "two stages: rust:1-bookworm builder, debian:bookworm-slim runtime")
-    expect("cargo build --release --locked" in text, "builds with cargo build --release --locked")
+    expect("cargo build --release --locked --no-default-features -p redrelay" in text,
+           "builds with cargo build --release --locked --no-default-features -p redrelay (no emulator)")
     user = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
     expect(len(user) == 1 and user[0].split(":")[0].isdigit() and int(user[0].split(":")[0]) > 0,
            f"runs as a numeric non-root user ({user})")

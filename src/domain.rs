@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// the ledger's arithmetic.
 pub const MAX_TIMEOUT_SECS: u64 = 30 * 86_400;
 
-/// BatchExecuteStatement takes 1 to 40 SQL statements.
-pub const MAX_BATCH_STATEMENTS: usize = 40;
+/// BatchExecuteStatement takes 1 to 40 SQL statements (a wire fact the
+/// emulator enforces too), and the `:name` parameters a SQL text references.
+pub use redrelay_wire::{param_names, MAX_BATCH_STATEMENTS};
 
 /// Checks the number of statements of a job: one, or a batch of at most
 /// [`MAX_BATCH_STATEMENTS`].
@@ -113,7 +114,7 @@ pub struct ParamFrom {
 
 /// A parameter name is what follows `:` in the SQL: letters, digits or _.
 pub fn check_param_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !redrelay_wire::valid_param_name(name) {
         return Err(format!(
             "parameter {name:?}: a name is letters, digits or _ (as :name in the SQL)"
         ));

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-pub const SOURCE: &str = "aws.redshift-data";
-pub const DETAIL_TYPE: &str = "Redshift Data Statement Status Change";
+/// The event's source, detail-type and detail are wire facts the emulator
+/// publishes by: one definition, in `redrelay-wire`.
+pub use redrelay_wire::{Detail, StatementState, DETAIL_TYPE, SOURCE};
 
 /// The EventBridge envelope. moto's EventBridge leaves out `account`, so it
 /// is optional here.
@@ -25,73 +26,6 @@ pub struct Envelope {
     #[serde(default)]
     pub resources: Vec<String>,
     pub detail: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Detail {
-    #[serde(default)]
-    pub principal: Option<String>,
-    #[serde(default)]
-    pub statement_name: Option<String>,
-    pub statement_id: String,
-    #[serde(default)]
-    pub redshift_query_id: Option<i64>,
-    pub state: StatementState,
-    #[serde(default)]
-    pub rows: Option<i64>,
-    #[serde(default)]
-    pub expire_at: Option<i64>,
-}
-
-/// A statement status. Unknown values are kept, never an error: the Data
-/// API has been seen to answer states it does not document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatementState {
-    Submitted,
-    Picked,
-    Started,
-    Finished,
-    Failed,
-    Aborted,
-    Other(String),
-}
-
-impl StatementState {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "SUBMITTED" => Self::Submitted,
-            "PICKED" => Self::Picked,
-            "STARTED" => Self::Started,
-            "FINISHED" => Self::Finished,
-            "FAILED" => Self::Failed,
-            "ABORTED" => Self::Aborted,
-            other => Self::Other(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Submitted => "SUBMITTED",
-            Self::Picked => "PICKED",
-            Self::Started => "STARTED",
-            Self::Finished => "FINISHED",
-            Self::Failed => "FAILED",
-            Self::Aborted => "ABORTED",
-            Self::Other(s) => s,
-        }
-    }
-
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Finished | Self::Failed | Self::Aborted)
-    }
-}
-
-impl<'de> Deserialize<'de> for StatementState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(Self::parse(&s))
-    }
 }
 
 /// A parsed, origin-checked status change event.

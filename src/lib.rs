@@ -14,7 +14,10 @@ pub mod console;
 pub mod dataapi;
 pub mod dlq;
 pub mod domain;
-pub mod emulator;
+/// The local Data API emulator (`redrelay emulator`), a crate of its own;
+/// left out of the production build (`--no-default-features`).
+#[cfg(feature = "emulator")]
+pub use redrelay_emulator as emulator;
 pub mod event;
 pub mod ledger;
 pub mod metrics;

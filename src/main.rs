@@ -4,8 +4,10 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = redrelay::cli::Cli::parse();
+    // The emulator is a crate of its own (target `redrelay_emulator`): its
+    // logs keep showing by default under `redrelay emulator`.
     let filter = EnvFilter::try_from_env("REDRELAY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("warn,redrelay=info"));
+        .unwrap_or_else(|_| EnvFilter::new("warn,redrelay=info,redrelay_emulator=info"));
     match cli.log_format {
         redrelay::cli::LogFormat::Json => tracing_subscriber::fmt()
             .json()

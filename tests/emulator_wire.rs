@@ -24,6 +24,19 @@ impl Emulator {
         Emulator::start_with_env(extra, &[])
     }
 
+    /// Started with moto (at `moto`) as its EventBridge.
+    fn start_on_moto(extra: &[&str], moto: &str) -> Emulator {
+        Emulator::start_with_env(
+            extra,
+            &[
+                ("AWS_ENDPOINT_URL", moto),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_REGION", "us-east-1"),
+            ],
+        )
+    }
+
     fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Emulator {
         let dir = tempfile::tempdir().expect("tempdir");
         let stderr = std::fs::File::create(dir.path().join("emulator.log")).expect("log file");
@@ -690,15 +703,7 @@ print(json.dumps({"during": during, "cancel": c["Status"], "after": d["Status"],
 #[test]
 fn with_event_publishes_the_status_change_to_eventbridge() {
     let (_moto, moto) = start_moto(Stdio::null());
-    let mut emu = Emulator::start_with_env(
-        &[],
-        &[
-            ("AWS_ENDPOINT_URL", &moto),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let mut emu = Emulator::start_on_moto(&[], &moto);
     let script = format!(
         r#"
 moto = "{moto}"
@@ -799,6 +804,65 @@ print(json.dumps({{"ok": ok["Id"], "bad": bad["Id"], "quiet": quiet["Id"], "even
     assert_eq!(
         bad["resources"],
         json!(["arn:aws:redshift:us-east-1:123456789012:cluster:analytics"])
+    );
+}
+
+#[test]
+fn events_go_in_batched_put_events_calls() {
+    // 60 statements submitted at once from 8 threads end within a few
+    // milliseconds of each other: their events must reach the queue, in
+    // fewer PutEvents calls than events (up to 10 entries a call).
+    let (_moto, moto) = start_moto(Stdio::null());
+    let mut emu = Emulator::start_on_moto(&[], &moto);
+    let script = format!(
+        r#"
+from concurrent.futures import ThreadPoolExecutor
+{queue}
+def submit(i):
+    return rsd.execute_statement(Sql="select %d" % i, StatementName="b-%d" % i, WithEvent=True,
+                                 WorkgroupName="wg-test", Database="dev")["Id"]
+with ThreadPoolExecutor(8) as pool:
+    ids = list(pool.map(submit, range(60)))
+got, end = set(), time.time() + 30
+while len(got) < len(ids) and time.time() < end:
+    r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    for m in r.get("Messages", []):
+        got.add(json.loads(m["Body"])["detail"]["statementId"])
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+print(json.dumps({{"ids": ids, "got": sorted(got)}}))
+"#,
+        queue = event_queue_script(&moto, "rr-batch")
+    );
+    let out = emu.python(&script);
+    let mut ids: Vec<&str> = out["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ids.sort_unstable();
+    let got: Vec<&str> = out["got"]
+        .as_array()
+        .expect("got")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(got, ids, "every event arrived once\n{}", emu.log());
+    emu.stop();
+    let records = emu.records();
+    let counters = &records
+        .iter()
+        .find(|l| l["kind"] == "counters")
+        .expect("counters line")["counters"];
+    assert_eq!(counters["events_sent"], 60, "{counters}");
+    assert_eq!(counters["events_send_failed"], 0, "{counters}");
+    let calls = counters["put_events_calls"]
+        .as_u64()
+        .expect("put_events_calls");
+    eprintln!("60 events in {calls} PutEvents calls");
+    assert!(
+        (6..60).contains(&calls),
+        "60 events in {calls} PutEvents calls: at most 10 a call, batched under load"
     );
 }
 
@@ -932,6 +996,23 @@ print(json.dumps({"during": during, "status": d["Status"], "secs": after, "next"
     assert_eq!(out["next"], "FINISHED", "the warehouse still works");
 }
 
+/// Python that makes an SQS queue `name` on moto (`url`) and an EventBridge
+/// rule of the same name sending every `aws.redshift-data` event to it
+/// (`sqs` is a boto3 client of moto's SQS).
+fn event_queue_script(moto: &str, name: &str) -> String {
+    format!(
+        r#"
+moto = "{moto}"
+sqs = boto3.client("sqs", endpoint_url=moto)
+ev = boto3.client("events", endpoint_url=moto)
+url = sqs.create_queue(QueueName="{name}")["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+ev.put_rule(Name="{name}", EventPattern=json.dumps({{"source": ["aws.redshift-data"]}}))
+ev.put_targets(Rule="{name}", Targets=[{{"Id": "q", "Arn": arn}}])
+"#
+    )
+}
+
 /// (visible, in flight) messages of an SQS queue of moto, read with boto3.
 fn queue_counts(emu: &Emulator, moto: &str, queue: &str) -> (i64, i64) {
     let out = emu.python(&format!(
@@ -948,24 +1029,10 @@ print(json.dumps([int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumbe
 /// Runs 12 statements with events through moto; returns the statement ids
 /// in order, the statement ids of the events received, and the record.
 fn run_event_faults(moto: &str, extra: &[&str]) -> (Vec<String>, Vec<String>, Vec<Value>) {
-    let mut emu = Emulator::start_with_env(
-        extra,
-        &[
-            ("AWS_ENDPOINT_URL", moto),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    );
+    let mut emu = Emulator::start_on_moto(extra, moto);
     let script = format!(
         r#"
-moto = "{moto}"
-sqs = boto3.client("sqs", endpoint_url=moto)
-ev = boto3.client("events", endpoint_url=moto)
-url = sqs.create_queue(QueueName="rr-faults")["QueueUrl"]
-arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-ev.put_rule(Name="rr-faults", EventPattern=json.dumps({{"source": ["aws.redshift-data"]}}))
-ev.put_targets(Rule="rr-faults", Targets=[{{"Id": "q", "Arn": arn}}])
+{queue}
 ids = []
 for i in range(12):
     r = rsd.execute_statement(Sql="select %d" % i, StatementName="ev-%d" % i, WithEvent=True,
@@ -973,7 +1040,8 @@ for i in range(12):
     wait(r["Id"])
     ids.append(r["Id"])
 print(json.dumps({{"ids": ids}}))
-"#
+"#,
+        queue = event_queue_script(moto, "rr-faults")
     );
     let out = emu.python(&script);
     // Stopped, the emulator has sent every event it holds back: its record

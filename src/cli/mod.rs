@@ -129,11 +129,14 @@ pub enum Command {
     #[command(subcommand)]
     Schedules(SchedulesCommand),
     /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
+    #[cfg(feature = "emulator")]
     Emulator(Box<crate::emulator::EmulatorArgs>),
 }
 
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
-    let command = match cli.command {
+    let command = cli.command;
+    #[cfg(feature = "emulator")]
+    let command = match command {
         Command::Emulator(args) => return crate::emulator::run(*args, shutdown).await,
         command => command,
     };
@@ -156,6 +159,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Dlq(cmd) => dlq::run(&cfg, cmd).await?,
         Command::Workers(cmd) => workers::run(&cfg, cmd).await?,
         Command::Schedules(cmd) => schedules::run(&cfg, cmd).await?,
+        #[cfg(feature = "emulator")]
         Command::Emulator(_) => unreachable!("the emulator returned above"),
     }
     Ok(())

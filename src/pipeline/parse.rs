@@ -292,7 +292,7 @@ pub fn parse(
         // The Data API refuses a statement whose `:name` has no value.
         let mut missing: Vec<String> = sqls
             .iter()
-            .flat_map(|s| crate::emulator::param_names(s))
+            .flat_map(|s| crate::domain::param_names(s))
             .filter(|n| !params.iter().any(|(p, _)| p == n))
             .collect();
         missing.dedup();

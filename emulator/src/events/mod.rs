@@ -1,28 +1,28 @@
-//! Publishes "Redshift Data Statement Status Change" events to EventBridge
-//! (PutEvents through the official SDK, endpoint and region from the
-//! standard AWS configuration chain), applying the event faults: drop,
-//! duplicate, delay, reorder.
+//! Publishes "Redshift Data Statement Status Change" events to EventBridge,
+//! applying the event faults: drop, duplicate, delay, reorder. This module
+//! decides what is sent and in which order, as groups of entries that stay
+//! together (an event, its duplicate, and a held-back event released after
+//! it); `putevents` sends the groups in batched, concurrent PutEvents calls.
+
+mod putevents;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{system_clock, Target};
-use super::faults::{Counters, Faults};
-use super::record::Recorder;
+use crate::engine::{system_clock, Target};
+use crate::faults::{Counters, Faults};
+use crate::record::Recorder;
+use putevents::{Group, Outbox, Outgoing};
 
-/// The event's source and detail-type, as AWS sends them (one place: the
-/// parser checks the same).
-pub(crate) use crate::event::{DETAIL_TYPE, SOURCE};
-/// PutEvents attempts per event before giving up on it.
-const PUT_ATTEMPTS: u32 = 4;
+/// The event's source, detail-type and detail, as AWS sends them (one
+/// place, `redrelay-wire`: redrelay's parser checks the same).
+use redrelay_wire::{Detail, StatementState, DETAIL_TYPE, SOURCE};
 
 /// One completion to announce.
 #[derive(Debug, Clone)]
@@ -37,29 +37,16 @@ pub(crate) struct EventMsg {
     pub principal: String,
 }
 
-/// The event's `detail`, with the documented field names and order.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Detail<'a> {
-    principal: &'a str,
-    statement_name: &'a str,
-    statement_id: &'a str,
-    redshift_query_id: i64,
-    state: &'a str,
-    rows: i64,
-    expire_at: i64,
-}
-
 /// The `detail` JSON of an event.
 pub(crate) fn detail_json(m: &EventMsg) -> String {
     let d = Detail {
-        principal: &m.principal,
-        statement_name: &m.statement_name,
-        statement_id: &m.statement_id,
-        redshift_query_id: m.redshift_query_id,
-        state: m.state,
-        rows: m.rows,
-        expire_at: m.expire_at_s,
+        principal: Some(m.principal.clone()),
+        statement_name: Some(m.statement_name.clone()),
+        statement_id: m.statement_id.clone(),
+        redshift_query_id: Some(m.redshift_query_id),
+        state: StatementState::parse(m.state),
+        rows: Some(m.rows),
+        expire_at: Some(m.expire_at_s),
     };
     // Serializing plain strings and integers cannot fail.
     serde_json::to_string(&d).unwrap_or_default()
@@ -96,13 +83,13 @@ pub(crate) fn spawn(
     stop: CancellationToken,
 ) -> (EventSender, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (out, sending) = putevents::spawn(account, Arc::clone(&faults), Arc::clone(&recorder));
     let publisher = Publisher {
-        account,
         faults,
         recorder,
-        client: tokio::sync::OnceCell::new(),
+        out,
     };
-    let handle = tokio::spawn(Arc::new(publisher).run(rx, stop));
+    let handle = tokio::spawn(publisher.run(rx, stop, sending));
     (EventSender(tx), handle)
 }
 
@@ -113,20 +100,19 @@ struct Held {
     deadline: Instant,
 }
 
+/// Applies the event faults, in the order the events come.
 struct Publisher {
-    account: String,
     faults: Arc<Faults>,
     recorder: Arc<Recorder>,
-    /// Built on first use, so that an emulator without WithEvent never
-    /// looks for AWS configuration.
-    client: tokio::sync::OnceCell<(aws_sdk_eventbridge::Client, String)>,
+    out: Outbox,
 }
 
 impl Publisher {
     async fn run(
-        self: Arc<Self>,
+        self,
         mut rx: mpsc::UnboundedReceiver<EventMsg>,
         stop: CancellationToken,
+        sending: tokio::task::JoinHandle<()>,
     ) {
         let mut held: Option<Held> = None;
         let mut delayed = JoinSet::new();
@@ -137,7 +123,7 @@ impl Publisher {
                 _ = stop.cancelled() => None,
                 _ = sleep_until_opt(deadline) => {
                     if let Some(h) = held.take() {
-                        self.release(h).await;
+                        self.release(h);
                     }
                     continue;
                 }
@@ -146,31 +132,31 @@ impl Publisher {
             let Some(m) = msg else {
                 break;
             };
-            self.handle(m, &mut held, &mut delayed).await;
+            self.handle(m, &mut held, &mut delayed);
         }
         // Shutting down: send what is queued, the held event, and wait for
-        // the delayed ones (the caller bounds this with a grace period).
+        // the delayed ones, then for the calls in flight (the caller bounds
+        // this with a grace period).
         while let Ok(m) = rx.try_recv() {
-            self.handle(m, &mut held, &mut delayed).await;
+            self.handle(m, &mut held, &mut delayed);
         }
         if let Some(h) = held.take() {
-            self.release(h).await;
+            self.release(h);
         }
         while delayed.join_next().await.is_some() {}
+        drop(self.out);
+        if sending.await.is_err() {
+            tracing::warn!("The PutEvents sender stopped abnormally.");
+        }
     }
 
-    async fn handle(
-        self: &Arc<Self>,
-        m: EventMsg,
-        held: &mut Option<Held>,
-        delayed: &mut JoinSet<()>,
-    ) {
+    fn handle(&self, m: EventMsg, held: &mut Option<Held>, delayed: &mut JoinSet<()>) {
         let plan = self.faults.plan_event();
         let counters = &self.faults.counters;
         if plan.drop {
             Counters::bump(&counters.events_dropped);
             tracing::info!(statement_id = %m.statement_id, state = m.state, "Fault injection: event dropped.");
-            self.note(&m, "dropped");
+            note(&self.recorder, &m, "dropped");
             return;
         }
         if plan.duplicate {
@@ -179,21 +165,18 @@ impl Publisher {
         if let Some(ms) = plan.delay_ms {
             Counters::bump(&counters.events_delayed);
             tracing::info!(statement_id = %m.statement_id, delay_ms = ms, "Fault injection: event delayed.");
-            self.note(&m, "delayed");
-            let me = Arc::clone(self);
+            note(&self.recorder, &m, "delayed");
+            let out = self.out.clone();
             delayed.spawn(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                me.publish(&m, "sent").await;
-                if plan.duplicate {
-                    me.publish(&m, "duplicate_sent").await;
-                }
+                out.send(copies(m, "sent", plan.duplicate));
             });
             return;
         }
         if plan.reorder && held.is_none() {
             Counters::bump(&counters.events_reordered);
             tracing::info!(statement_id = %m.statement_id, "Fault injection: event held back to be sent after the next one.");
-            self.note(&m, "reordered");
+            note(&self.recorder, &m, "reordered");
             let window = Duration::from_millis(self.faults.reorder_window_ms());
             *held = Some(Held {
                 msg: m,
@@ -202,91 +185,48 @@ impl Publisher {
             });
             return;
         }
-        self.publish(&m, "sent").await;
-        if plan.duplicate {
-            self.publish(&m, "duplicate_sent").await;
-        }
+        // The event, its duplicate, then the held-back one: one group, so
+        // one PutEvents call sends them in this order.
+        let mut group = copies(m, "sent", plan.duplicate);
         if let Some(h) = held.take() {
-            self.release(h).await;
+            group.extend(copies(h.msg, "sent_late", h.duplicate));
         }
+        self.out.send(group);
     }
 
     /// Sends a held-back event (and its duplicate, if it has one).
-    async fn release(&self, h: Held) {
-        self.publish(&h.msg, "sent_late").await;
-        if h.duplicate {
-            self.publish(&h.msg, "duplicate_sent").await;
-        }
+    fn release(&self, h: Held) {
+        self.out.send(copies(h.msg, "sent_late", h.duplicate));
     }
+}
 
-    fn note(&self, m: &EventMsg, action: &str) {
-        self.recorder.write(&json!({
-            "kind": "event",
-            "at_ms": system_clock(),
-            "statement_id": m.statement_id,
-            "state": m.state,
-            "action": action,
-        }));
+/// An event to send as `action`, then its duplicate when it has one.
+fn copies(m: EventMsg, action: &'static str, duplicate: bool) -> Group {
+    let mut group = Vec::with_capacity(2);
+    if duplicate {
+        group.push(Outgoing {
+            msg: m.clone(),
+            action,
+        });
+        group.push(Outgoing {
+            msg: m,
+            action: "duplicate_sent",
+        });
+    } else {
+        group.push(Outgoing { msg: m, action });
     }
+    group
+}
 
-    async fn client(&self) -> &(aws_sdk_eventbridge::Client, String) {
-        self.client
-            .get_or_init(|| async {
-                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await;
-                let region = config
-                    .region()
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| "us-east-1".to_string());
-                (aws_sdk_eventbridge::Client::new(&config), region)
-            })
-            .await
-    }
-
-    /// PutEvents with retries; logs and carries on when it keeps failing.
-    async fn publish(&self, m: &EventMsg, action: &str) {
-        let (client, region) = self.client().await;
-        let entry = PutEventsRequestEntry::builder()
-            .source(SOURCE)
-            .detail_type(DETAIL_TYPE)
-            .resources(resource_arn(&m.target, region, &self.account))
-            .detail(detail_json(m))
-            .build();
-        let mut last_error = String::new();
-        for attempt in 0..PUT_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
-            match client.put_events().entries(entry.clone()).send().await {
-                Ok(out) if out.failed_entry_count() == 0 => {
-                    Counters::bump(&self.faults.counters.events_sent);
-                    tracing::debug!(statement_id = %m.statement_id, state = m.state, "Event sent.");
-                    self.note(m, action);
-                    return;
-                }
-                Ok(out) => {
-                    last_error = out
-                        .entries()
-                        .iter()
-                        .filter_map(|e| e.error_message().or(e.error_code()))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                }
-                Err(e) => {
-                    last_error = aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string();
-                }
-            }
-        }
-        Counters::bump(&self.faults.counters.events_send_failed);
-        self.note(m, "send_failed");
-        tracing::error!(
-            statement_id = %m.statement_id,
-            state = m.state,
-            error = %last_error,
-            "Could not send the status change event to EventBridge; it is lost."
-        );
-    }
+/// Writes what became of an event to the record.
+fn note(recorder: &Recorder, m: &EventMsg, action: &str) {
+    recorder.write(&json!({
+        "kind": "event",
+        "at_ms": system_clock(),
+        "statement_id": m.statement_id,
+        "state": m.state,
+        "action": action,
+    }));
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -291,6 +291,9 @@ pub(crate) enum ApiFault {
 pub(crate) struct Counters {
     pub events_sent: AtomicU64,
     pub events_send_failed: AtomicU64,
+    /// PutEvents calls made (retries included): fewer than events sent
+    /// when they went in batches.
+    pub put_events_calls: AtomicU64,
     pub events_dropped: AtomicU64,
     pub events_duplicated: AtomicU64,
     pub events_delayed: AtomicU64,
@@ -313,6 +316,7 @@ impl Counters {
         serde_json::json!({
             "events_sent": g(&self.events_sent),
             "events_send_failed": g(&self.events_send_failed),
+            "put_events_calls": g(&self.put_events_calls),
             "events_dropped": g(&self.events_dropped),
             "events_duplicated": g(&self.events_duplicated),
             "events_delayed": g(&self.events_delayed),

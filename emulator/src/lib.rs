@@ -1,4 +1,6 @@
-//! Local Redshift Data API emulator (`redrelay emulator`).
+//! Local Redshift Data API emulator (the `redrelay-emulator` binary, and
+//! `redrelay emulator` in a redrelay built with its default `emulator`
+//! feature).
 //!
 //! Speaks the Data API's wire protocol (awsJson1_1) so that the official
 //! SDKs and the aws CLI work against it unchanged; runs the SQL for real on
@@ -8,13 +10,18 @@
 //! Statement Status Change" event to EventBridge (moto locally). It can
 //! inject faults, seeded and reproducible: see [`faults::FaultConfig`].
 //!
+//! It imports nothing of redrelay's daemon: what both must agree on (the
+//! event's source, detail-type and detail, the batch limit, the `:name`
+//! parameter syntax) comes from the `redrelay-wire` crate.
+//!
 //! Modules: `wire` (HTTP and JSON shapes), `engine` (statements, sessions,
-//! execution, results), `warehouse` (SQLite or PostgreSQL connections),
-//! `redshift` (Redshift SQL rewritten for the warehouse with sqlparser-rs),
-//! `metadata` (the catalog operations), `s3io` (COPY and
-//! UNLOAD on S3), `sql` (parameter scanning, value typing), `events`
-//! (EventBridge publisher), `faults` (fault decisions and counters),
-//! `record` (the JSON Lines record of what ran).
+//! execution, results: one file per concern), `warehouse` (SQLite or
+//! PostgreSQL connections), `redshift` (Redshift SQL rewritten for the
+//! warehouse with sqlparser-rs), `metadata` (the catalog operations),
+//! `s3io` (COPY and UNLOAD on S3), `sql` (value typing), `events` (the
+//! EventBridge publisher: faults applied, then batched PutEvents), `faults`
+//! (fault decisions and counters), `record` (the JSON Lines record of what
+//! ran).
 
 mod engine;
 mod events;
@@ -24,12 +31,6 @@ mod record;
 mod redshift;
 mod s3io;
 mod sql;
-
-/// The `:name` parameters a SQL text references (outside strings, comments
-/// and `::` casts), as the Data API finds them.
-pub(crate) fn param_names(sql: &str) -> Vec<String> {
-    sql::rewrite_params(sql).names
-}
 mod warehouse;
 mod wire;
 
