@@ -8,14 +8,19 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Tests find moto's server and the Python clients here.
 export REDRELAY_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all build venv demo test fmt lint unit deploy-check bench clean pg browser
+.PHONY: all build venv lock demo test fmt lint unit deploy-check bench clean pg browser
 
 all: build
 
-$(VENV)/.installed: requirements.txt
+# Exact versions and hashes of every Python package, transitive ones too
+# (requirements.lock, made from requirements.txt by `make lock`).
+$(VENV)/.installed: requirements.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	@touch $@
+
+lock:
+	bash scripts/lock.sh
 
 venv: $(VENV)/.installed
 
@@ -73,8 +78,8 @@ deploy-check: venv
 
 # Benchmarks print figures (docs/performance.md); they are not part of
 # `test`. Release build: the figures are what users run.
-$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+$(VENV)/.bench-installed: requirements-bench.lock $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-bench.lock
 	@touch $@
 
 bench: venv pg $(VENV)/.bench-installed
