@@ -610,8 +610,10 @@ def check_containerfile():
     froms = [ln.split()[1] for ln in lines if ln.startswith("FROM ")]
     expect(froms == ["rust:1-bookworm", "debian:bookworm-slim"],
            "two stages: rust:1-bookworm builder, debian:bookworm-slim runtime")
-    expect("cargo build --release --locked --no-default-features -p redrelay" in text,
-           "builds with cargo build --release --locked --no-default-features -p redrelay (no emulator)")
+    expect("cargo build --profile production --locked --no-default-features -p redrelay" in text
+           and "target/production/redrelay" in text,
+           "builds with cargo build --profile production --locked --no-default-features -p redrelay "
+           "(no emulator, LTO)")
     user = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
     expect(len(user) == 1 and user[0].split(":")[0].isdigit() and int(user[0].split(":")[0]) > 0,
            f"runs as a numeric non-root user ({user})")
