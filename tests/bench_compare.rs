@@ -748,7 +748,31 @@ fn idle_worker() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let stack = Stack::start("idle");
-    let worker = stack.spawn_worker_ready(&[]);
+    // REDRELAY_BENCH_WORKER_BIN: the worker of another build, e.g. the
+    // production one (`cargo build --profile production
+    // --no-default-features -p redrelay`), beside this build's emulator.
+    let other = std::env::var("REDRELAY_BENCH_WORKER_BIN").ok();
+    let (worker, which) = match &other {
+        Some(bin) => {
+            let mut child = stack
+                .command_of(bin, &["worker"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start the other worker");
+            std::thread::sleep(Duration::from_secs(3));
+            assert!(child.try_wait().unwrap().is_none(), "the worker exited");
+            (
+                common::Proc {
+                    child,
+                    name: "worker".into(),
+                },
+                bin.as_str(),
+            )
+        }
+        None => (stack.spawn_worker_ready(&[]), "this build"),
+    };
+    println!("worker: {which}");
     std::thread::sleep(Duration::from_secs(2));
     let before = cpu_ticks(worker.pid());
     std::thread::sleep(Duration::from_secs(secs));

@@ -337,7 +337,13 @@ impl Stack {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        self.command_of(bin(), args)
+    }
+
+    /// [`Stack::command`] with another redrelay binary (a benchmark of the
+    /// production build, which has no emulator).
+    pub fn command_of(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
         cmd.arg("--config").arg(&self.config).args(args);
         self.aws_env(&mut cmd);
         cmd.env("REDRELAY_LOG", "info,aws=warn");
