@@ -1,6 +1,6 @@
 //! `/api/v1/runs`: list, show, start, cancel.
 
-use super::jobs::{job_detail, JobDetail, JobView};
+use super::jobs::{JobDetail, JobView};
 use super::{limit, time_ms, ApiError, ApiJson, ApiQuery, ApiResult, ApiState};
 use crate::ledger::{Run, RunsFilter};
 use crate::ops::RunNowError;
@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -189,13 +189,33 @@ async fn find(api: &super::Api, id: &str) -> ApiResult<Run> {
 pub async fn show(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Json<RunDetail>> {
     let run = find(&api, &id).await?;
     let ledger = &api.services.ledger;
-    let mut jobs = Vec::new();
-    for j in ledger.jobs(None, Some(&id)).await? {
-        jobs.push(job_detail(ledger, j).await?);
+    // Four queries whatever the run's size (jobs, attempts, result files,
+    // edges), not three per job: the console reads this on every change.
+    let pairs = ledger.run_edges(&id).await?;
+    let mut attempts: HashMap<i64, Vec<_>> = HashMap::new();
+    for a in ledger.run_attempts(&id).await? {
+        attempts.entry(a.job_id).or_default().push(a.row);
     }
-    let edges = ledger
-        .run_edges(&id)
+    let mut results: HashMap<i64, Vec<_>> = HashMap::new();
+    for r in ledger.run_results(&id).await? {
+        results.entry(r.job_id).or_default().push(r.row);
+    }
+    let mut deps: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (job, dep) in &pairs {
+        deps.entry(*job).or_default().push(*dep);
+    }
+    let jobs = ledger
+        .jobs(None, Some(&id))
         .await?
+        .into_iter()
+        .map(|j| JobDetail {
+            depends_on: deps.remove(&j.id).unwrap_or_default(),
+            attempts: attempts.remove(&j.id).unwrap_or_default(),
+            results: results.remove(&j.id).unwrap_or_default(),
+            job: j.into(),
+        })
+        .collect();
+    let edges = pairs
         .into_iter()
         .map(|(job, dep)| Edge { from: dep, to: job })
         .collect();

@@ -86,6 +86,31 @@ impl Ledger {
             .await
     }
 
+    /// Every attempt of a run's jobs, by job and attempt: a run's page in
+    /// one query, not one per job.
+    pub async fn run_attempts(&self, run: &str) -> Result<Vec<OfJob<Attempt>>> {
+        query(
+            "SELECT a.job_id, a.attempt, a.client_token, a.statement_id, a.state, a.started_at, \
+             a.submitted_at, a.finished_at, a.rows, a.error FROM attempts a \
+             JOIN jobs j ON j.id = a.job_id WHERE j.run_id = $1 ORDER BY a.job_id, a.attempt",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Every result file of a run's jobs, by job and sub-statement.
+    pub async fn run_results(&self, run: &str) -> Result<Vec<OfJob<ResultFile>>> {
+        query(
+            "SELECT r.job_id, r.sub, r.statement_id, r.rows, r.csv_path, r.jsonl_path \
+             FROM results r JOIN jobs j ON j.id = r.job_id WHERE j.run_id = $1 \
+             ORDER BY r.job_id, r.sub",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Every dependency edge (job, depends_on) of a run.
     pub async fn run_edges(&self, run: &str) -> Result<Vec<(i64, i64)>> {
         query(

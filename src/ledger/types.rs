@@ -142,6 +142,15 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// A row of a run's attempts or result files ([`Ledger::run_attempts`],
+/// [`Ledger::run_results`]): the job's id beside the row.
+#[derive(Debug, Clone, FromRow)]
+pub struct OfJob<T> {
+    pub job_id: i64,
+    #[sqlx(flatten)]
+    pub row: T,
+}
+
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ResultFile {
     pub sub: i64,
