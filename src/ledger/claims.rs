@@ -297,13 +297,8 @@ impl Ledger {
             // closes it and a retry waits for that; the caller stops it.
             moved_on = Some(conflict(job_id, job.state.as_str(), "READY"));
         }
-        query(
-            "UPDATE attempts SET state = 'SUBMITTED', statement_id = $1, submitted_at = $2 \
-                 WHERE job_id = $3 AND attempt = $4 AND state = 'SUBMITTING'",
-        )
-        .binds((statement_id, now, job_id, attempt))
-        .execute(&mut tx)
-        .await?;
+        let set = "state = 'SUBMITTED', statement_id = $1, submitted_at = $2";
+        update_submitting(&mut tx, set, (statement_id, now), job_id, attempt).await?;
         let deferred: Vec<(i64, String, Option<String>)> = query(
             "SELECT seq, body, error FROM events WHERE disposition = 'deferred' \
                  AND statement_id = $1 ORDER BY seq",
@@ -341,13 +336,8 @@ impl Ledger {
         now: i64,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        query(
-            "UPDATE attempts SET state = 'FAILED', finished_at = $1, error = $2 \
-                 WHERE job_id = $3 AND attempt = $4 AND state = 'SUBMITTING'",
-        )
-        .binds((now, error, job_id, attempt))
-        .execute(&mut tx)
-        .await?;
+        let set = "state = 'FAILED', finished_at = $1, error = $2";
+        update_submitting(&mut tx, set, (now, error), job_id, attempt).await?;
         let changed = query(
             "UPDATE jobs SET state = 'FAILED', error = $1, finished_at = $2 \
                  WHERE id = $3 AND state = 'READY' AND attempt = $4",
@@ -386,4 +376,22 @@ impl Ledger {
         .await?;
         Ok(rows.into_iter().collect())
     }
+}
+
+/// Updates the attempt `attempt` of a job while it is being submitted:
+/// `set` names its new columns with `$1` and `$2`, bound from `values`.
+async fn update_submitting<'a>(
+    tx: &mut Tx,
+    set: &str,
+    values: impl super::driver::Binds<'a>,
+    job_id: i64,
+    attempt: i64,
+) -> Result<u64> {
+    query(format!(
+        "UPDATE attempts SET {set} WHERE job_id = $3 AND attempt = $4 AND state = 'SUBMITTING'"
+    ))
+    .binds(values)
+    .binds((job_id, attempt))
+    .execute(tx)
+    .await
 }

@@ -80,9 +80,7 @@ pub(super) async fn job_event(tx: &mut Tx, job_id: i64, now: i64) -> Result<()> 
         }
         None => None,
     };
-    let event_id = new_uid();
     let detail = serde_json::json!({
-        "event_id": event_id,
         "job_id": job.id,
         "job_name": job.name,
         "run_id": job.run_id,
@@ -98,7 +96,7 @@ pub(super) async fn job_event(tx: &mut Tx, job_id: i64, now: i64) -> Result<()> 
         "submitted_at": job.submitted_at,
         "finished_at": job.finished_at,
     });
-    outbox_insert(tx, &event_id, "Job State Change", &detail, now).await
+    outbox_insert(tx, "Job State Change", detail, now).await
 }
 
 /// Records a "Run State Change" for a run that ended.
@@ -118,9 +116,7 @@ pub(super) async fn run_event(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
         .into_iter()
         .map(|(s, n)| (s.as_str().to_string(), serde_json::Value::from(n)))
         .collect();
-    let event_id = new_uid();
     let detail = serde_json::json!({
-        "event_id": event_id,
         "run_id": r.id,
         "pipeline": r.pipeline,
         "state": r.state,
@@ -128,17 +124,25 @@ pub(super) async fn run_event(tx: &mut Tx, run: &str, now: i64) -> Result<()> {
         "created_at": r.created_at,
         "finished_at": r.finished_at,
     });
-    outbox_insert(tx, &event_id, "Run State Change", &detail, now).await
+    outbox_insert(tx, "Run State Change", detail, now).await
 }
 
+/// Records an own event: `detail` gets its `event_id` (for dedupe
+/// downstream) and is cut to fit ([`MAX_DETAIL_BYTES`]).
 pub(super) async fn outbox_insert(
     tx: &mut Tx,
-    event_id: &str,
     detail_type: &str,
-    detail: &serde_json::Value,
+    mut detail: serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    let detail = fit(detail.clone(), MAX_DETAIL_BYTES).to_string();
+    let event_id = new_uid();
+    if let serde_json::Value::Object(m) = &mut detail {
+        m.insert(
+            "event_id".into(),
+            serde_json::Value::from(event_id.as_str()),
+        );
+    }
+    let detail = fit(detail, MAX_DETAIL_BYTES).to_string();
     query("INSERT INTO outbox (event_id, detail_type, detail, created_at) VALUES ($1, $2, $3, $4)")
         .binds((event_id, detail_type, detail, now))
         .execute(&mut *tx)
