@@ -68,4 +68,12 @@ impl Ledger {
             .fetch_all::<WorkerRow>(&self.pool)
             .await
     }
+
+    /// The database's clock in epoch milliseconds: one clock for every
+    /// worker (leases, heartbeats, the scheduler's fire times).
+    pub async fn now_ms(&self) -> Result<i64> {
+        query(format!("SELECT {}", self.pool.dialect().now_ms))
+            .scalar(&self.pool)
+            .await
+    }
 }

@@ -31,7 +31,9 @@ impl Worker {
     /// cannot fire (its stored text, its times, the ledger refusing its
     /// run) is logged and passed over: the schedules after it still fire.
     pub(super) async fn fire_due(&self) -> Result<()> {
-        let now = self.clock.now_ms();
+        // The database's clock, as the leader's lease: a leader whose host
+        // clock is off neither fires early nor late.
+        let now = self.ledger.now_ms().await?;
         for s in self.ledger.schedules().await? {
             if s.paused {
                 continue;
