@@ -5,7 +5,6 @@
 //! sends them to EventBridge.
 
 use super::driver::{query, Tx};
-use super::job_row::job_tx;
 use super::*;
 use crate::ledger::names::new_uid;
 use crate::state::JobState;
@@ -70,33 +69,54 @@ impl Ledger {
 /// Records a "Job State Change" for a job that ended, in the caller's
 /// transaction (the outbox the leader publishes from).
 pub(super) async fn job_event(tx: &mut Tx, job_id: i64, now: i64) -> Result<()> {
-    let job = job_tx(tx, job_id).await?;
-    let pipeline: Option<String> = match &job.run_id {
-        Some(run) => {
-            query("SELECT pipeline FROM runs WHERE id = $1")
-                .bind(run)
-                .scalar_optional(&mut *tx)
-                .await?
-        }
-        None => None,
-    };
+    // One read of what the event says (not the whole job: its SQL and
+    // parameters stay put), on every job's end, in the hot path.
+    let end: JobEnd = query(
+        "SELECT j.id, j.name, j.run_id, r.pipeline, j.state, j.attempt, j.statement_id, \
+         COALESCE(j.result_rows, j.rows) AS rows, j.result_state, j.result_path, j.error, \
+         j.created_at, j.submitted_at, j.finished_at \
+         FROM jobs j LEFT JOIN runs r ON r.id = j.run_id WHERE j.id = $1",
+    )
+    .bind(job_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(LedgerError::NoSuchJob(job_id))?;
     let detail = serde_json::json!({
-        "job_id": job.id,
-        "job_name": job.name,
-        "run_id": job.run_id,
-        "pipeline": pipeline,
-        "state": job.state,
-        "attempt": job.attempt,
-        "statement_id": job.statement_id,
-        "rows": job.result_rows.or(job.rows),
-        "result_state": job.result_state,
-        "result_location": job.result_path,
-        "error": job.error,
-        "created_at": job.created_at,
-        "submitted_at": job.submitted_at,
-        "finished_at": job.finished_at,
+        "job_id": end.id,
+        "job_name": end.name,
+        "run_id": end.run_id,
+        "pipeline": end.pipeline,
+        "state": end.state,
+        "attempt": end.attempt,
+        "statement_id": end.statement_id,
+        "rows": end.rows,
+        "result_state": end.result_state,
+        "result_location": end.result_path,
+        "error": end.error,
+        "created_at": end.created_at,
+        "submitted_at": end.submitted_at,
+        "finished_at": end.finished_at,
     });
     outbox_insert(tx, "Job State Change", detail, now).await
+}
+
+/// What a "Job State Change" says of a job.
+#[derive(sqlx::FromRow)]
+struct JobEnd {
+    id: i64,
+    name: String,
+    run_id: Option<String>,
+    pipeline: Option<String>,
+    state: JobState,
+    attempt: i64,
+    statement_id: Option<String>,
+    rows: Option<i64>,
+    result_state: Option<crate::state::ResultState>,
+    result_path: Option<String>,
+    error: Option<String>,
+    created_at: i64,
+    submitted_at: Option<i64>,
+    finished_at: Option<i64>,
 }
 
 /// Records a "Run State Change" for a run that ended.
