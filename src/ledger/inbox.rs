@@ -12,6 +12,11 @@ use crate::event::{StatementState, StatusEvent};
 use crate::ledger::names::parse_statement_name;
 use crate::state::{AttemptState, JobState, Outcome};
 
+/// An event as received: the parsed event, the statement's error text
+/// (DescribeStatement's, for a FAILED or ABORTED event), the SQS message
+/// id, and the body as it came.
+pub type Received<'a> = (&'a StatusEvent, Option<&'a str>, Option<&'a str>, &'a str);
+
 impl Ledger {
     /// The inbox's latest rows (Redshift's events received), newest first.
     pub async fn inbox(&self, limit: i64) -> Result<Vec<InboxRow>> {
@@ -78,23 +83,25 @@ impl Ledger {
         body: &str,
         now: i64,
     ) -> Result<(Disposition, Option<i64>)> {
-        let mut tx = self.begin().await?;
-        let applied = apply_event_tx(&mut tx, ev, error, message_id, body, now).await?;
-        tx.commit().await?;
-        Ok(applied)
+        let mut applied = self
+            .apply_events(&[(ev, error, message_id, body)], now)
+            .await?;
+        applied
+            .pop()
+            .ok_or_else(|| LedgerError::Corrupt("an event applied without an outcome".into()))
     }
 
     /// Applies several events in one transaction (an SQS batch), each as
     /// [`Ledger::apply_event`] would; the dispositions in their order.
     pub async fn apply_events(
         &self,
-        events: &[(&StatusEvent, Option<&str>, Option<&str>, &str)],
+        events: &[Received<'_>],
         now: i64,
     ) -> Result<Vec<(Disposition, Option<i64>)>> {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(events.len());
-        for (ev, error, message_id, body) in events {
-            out.push(apply_event_tx(&mut tx, ev, *error, *message_id, body, now).await?);
+        for received in events {
+            out.push(apply_event_tx(&mut tx, received, now).await?);
         }
         tx.commit().await?;
         Ok(out)
@@ -165,12 +172,10 @@ impl Ledger {
 /// One event applied inside `tx` (see [`Ledger::apply_event`]).
 pub(super) async fn apply_event_tx(
     tx: &mut Tx,
-    ev: &StatusEvent,
-    error: Option<&str>,
-    message_id: Option<&str>,
-    body: &str,
+    received: &Received<'_>,
     now: i64,
 ) -> Result<(Disposition, Option<i64>)> {
+    let &(ev, error, message_id, body) = received;
     let sid = &ev.detail.statement_id;
     // The inbox row first: its unique event id is the dedupe across
     // workers (a second worker waits here, then finds it).
