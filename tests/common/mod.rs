@@ -243,14 +243,25 @@ impl Stack {
             .ledger_url
             .clone()
             .unwrap_or_else(|| dir.path().join("ledger.db").display().to_string());
+        // A worker without an api_token keeps the one it makes beside a
+        // SQLite ledger; on PostgreSQL in the working directory, which for
+        // the tests is the repository: keep it in the test's folder.
+        let token_path = match &opts.ledger_url {
+            Some(_) if !opts.config_extra.contains("api_token_path") => format!(
+                "api_token_path = \"{}\"\n",
+                dir.path().join("redrelay.api-token").display()
+            ),
+            _ => String::new(),
+        };
         std::fs::write(
             &config,
             format!(
                 "queue_name = \"{queue}\"\nrule_name = \"{queue}-rule\"\nledger = \"{}\"\n\
                  listen = \"127.0.0.1:0\"\n\
-                 results_dir = \"{}\"\nworkgroup = \"wg-test\"\ndatabase = \"dev\"\n{}\n",
+                 results_dir = \"{}\"\nworkgroup = \"wg-test\"\ndatabase = \"dev\"\n{}{}\n",
                 ledger,
                 dir.path().join("results").display(),
+                token_path,
                 opts.config_extra
             ),
         )
