@@ -877,18 +877,7 @@ async fn the_registry_names_every_table_and_column(b: Backend) {
 /// continue after the copied ones, and the copy passes `ledger check`.
 async fn a_migration_copies_every_table(b: Backend) {
     let (_d, source) = ledger(b).await;
-    let run_jobs = vec![
-        redrelay::ledger::RunJob {
-            job: new_job("stage", vec![]),
-            deps: vec![],
-            upstream: vec![],
-        },
-        redrelay::ledger::RunJob {
-            job: new_job("merge", vec![]),
-            deps: vec![0],
-            upstream: vec![],
-        },
-    ];
+    let run_jobs = vec![run_job("stage", vec![]), run_job("merge", vec![0])];
     let (_run, ids) = source.create_run("nightly", &run_jobs, 1).await.unwrap();
     let name = submitted(&source, ids[0], "s-stage", 2).await;
     let (ev, body) = event("e-stage", "s-stage", &name, "FINISHED");
@@ -975,18 +964,7 @@ async fn every_end_writes_one_own_event(b: Backend) {
             })
             .collect::<Vec<_>>()
     };
-    let run_jobs = vec![
-        redrelay::ledger::RunJob {
-            job: new_job("load", vec![]),
-            deps: vec![],
-            upstream: vec![],
-        },
-        redrelay::ledger::RunJob {
-            job: new_job("merge", vec![]),
-            deps: vec![0],
-            upstream: vec![],
-        },
-    ];
+    let run_jobs = vec![run_job("load", vec![]), run_job("merge", vec![0])];
     let (run, ids) = l.create_run("p", &run_jobs, 1).await.unwrap();
     let t = l.begin_attempt(ids[0], 2).await.unwrap().unwrap();
     let accepted = Accepted {
@@ -1043,11 +1021,7 @@ async fn every_end_writes_one_own_event(b: Backend) {
 async fn a_run_cancel_during_its_events_takes_turns(b: Backend) {
     let (_d, l) = ledger(b).await;
     for round in 0..8 {
-        let mut run_jobs = vec![redrelay::ledger::RunJob {
-            job: new_job("root", vec![]),
-            deps: vec![],
-            upstream: vec![],
-        }];
+        let mut run_jobs = vec![run_job("root", vec![])];
         for i in 0..12 {
             run_jobs.push(redrelay::ledger::RunJob {
                 job: new_job(&format!("leaf{i}"), vec![]),
