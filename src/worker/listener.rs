@@ -89,10 +89,22 @@ impl Worker {
     /// Why the worker is not ready, if it is not.
     pub async fn not_ready(&self) -> Option<String> {
         let ledger = tokio::time::timeout(Duration::from_secs(2), self.ledger.in_flight()).await;
-        match ledger {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Some(format!("the ledger does not answer: {e}")),
-            Err(_) => return Some("the ledger does not answer within 2 s".into()),
+        let why = match ledger {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("the ledger does not answer: {e}")),
+            Err(_) => Some("the ledger does not answer within 2 s".to_string()),
+        };
+        if let Some(why) = why {
+            // The pool's wait hides the cause (refused, unknown host, ...):
+            // a connection of its own says it.
+            let cause = match self.ledger.postgres() {
+                Some(pg) => pg.unreachable(Duration::from_secs(2)).await,
+                None => None,
+            };
+            return Some(match cause {
+                Some(cause) => format!("{why} ({cause}); work resumes by itself once it is back"),
+                None => format!("{why}; work resumes by itself once it is back"),
+            });
         }
         let last = self
             .last_receive_ms

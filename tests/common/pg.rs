@@ -32,7 +32,7 @@ struct Shared {
     admin_url: String,
     /// The test's own server (None with REDRELAY_TEST_POSTGRES_URL); kept so
     /// that its folder lives as long as the process.
-    _dir: Option<tempfile::TempDir>,
+    _server: Option<Server>,
 }
 
 static SERVER: OnceLock<Result<Shared, String>> = OnceLock::new();
@@ -103,87 +103,182 @@ fn start_server() -> Result<Shared, String> {
     if let Ok(url) = std::env::var("REDRELAY_TEST_POSTGRES_URL") {
         return Ok(Shared {
             admin_url: url,
-            _dir: None,
+            _server: None,
         });
     }
-    let bin = pg_bin_dir()?;
-    let root = is_root();
-    let dir = tempfile::Builder::new()
-        .prefix("redrelay-pg-")
-        .tempdir()
-        .map_err(|e| format!("cannot make a folder for PostgreSQL: {e}"))?;
-    let path = dir.path().to_path_buf();
-    if root {
-        let out = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&path)
-            .output()
-            .map_err(|e| format!("chown: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cannot give {} to the postgres user: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
+    let server = Server::init()?;
+    server.start()?;
+    // Statics are never dropped: the watchdog stops the server once this
+    // test process is gone.
+    server.watchdog()?;
+    Ok(Shared {
+        admin_url: server.admin_url(),
+        _server: Some(server),
+    })
+}
+
+impl Server {
+    /// A watchdog that stops the server (by the PID in its pid file, fast
+    /// shutdown) once this test process is gone, should nobody have
+    /// stopped it (a dropped [`Server`] removes its folder, pid file too).
+    fn watchdog(&self) -> Result<(), String> {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
+             [ -f '{f}' ] && kill -INT \"$(head -n 1 '{f}')\" 2>/dev/null",
+                me = std::process::id(),
+                f = pid_file.display()
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(drop)
+            .map_err(|e| format!("cannot start the PostgreSQL watchdog: {e}"))
+    }
+}
+
+/// A server of the test's own in a temporary folder, on a free loopback
+/// port: made by `initdb`, started and stopped with `pg_ctl`.
+pub struct Server {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    root: bool,
+    pub port: u16,
+}
+
+impl Server {
+    fn init() -> Result<Server, String> {
+        let bin = pg_bin_dir()?;
+        let root = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("redrelay-pg-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a folder for PostgreSQL: {e}"))?;
+        let path = dir.path().to_path_buf();
+        if root {
+            let out = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&path)
+                .output()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "cannot give {} to the postgres user: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let data_s = path.join("data").display().to_string();
+        run_pg(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &data_s,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            root,
+        )?;
+        Ok(Server {
+            dir,
+            bin,
+            root,
+            port: super::free_port(),
+        })
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Starts the server (on the same port each time) and waits for it.
+    pub fn start(&self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        let data = self.data();
+        run_pg(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D", &data, "-o", &opts, "-l", &log, "-w", "-t", "60", "start",
+            ],
+            self.root,
+        )
+        .map_err(|e| {
+            format!(
+                "{e}\nserver log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Stops the server: `fast` ends every session at once (as a crash or
+    /// a failover does to its clients).
+    pub fn stop(&self) -> Result<(), String> {
+        let data = self.data();
+        run_pg(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-m", "fast", "-w", "-t", "60", "stop"],
+            self.root,
+        )
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Creates a database on this server: its `postgres://` URL.
+    pub async fn database(&self, name: &str) -> String {
+        create_database(&self.admin_url(), name).await
+    }
+}
+
+/// A server of the test's own, which it may stop and start (a ledger
+/// outage, a restart); stopped when dropped, and by a watchdog should the
+/// test process die first.
+pub fn private() -> Server {
+    let server = Server::init().unwrap_or_else(|e| panic!("no PostgreSQL for the tests: {e}"));
+    server
+        .start()
+        .unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    server.watchdog().unwrap_or_else(|e| panic!("{e}"));
+    server
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.dir.path().join("data").join("postmaster.pid").exists() {
+            let _ = self.stop();
         }
     }
-    let data = path.join("data");
-    let data_s = data.display().to_string();
-    run_pg(
-        &bin.join("initdb"),
-        &[
-            "-D",
-            &data_s,
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ],
-        root,
-    )?;
-    let port = super::free_port();
-    let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-        path.display()
-    );
-    let log = path.join("server.log").display().to_string();
-    run_pg(
-        &bin.join("pg_ctl"),
-        &[
-            "-D", &data_s, "-o", &opts, "-l", &log, "-w", "-t", "60", "start",
-        ],
-        root,
-    )
-    .map_err(|e| {
-        format!(
-            "{e}\nserver log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    })?;
-    let pid = std::fs::read_to_string(data.join("postmaster.pid"))
-        .ok()
-        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
-        .ok_or("PostgreSQL started but wrote no postmaster.pid")?;
-    // Statics are never dropped: a watchdog stops the server (by its PID,
-    // fast shutdown) once this test process is gone.
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -INT {pid} 2>/dev/null",
-            me = std::process::id()
-        ))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the PostgreSQL watchdog: {e}"))?;
-    Ok(Shared {
-        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        _dir: Some(dir),
-    })
+}
+
+async fn create_database(admin_url: &str, database: &str) -> String {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {database}: {e}"));
+    let _ = admin.close().await;
+    match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{database}"),
+        None => panic!("REDRELAY_TEST_POSTGRES_URL must end in /DATABASE"),
+    }
 }
 
 /// A fresh database on the test binary's PostgreSQL server (started on
@@ -199,19 +294,7 @@ pub async fn postgres() -> PgServer {
         std::process::id(),
         NEXT_DB.fetch_add(1, Ordering::SeqCst)
     );
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&shared.admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", shared.admin_url));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create database {database}: {e}"));
-    let _ = admin.close().await;
-    let url = match shared.admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => panic!("REDRELAY_TEST_POSTGRES_URL must end in /DATABASE"),
-    };
+    let url = create_database(&shared.admin_url, &database).await;
     PgServer {
         url,
         database,

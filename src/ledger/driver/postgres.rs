@@ -75,6 +75,25 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// Why the server cannot be reached now, if it cannot: a connection
+    /// of its own (not the pool's, whose wait hides the cause), given
+    /// `within` to answer.
+    pub async fn unreachable(&self, within: Duration) -> Option<String> {
+        use sqlx::Connection;
+        let options = self.pool.connect_options();
+        match tokio::time::timeout(within, sqlx::PgConnection::connect_with(&options)).await {
+            Ok(Ok(probe)) => {
+                drop(probe.close().await);
+                None
+            }
+            Ok(Err(e)) => Some(format!("cannot connect to PostgreSQL: {e}")),
+            Err(_) => Some(format!(
+                "PostgreSQL does not accept a connection within {} s",
+                within.as_secs()
+            )),
+        }
+    }
+
     /// A listener for [`READY_CHANNEL`] (its own connection).
     pub async fn listen_ready(&self) -> Result<sqlx::postgres::PgListener> {
         let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
