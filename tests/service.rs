@@ -243,7 +243,7 @@ async fn own_events_of_a_run_with_a_failing_job_reach_a_queue_through_a_rule() {
         },
     );
     // A rule on moto's EventBridge sends redrelay's events into a queue.
-    let url = own_events_queue(&stack, "own", "own-events", "redrelay.test");
+    let url = stack.own_events_queue("own", "own-events", "redrelay.test");
     let file = stack.write_file(
         "p.toml",
         "name = \"nightly\"\n\
@@ -253,7 +253,7 @@ async fn own_events_of_a_run_with_a_failing_job_reach_a_queue_through_a_rule() {
     );
     let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
     stack.worker_until_idle(WAIT);
-    let got = receive_own_events(&stack, &url, 4);
+    let got = stack.receive_own_events(&url, 4, Duration::from_secs(30));
     let jobs: Vec<&Value> = got
         .iter()
         .filter(|e| e["detail-type"] == "Job State Change")
@@ -315,7 +315,7 @@ async fn an_own_event_the_bus_refuses_is_set_aside_and_the_others_go_on() {
             ..Default::default()
         },
     );
-    let url = own_events_queue(&stack, "refused", "own-refused", "redrelay.refused");
+    let url = stack.own_events_queue("refused", "own-refused", "redrelay.refused");
     // The ledger exists once a job is recorded; a bad row goes in first.
     let first = stack.submit(&["--name", "first", "--sql", "SELECT 1"]);
     let ledger_path = stack.ledger_path();
@@ -328,7 +328,7 @@ async fn an_own_event_the_bus_refuses_is_set_aside_and_the_others_go_on() {
     ));
     let second = stack.submit(&["--name", "second", "--sql", "SELECT 2"]);
     stack.worker_until_idle(WAIT);
-    let got = receive_own_events(&stack, &url, 2);
+    let got = stack.receive_own_events(&url, 2, Duration::from_secs(30));
     let mut ids: Vec<i64> = got
         .iter()
         .filter_map(|e| e["detail"]["job_id"].as_i64())
@@ -448,37 +448,4 @@ async fn a_chain_costs_one_data_api_call_per_job_on_the_happy_path() {
         assert_eq!(shown["result_state"], want, "{shown:#}");
     }
     assert_eq!(stack.ok(&["results", &c.to_string()]), "total\n6\n");
-}
-
-/// A queue on moto's SQS and a rule on its EventBridge sending redrelay's
-/// own events of `source` into it: the queue's URL.
-fn own_events_queue(stack: &Stack, prefix: &str, rule: &str, source: &str) -> String {
-    let queue = format!("{prefix}-{}", std::process::id());
-    let setup = format!(
-        "import boto3,os,json\n\
-         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
-         ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
-         url=sqs.create_queue(QueueName={queue:?})['QueueUrl']\n\
-         arn=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
-         ev.put_rule(Name={rule:?}, EventPattern=json.dumps({{'source': [{source:?}]}}))\n\
-         ev.put_targets(Rule={rule:?}, Targets=[{{'Id': 'q', 'Arn': arn}}])\n\
-         print(url)\n"
-    );
-    stack.python(&setup).trim().to_string()
-}
-
-/// Up to `n` messages from `url` (30 s at most), each deleted once read.
-fn receive_own_events(stack: &Stack, url: &str, n: usize) -> Vec<Value> {
-    let receive = format!(
-        "import boto3,os,json,time\n\
-         sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
-         got=[]\n\
-         end=time.time()+30\n\
-         while len(got) < {n} and time.time() < end:\n\
-         \x20   for m in sqs.receive_message(QueueUrl={url:?}, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', []):\n\
-         \x20       got.append(json.loads(m['Body']))\n\
-         \x20       sqs.delete_message(QueueUrl={url:?}, ReceiptHandle=m['ReceiptHandle'])\n\
-         print(json.dumps(got))\n"
-    );
-    serde_json::from_str(stack.python(&receive).trim()).unwrap()
 }

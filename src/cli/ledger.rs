@@ -17,9 +17,9 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Copy the configured ledger into an empty PostgreSQL database (every
+    /// Copy the configured ledger (SQLite or PostgreSQL) into an empty PostgreSQL database (every
     /// table, ids kept), then check row counts and the invariants there.
-    /// Refuses a target that is not empty. Stop the worker first.
+    /// Refuses a target that is not empty. Stop every worker first.
     Migrate {
         /// postgres://USER@HOST:PORT/DATABASE (password: in the URL,
         /// ledger_password_file or PGPASSWORD).
@@ -98,10 +98,10 @@ async fn migrate(cfg: &Config, to: &str) -> Result<()> {
     if !matches!(target_at, crate::ledger::Location::Postgres { .. }) {
         bail!("--to {target_at} is not a postgres:// URL: the target of a migration is PostgreSQL");
     }
+    // Any ledger, SQLite or PostgreSQL (to another server, a new version,
+    // a check that a copy is whole); the target must be empty, so it is
+    // never the source itself unless that is empty too.
     let source = open_ledger(cfg).await?;
-    if source.kind() == "postgres" {
-        bail!("the configured ledger is already on PostgreSQL");
-    }
     let target = Ledger::connect(&target_at, 2)
         .await
         .with_context(|| format!("cannot open the target ledger {target_at}"))?;

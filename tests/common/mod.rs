@@ -867,3 +867,40 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<i64> {
         .parse()
         .ok()
 }
+
+impl Stack {
+    /// A queue on moto's SQS and a rule on its EventBridge sending redrelay's
+    /// own events of `source` into it: the queue's URL.
+    pub fn own_events_queue(&self, prefix: &str, rule: &str, source: &str) -> String {
+        let queue = format!("{prefix}-{}", std::process::id());
+        let setup = format!(
+            "import boto3,os,json\n\
+             sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+             ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+             url=sqs.create_queue(QueueName={queue:?})['QueueUrl']\n\
+             arn=sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+             ev.put_rule(Name={rule:?}, EventPattern=json.dumps({{'source': [{source:?}]}}))\n\
+             ev.put_targets(Rule={rule:?}, Targets=[{{'Id': 'q', 'Arn': arn}}])\n\
+             print(url)\n"
+        );
+        self.python(&setup).trim().to_string()
+    }
+
+    /// Up to `n` messages from `url` (`within` at most), each deleted once
+    /// read.
+    pub fn receive_own_events(&self, url: &str, n: usize, within: Duration) -> Vec<Value> {
+        let secs = within.as_secs();
+        let receive = format!(
+            "import boto3,os,json,time\n\
+             sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
+             got=[]\n\
+             end=time.time()+{secs}\n\
+             while len(got) < {n} and time.time() < end:\n\
+             \x20   for m in sqs.receive_message(QueueUrl={url:?}, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', []):\n\
+             \x20       got.append(json.loads(m['Body']))\n\
+             \x20       sqs.delete_message(QueueUrl={url:?}, ReceiptHandle=m['ReceiptHandle'])\n\
+             print(json.dumps(got))\n"
+        );
+        serde_json::from_str(self.python(&receive).trim()).unwrap()
+    }
+}
