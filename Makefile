@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Tests find moto's server and the Python clients here.
 export REDRELAY_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all build venv lock demo test fmt lint unit deploy-check bench clean pg browser
+.PHONY: all build venv lock demo test fmt lint unit deploy-check bench torture clean pg browser
 
 all: build
 
@@ -86,6 +86,14 @@ bench: venv pg $(VENV)/.bench-installed
 	cargo test --release --test bench_compare -- --ignored --nocapture
 	cargo test --release --test bench_reaction -- --ignored --nocapture
 	cargo test --release --test bench_fleet -- --ignored --nocapture --test-threads 1
+
+# The torture test long: 1,000 jobs or more through the CLI and the API,
+# three workers on PostgreSQL under faults, then the invariant checker
+# (docs/reliability.md). `make test` runs it short (150 jobs).
+# REDRELAY_TORTURE_SEED=N replays a seed; REDRELAY_TORTURE_JOBS=N sizes it.
+REDRELAY_TORTURE_JOBS ?= 1000
+torture: venv pg
+	REDRELAY_TORTURE_JOBS=$(REDRELAY_TORTURE_JOBS) cargo test --test torture -- --nocapture
 
 clean:
 	cargo clean

@@ -144,41 +144,97 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
 type Row = serde_json::Map<String, serde_json::Value>;
 
 /// A result file being written under a temporary name (`.NAME.part`),
-/// renamed to its final name once complete.
+/// renamed to its final name once complete. Pages are gathered in memory
+/// and written, synced and renamed on the blocking pool, never on the
+/// async runtime's threads (a slow disk or an fsync stalls no event).
 struct PartFile {
     tmp: PathBuf,
     path: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    /// `None` only while a write of `buf` is on the blocking pool.
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+}
+
+/// Written out once this much is gathered (memory stays about one page).
+const SPILL_BYTES: usize = 256 * 1024;
+
+/// Runs file-system work on the blocking pool; errors name `path`.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, FetchError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(res) => res.map_err(|e| io_error(path, e)),
+        Err(e) => Err(io_error(path, std::io::Error::other(e.to_string()))),
+    }
 }
 
 impl PartFile {
-    fn create(dir: &Path, name: &str) -> Result<PartFile, FetchError> {
+    async fn create(dir: &Path, name: &str) -> Result<PartFile, FetchError> {
         let tmp = dir.join(format!(".{name}.part"));
         let path = dir.join(name);
-        let file = create_private_file(&tmp).map_err(|e| io_error(&tmp, e))?;
+        let at = tmp.clone();
+        let file = blocking(&tmp, move || create_private_file(&at)).await?;
         Ok(PartFile {
-            out: std::io::BufWriter::with_capacity(256 * 1024, file),
+            file: Some(file),
+            buf: Vec::with_capacity(SPILL_BYTES),
             tmp,
             path,
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| io_error(&self.tmp, e))
+    fn write(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
 
-    /// Flushed, synced and renamed: complete under its final name.
-    fn finish(self) -> Result<String, FetchError> {
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| io_error(&self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| io_error(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| io_error(&self.path, e))?;
+    /// Writes out what is gathered once it is [`SPILL_BYTES`] or more.
+    async fn spill(&mut self) -> Result<(), FetchError> {
+        if self.buf.len() >= SPILL_BYTES {
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_out(&mut self) -> Result<(), FetchError> {
+        let Some(mut file) = self.file.take() else {
+            return Err(io_error(
+                &self.tmp,
+                std::io::Error::other("an earlier write of this file failed"),
+            ));
+        };
+        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(SPILL_BYTES));
+        let file = blocking(&self.tmp, move || file.write_all(&buf).map(|()| file)).await?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Written, synced and renamed: complete under its final name.
+    async fn finish(mut self) -> Result<String, FetchError> {
+        self.write_out().await?;
+        let (file, tmp, path) = (self.file.take(), self.tmp.clone(), self.path.clone());
+        blocking(&self.path, move || {
+            if let Some(f) = file {
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)
+        })
+        .await?;
         Ok(self.path.display().to_string())
     }
+}
+
+/// [`PartFile::finish`] of an optional file ("" for none).
+async fn finish_opt(file: Option<PartFile>) -> Result<String, FetchError> {
+    match file {
+        Some(f) => f.finish().await,
+        None => Ok(String::new()),
+    }
+}
+
+/// Creates a job's result folder on the blocking pool.
+async fn create_dir(dir: &Path) -> Result<(), FetchError> {
+    let at = dir.to_path_buf();
+    blocking(dir, move || create_private_dir(&at)).await
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> FetchError {
@@ -198,8 +254,8 @@ async fn fetch_csv(
     dir: &Path,
     stem: &str,
 ) -> Result<(ResultFile, Option<Row>), FetchError> {
-    create_private_dir(dir).map_err(|e| io_error(dir, e))?;
-    let mut csv = PartFile::create(dir, &format!("{stem}.csv"))?;
+    create_dir(dir).await?;
+    let mut csv = PartFile::create(dir, &format!("{stem}.csv")).await?;
     let mut token = None;
     let mut rows = 0i64;
     let mut first_row = None;
@@ -220,16 +276,17 @@ async fn fetch_csv(
                 let header = w
                     .into_inner()
                     .map_err(|e| io_error(&csv.tmp, std::io::Error::other(e.to_string())))?;
-                csv.write(&header)?;
+                csv.write(&header);
             }
         }
-        csv.write(page.text.as_bytes())?;
+        csv.write(page.text.as_bytes());
+        csv.spill().await?;
         match page.next_token {
             Some(t) => token = Some(t),
             None => break,
         }
     }
-    let csv_path = csv.finish()?;
+    let csv_path = csv.finish().await?;
     let file = ResultFile {
         sub,
         statement_id: id.to_string(),
@@ -268,13 +325,13 @@ async fn fetch_statement(
     stem: &str,
     formats: ResultFormats,
 ) -> Result<(ResultFile, Option<Row>), FetchError> {
-    create_private_dir(dir).map_err(|e| io_error(dir, e))?;
+    create_dir(dir).await?;
     let mut csv = match formats.csv {
-        true => Some(PartFile::create(dir, &format!("{stem}.csv"))?),
+        true => Some(PartFile::create(dir, &format!("{stem}.csv")).await?),
         false => None,
     };
     let mut jsonl = match formats.jsonl {
-        true => Some(PartFile::create(dir, &format!("{stem}.jsonl"))?),
+        true => Some(PartFile::create(dir, &format!("{stem}.jsonl")).await?),
         false => None,
     };
     let mut token = None;
@@ -284,13 +341,16 @@ async fn fetch_statement(
     let mut line = Vec::with_capacity(4096);
     let csv_tmp = csv.as_ref().map(|c| c.tmp.clone()).unwrap_or_default();
     let csv_error = |e: csv::Error| io_error(&csv_tmp, std::io::Error::other(e));
-    let mut csv_out = csv.as_mut().map(|c| {
+    // CSV records are written into memory, then moved to the file a page
+    // at a time.
+    let csv_writer = || {
         csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(&mut c.out)
-    });
+            .from_writer(Vec::new())
+    };
     loop {
         let page = api.result_page(id, token.take()).await?;
+        let mut csv_out = csv.as_ref().map(|_| csv_writer());
         if columns.is_none() {
             if let Some(w) = csv_out.as_mut() {
                 w.write_record(&page.columns).map_err(csv_error)?;
@@ -317,7 +377,7 @@ async fn fetch_statement(
                     serde_json::to_writer(&mut line, &obj)
                         .map_err(|e| io_error(&out.tmp, e.into()))?;
                     line.push(b'\n');
-                    out.write(&line)?;
+                    out.write(&line);
                 }
                 if first_row.is_none() {
                     first_row = Some(obj);
@@ -325,17 +385,23 @@ async fn fetch_statement(
             }
             rows += 1;
         }
+        if let (Some(w), Some(out)) = (csv_out.take(), csv.as_mut()) {
+            let bytes = w
+                .into_inner()
+                .map_err(|e| io_error(&csv_tmp, std::io::Error::other(e.to_string())))?;
+            out.write(&bytes);
+            out.spill().await?;
+        }
+        if let Some(out) = jsonl.as_mut() {
+            out.spill().await?;
+        }
         match page.next_token {
             Some(t) => token = Some(t),
             None => break,
         }
     }
-    if let Some(mut w) = csv_out.take() {
-        w.flush().map_err(|e| io_error(&csv_tmp, e))?;
-    }
-    drop(csv_out);
-    let csv_path = csv.map(PartFile::finish).transpose()?.unwrap_or_default();
-    let jsonl_path = jsonl.map(PartFile::finish).transpose()?.unwrap_or_default();
+    let csv_path = finish_opt(csv).await?;
+    let jsonl_path = finish_opt(jsonl).await?;
     let file = ResultFile {
         sub,
         statement_id: id.to_string(),

@@ -49,6 +49,13 @@ impl Worker {
         let mut published = 0;
         let mut for_now = Vec::new();
         for chunk in calls(&pending, self.cfg.publish_source.len()) {
+            // A round takes a while: a worker that stopped leading stops
+            // here, so the new leader alone sends what is left (a send
+            // whose answer was not recorded, by a death or a lost ledger,
+            // is sent again: at least once, with the same event_id).
+            if !self.is_leader() {
+                break;
+            }
             let entries: Vec<PutEventsRequestEntry> = chunk
                 .iter()
                 .map(|(_, _, detail_type, detail)| {

@@ -29,16 +29,16 @@ impl Reply {
     }
 }
 
-fn request(
+fn try_request(
     addr: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
     extra: &[(&str, &str)],
     body: Option<&str>,
-) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect to the listener");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let given = |name: &str| extra.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     // A Host or Content-Type in `extra` replaces the default one.
@@ -60,13 +60,17 @@ fn request(
     }
     head.push_str("\r\n");
     head.push_str(body);
-    s.write_all(head.as_bytes()).expect("send the request");
-    s
+    s.write_all(head.as_bytes())?;
+    Ok(s)
 }
 
 fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    try_read_head(r).expect("the answer's head")
+}
+
+fn try_read_head(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
+    r.read_line(&mut line)?;
     let status = line
         .split_whitespace()
         .nth(1)
@@ -75,7 +79,7 @@ fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
-        r.read_line(&mut h).expect("header line");
+        r.read_line(&mut h)?;
         let h = h.trim_end();
         if h.is_empty() {
             break;
@@ -84,7 +88,7 @@ fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    (status, headers)
+    Ok((status, headers))
 }
 
 /// One chunk of a chunked body (`None` at the last).
@@ -124,7 +128,8 @@ pub fn call_with(
     extra: &[(&str, &str)],
     body: Option<&str>,
 ) -> Reply {
-    let s = request(addr, method, path, token, extra, body);
+    let s = try_request(addr, method, path, token, extra, body)
+        .expect("send a request to the listener");
     let mut r = BufReader::new(s);
     let (status, headers) = read_head(&mut r);
     let chunked = headers
@@ -157,10 +162,20 @@ pub struct Sse {
 
 impl Sse {
     pub fn open(addr: &str, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> Sse {
-        let s = request(addr, "GET", path, token, extra, None);
-        s.set_read_timeout(None).unwrap();
+        Self::try_open(addr, path, token, extra).expect("open the event stream")
+    }
+
+    /// [`Sse::open`], or why not (a listener that is gone).
+    pub fn try_open(
+        addr: &str,
+        path: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> std::io::Result<Sse> {
+        let s = try_request(addr, "GET", path, token, extra, None)?;
+        s.set_read_timeout(None)?;
         let mut reader = BufReader::new(s);
-        let (status, _) = read_head(&mut reader);
+        let (status, _) = try_read_head(&mut reader)?;
         let (tx, chunks) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             while let Some(c) = read_chunk(&mut reader) {
@@ -169,11 +184,11 @@ impl Sse {
                 }
             }
         });
-        Sse {
+        Ok(Sse {
             status,
             chunks,
             buf: String::new(),
-        }
+        })
     }
 
     /// The next event within `timeout` (keep-alive comments skipped).

@@ -886,19 +886,28 @@ impl Stack {
         self.python(&setup).trim().to_string()
     }
 
-    /// Up to `n` messages from `url` (`within` at most), each deleted once
-    /// read.
+    /// Messages from `url` until `n` distinct ones (by `detail.event_id`,
+    /// or the body when there is none) have come or `within` has passed,
+    /// then until a receive finds none (so that copies are seen too); each
+    /// deleted once read (in batches).
     pub fn receive_own_events(&self, url: &str, n: usize, within: Duration) -> Vec<Value> {
         let secs = within.as_secs();
         let receive = format!(
             "import boto3,os,json,time\n\
              sqs=boto3.client('sqs', endpoint_url=os.environ['AWS_ENDPOINT_URL_SQS'])\n\
              got=[]\n\
+             ids=set()\n\
              end=time.time()+{secs}\n\
-             while len(got) < {n} and time.time() < end:\n\
-             \x20   for m in sqs.receive_message(QueueUrl={url:?}, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', []):\n\
-             \x20       got.append(json.loads(m['Body']))\n\
-             \x20       sqs.delete_message(QueueUrl={url:?}, ReceiptHandle=m['ReceiptHandle'])\n\
+             while time.time() < end:\n\
+             \x20   ms=sqs.receive_message(QueueUrl={url:?}, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', [])\n\
+             \x20   if not ms and len(ids) >= {n}:\n\
+             \x20       break\n\
+             \x20   for m in ms:\n\
+             \x20       e=json.loads(m['Body'])\n\
+             \x20       got.append(e)\n\
+             \x20       ids.add(json.dumps(e.get('detail', {{}}).get('event_id', m['Body'])))\n\
+             \x20   if ms:\n\
+             \x20       sqs.delete_message_batch(QueueUrl={url:?}, Entries=[{{'Id': str(i), 'ReceiptHandle': m['ReceiptHandle']}} for i, m in enumerate(ms)])\n\
              print(json.dumps(got))\n"
         );
         serde_json::from_str(self.python(&receive).trim()).unwrap()
