@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Tests find moto's server and the Python clients here.
 export REDRELAY_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all build venv lock demo test fmt lint unit deploy-check bench torture clean pg browser
+.PHONY: all build venv lock demo test fmt lint unit deploy-check bench torture clean pg browser faketime
 
 all: build
 
@@ -41,7 +41,7 @@ lint:
 unit:
 	cargo test --workspace --no-fail-fast
 
-test: venv pg browser fmt lint unit deploy-check
+test: venv pg browser faketime fmt lint unit deploy-check
 
 # PostgreSQL's server binaries for the tests (tests/common/pg.rs starts a
 # private server from them). Installed with apt when missing and root.
@@ -71,6 +71,20 @@ else
 	else \
 	  echo "Chromium or chromedriver is missing ($(CHROMIUM), $(CHROMEDRIVER)): install Debian's chromium and chromium-driver packages (apt-get install chromium chromium-driver)" >&2; exit 1; \
 	fi
+endif
+
+# libfaketime (Debian's package) shifts one worker's host clock in a test
+# of the scheduler (tests/service.rs). Installed with apt when missing and root.
+FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*/faketime/libfaketimeMT.so.1))
+faketime:
+ifeq ($(FAKETIME_LIB),)
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libfaketime; \
+	else \
+	  echo "libfaketime is missing: install Debian's libfaketime package (apt-get install libfaketime)" >&2; exit 1; \
+	fi
+else
+	@echo "libfaketime: $(FAKETIME_LIB)"
 endif
 
 deploy-check: venv

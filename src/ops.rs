@@ -27,8 +27,12 @@ pub struct ScheduleView {
     pub paused: bool,
     /// RFC 3339.
     pub last_fired_at: Option<String>,
-    /// RFC 3339; none while paused.
+    /// RFC 3339; none while paused (or while it does not parse).
     pub next_fire_at: Option<String>,
+    /// Why the stored schedule cannot fire (its text no longer parses with
+    /// this version); it is passed over until added again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A stored schedule's pipeline, rebuilt from its text and SQL files.
@@ -39,8 +43,35 @@ pub fn schedule_pipeline(s: &ScheduleRow) -> Result<crate::pipeline::Pipeline> {
 }
 
 /// What a schedule is and when it fires next (from `now`, ms).
+/// A schedule that does not parse is described with its `error` (the
+/// others are still listed and still fire).
 pub fn describe_schedule(s: &ScheduleRow, now: i64) -> Result<ScheduleView> {
-    let p = schedule_pipeline(s)?;
+    let last_fired_at = s
+        .last_fired_at
+        .map(timestamp)
+        .transpose()?
+        .map(|t| t.to_string());
+    let p = match schedule_pipeline(s) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(ScheduleView {
+                name: s.name.clone(),
+                pipeline: String::new(),
+                jobs: 0,
+                cron: None,
+                timezone: None,
+                catch_up: None,
+                overlap: None,
+                paused: s.paused,
+                last_fired_at,
+                next_fire_at: None,
+                error: Some(format!(
+                    "{}: it cannot fire; add it again with `redrelay schedules add FILE`",
+                    error_text(&e)
+                )),
+            })
+        }
+    };
     let spec = p.schedule.as_ref();
     let from = timestamp(s.last_fired_at.unwrap_or(s.effective_since).max(now))?;
     let next = if s.paused {
@@ -57,12 +88,9 @@ pub fn describe_schedule(s: &ScheduleRow, now: i64) -> Result<ScheduleView> {
         catch_up: spec.map(|sp| sp.catch_up().as_str().to_string()),
         overlap: spec.map(|sp| sp.overlap().as_str().to_string()),
         paused: s.paused,
-        last_fired_at: s
-            .last_fired_at
-            .map(timestamp)
-            .transpose()?
-            .map(|t| t.to_string()),
+        last_fired_at,
         next_fire_at: next.map(|t| t.to_string()),
+        error: None,
     })
 }
 

@@ -6,6 +6,7 @@ mod common;
 use common::{Stack, StackOptions};
 use serde_json::Value;
 use std::process::Stdio;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -448,4 +449,137 @@ async fn a_chain_costs_one_data_api_call_per_job_on_the_happy_path() {
         assert_eq!(shown["result_state"], want, "{shown:#}");
     }
     assert_eq!(stack.ok(&["results", &c.to_string()]), "total\n6\n");
+}
+
+/// Issue 17.10: a schedule that cannot fire (its stored text no longer
+/// parses) is logged and passed over; the schedules after it still fire,
+/// here every missed time of a catch_up = "all" schedule. Before, the
+/// first error ended the scheduler's round.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_that_cannot_fire_leaves_the_others_firing() {
+    let stack = Stack::start("schedule-broken");
+    for name in ["aa_broken", "zz_fine"] {
+        let file = stack.write_file(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\n[schedule]\ncron = \"* * * * *\"\ncatch_up = \"all\"\n\
+                 overlap = \"allow\"\n[jobs.stamp]\nsql = \"SELECT 1 AS one\"\n"
+            ),
+        );
+        stack.ok(&["schedules", "add", &file]);
+    }
+    // Both were added three minutes ago (so each has missed times to catch
+    // up); the first's stored text is broken, as by a hand edit.
+    let url = format!("sqlite://{}", stack.ledger_path().display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE schedules SET effective_since = effective_since - 180000")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE schedules SET text = 'not a pipeline' WHERE name = 'aa_broken'")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let _worker = stack.spawn_worker(&[]);
+    let fires = stack.wait_for(WAIT, "zz_fine to fire its missed times", || {
+        let show = stack.json(&["schedules", "show", "zz_fine"]);
+        let n = show["fires"].as_array().map(Vec::len).unwrap_or(0);
+        common::seen(n >= 3, n)
+    });
+    assert!(fires >= 3, "{fires}");
+    let log = stack.log("worker.log");
+    assert!(
+        log.contains("A schedule cannot fire; the others go on.") && log.contains("aa_broken"),
+        "{}",
+        common::tail(&log, 20)
+    );
+    // The list still shows every schedule; the broken one says what is
+    // wrong and what to do, and never fired.
+    let listed = stack.json(&["schedules", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed:#}");
+    let broken = stack.json(&["schedules", "show", "aa_broken"]);
+    let why = broken["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("TOML parse error") && why.contains("schedules add"),
+        "{broken:#}"
+    );
+    assert_eq!(
+        broken["fires"].as_array().map(Vec::len),
+        Some(0),
+        "{broken:#}"
+    );
+    assert!(listed[1]["error"].is_null(), "{listed:#}");
+}
+
+/// libfaketime's preload library (Debian's `libfaketime`, which `make
+/// test` installs): shifts the host clock of one process.
+fn faketime_lib() -> String {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("faketime").join("libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    match found {
+        Some(p) => p.display().to_string(),
+        None => panic!(
+            "libfaketime is missing (/usr/lib/<arch>/faketime/libfaketimeMT.so.1): \
+             install Debian's libfaketime package (`make test` does it as root)"
+        ),
+    }
+}
+
+/// Issue 17.13: the leader fires schedules on the ledger's clock, as its
+/// lease runs on it: a worker whose host clock is 15 minutes slow still
+/// fires the next minute on time. Before, it fired on its host's clock,
+/// and a schedule added a moment ago (by a host with the right time) had
+/// no due time for it for 15 minutes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_fires_on_the_ledgers_clock_not_the_hosts() {
+    let pg = common::pg::postgres().await;
+    let stack = Stack::start_with(
+        "schedule-clock",
+        StackOptions {
+            ledger_url: Some(pg.url.clone()),
+            ..Default::default()
+        },
+    );
+    let file = stack.write_file(
+        "minutely.toml",
+        "name = \"minutely\"\n[schedule]\ncron = \"* * * * *\"\n\
+         [jobs.stamp]\nsql = \"SELECT 1 AS one\"\n",
+    );
+    stack.ok(&["schedules", "add", &file]);
+    let lib = faketime_lib();
+    let mut worker = stack.spawn_worker_env(
+        &[
+            ("LD_PRELOAD", lib.as_str()),
+            ("FAKETIME", "-15m"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+        "worker.out",
+    );
+    let fired = stack.wait_for(Duration::from_secs(100), "the schedule to fire", || {
+        if let Some(status) = worker.child.try_wait().unwrap() {
+            panic!("the worker exited ({status}): {}", stack.log("worker.log"));
+        }
+        let show = stack.json(&["schedules", "show", "minutely"]);
+        let fires = show["fires"].as_array().cloned().unwrap_or_default();
+        common::seen(!fires.is_empty(), fires)
+    });
+    // It fired the minute that came, by the real clock.
+    let t = fired[0]["scheduled_time"].as_str().unwrap().to_string();
+    let fire = jiff::Timestamp::from_str(&t).unwrap();
+    let age = jiff::Timestamp::now().duration_since(fire).as_secs();
+    assert!((0..=120).contains(&age), "fired {t}, {age} s ago");
+    // The worker's own clock was indeed 15 minutes slow.
+    let log = stack.log("worker.log");
+    let first = log.lines().next().unwrap_or_default();
+    let logged = jiff::Timestamp::from_str(first.split_whitespace().next().unwrap_or("")).unwrap();
+    let behind = jiff::Timestamp::now().duration_since(logged).as_secs();
+    assert!(
+        behind >= 14 * 60,
+        "the worker's log starts at {logged}: {first}"
+    );
 }

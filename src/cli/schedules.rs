@@ -99,9 +99,13 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: SchedulesCommand) -> R
                 let text =
                     |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("-").to_string();
                 let rows = rows.iter().map(|r| {
+                    let cron = match r["error"].as_str() {
+                        Some(_) => "(does not parse: see `schedules show`)".to_string(),
+                        None => text(r, "cron"),
+                    };
                     vec![
                         text(r, "name"),
-                        text(r, "cron"),
+                        cron,
                         text(r, "timezone"),
                         r["paused"].to_string(),
                         text(r, "last_fired_at"),

@@ -684,7 +684,7 @@
       h('th', { scope: 'row' }, s.name),
       h('td', {}, s.pipeline),
       h('td', { class: 'num' }, num(s.jobs)),
-      h('td', {}, code(s.cron)),
+      h('td', {}, s.error ? errorBlock(s.error) : code(s.cron)),
       h('td', {}, s.timezone || '—'),
       h('td', { class: 'paused' }, s.paused ? 'paused' : 'no'),
       h('td', {}, timeEl(s.last_fired_at)),
