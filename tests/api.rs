@@ -1056,3 +1056,65 @@ async fn a_worker_without_a_token_makes_one_and_prints_the_console_address() {
         );
     }
 }
+
+/// Issue 17.12: a run's page reads the ledger in a few queries whatever the
+/// run's size (it made three per job: 900 for this run, 1,500 for a 501-job
+/// one, on every change the console saw). Counted as PostgreSQL counts
+/// them (each statement outside a transaction is one), against what the
+/// idle worker does in the same time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_page_reads_the_ledger_in_a_few_queries_whatever_its_size() {
+    let pg = common::pg::postgres().await;
+    let stack = Stack::start_with(
+        "api-queries",
+        StackOptions {
+            config_extra: format!("api_token = \"{TOKEN}\"\n"),
+            // The root runs for ten minutes: the 299 others wait, quietly.
+            emulator_args: vec!["--hold".into(), "600000:slow_root".into()],
+            ledger_url: Some(pg.url.clone()),
+            ..StackOptions::default()
+        },
+    );
+    let mut text = String::from("name = \"wide\"\n[jobs.root]\nsql = \"SELECT 'slow_root'\"\n");
+    for k in 1..300 {
+        text.push_str(&format!(
+            "[jobs.leaf{k}]\nsql = \"SELECT {k}\"\ndepends_on = [\"root\"]\n"
+        ));
+    }
+    let file = stack.write_file("wide.toml", &text);
+    let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
+    let _worker = stack.spawn_worker(&[]);
+    let addr = stack.listener();
+    stack.wait_submitted(&run, 1, WAIT).await;
+    let db = sqlx::PgPool::connect(&pg.url).await.unwrap();
+    // Statements of the database so far (each backend reports its counts
+    // once idle for a second).
+    let count = || async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&db)
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let a = count().await;
+    let b = count().await;
+    let idle = b - a;
+    let (status, shown) = api(&addr, "GET", &format!("/api/v1/runs/{run}"), None);
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["jobs"].as_array().map(Vec::len), Some(300));
+    let c = count().await;
+    let page = (c - b) - idle;
+    println!(
+        "GET /api/v1/runs/ID of a 300-job run: {page} statements beyond the idle worker's {idle}"
+    );
+    assert!(
+        page < 50,
+        "{page} statements for one run page (idle: {idle})"
+    );
+}

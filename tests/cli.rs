@@ -116,3 +116,28 @@ fn a_new_ledger_lists_nothing_under_its_headers() {
     );
     assert_eq!(list(&["ledger", "check"]), "ledger ok: 0 jobs checked\n");
 }
+
+/// Issue 17.14: a ledger that cannot be reached fails a command within a
+/// few seconds with its cause (it waited 34 s for the pool, then said
+/// "pool timed out while waiting for an open connection").
+#[test]
+fn an_unreachable_ledger_fails_a_command_at_once_with_its_cause() {
+    // A port nobody listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://nobody@127.0.0.1:{port}/x");
+    let started = std::time::Instant::now();
+    let out = redrelay(dir.path(), &[("REDRELAY_LEDGER", &url)], &["jobs", "list"]);
+    let took = started.elapsed();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}: {err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+}
