@@ -29,4 +29,5 @@ pub mod retry;
 pub mod schedule;
 pub mod setup;
 pub mod state;
+pub mod trigger;
 pub mod worker;
