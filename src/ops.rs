@@ -39,7 +39,18 @@ pub struct ScheduleView {
 pub fn schedule_pipeline(s: &ScheduleRow) -> Result<crate::pipeline::Pipeline> {
     let files: BTreeMap<String, String> = serde_json::from_str(&s.sql_files)
         .with_context(|| format!("schedule {}: its stored SQL files", s.name))?;
-    Ok(crate::pipeline::parse_stored(&s.name, &s.text, &files)?)
+    Ok(crate::pipeline::parse_stored(
+        "schedule", &s.name, &s.text, &files,
+    )?)
+}
+
+/// A stored trigger's pipeline, rebuilt from its text and SQL files.
+pub fn trigger_pipeline(t: &crate::ledger::TriggerRow) -> Result<crate::pipeline::Pipeline> {
+    let files: BTreeMap<String, String> = serde_json::from_str(&t.sql_files)
+        .with_context(|| format!("trigger {}: its stored SQL files", t.name))?;
+    Ok(crate::pipeline::parse_stored(
+        "trigger", &t.name, &t.text, &files,
+    )?)
 }
 
 /// What a schedule is and when it fires next (from `now`, ms).

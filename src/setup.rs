@@ -19,6 +19,29 @@ pub struct SetupReport {
     pub event_bus: String,
     pub event_pattern: serde_json::Value,
     pub target_id: String,
+    /// One rule per trigger, sending its events to the queue.
+    pub trigger_rules: Vec<TriggerRule>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TriggerRule {
+    pub trigger: String,
+    pub rule_name: String,
+    pub rule_arn: String,
+    pub event_pattern: serde_json::Value,
+}
+
+/// The name of a trigger's rule: the main rule's name, `-trigger-`, the
+/// trigger's name (EventBridge allows 64 characters).
+pub fn trigger_rule_name(cfg: &Config, trigger: &str) -> Result<String> {
+    let name = format!("{}-trigger-{trigger}", cfg.rule_name);
+    if name.len() > 64 {
+        anyhow::bail!(
+            "the EventBridge rule name {name:?} of trigger {trigger} is longer than 64 characters: \
+             give the pipeline a shorter name, or shorten rule_name"
+        );
+    }
+    Ok(name)
 }
 
 pub const TARGET_ID: &str = "redrelay-queue";
@@ -87,7 +110,13 @@ async fn ensure_queue(
     Ok((url, arn))
 }
 
-pub async fn run(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<SetupReport> {
+/// Creates or updates everything. `triggers`: each stored trigger's name
+/// and event pattern; a rule of a trigger that is gone is deleted.
+pub async fn run(
+    sdk: &aws_config::SdkConfig,
+    cfg: &Config,
+    triggers: &[(String, serde_json::Value)],
+) -> Result<SetupReport> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let events = aws_sdk_eventbridge::Client::new(sdk);
 
@@ -136,7 +165,30 @@ pub async fn run(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<SetupRepor
         .map(str::to_string)
         .context("PutRule answered no rule ARN")?;
 
-    // Only this rule may send to the queue.
+    let mut trigger_rules = Vec::new();
+    for (trigger, pattern) in triggers {
+        let name = trigger_rule_name(cfg, trigger)?;
+        let arn = put_rule_to_queue(
+            &events,
+            cfg,
+            &name,
+            pattern,
+            &format!("Events that start redrelay's trigger {trigger}"),
+            &queue_arn,
+        )
+        .await?;
+        trigger_rules.push(TriggerRule {
+            trigger: trigger.clone(),
+            rule_name: name,
+            rule_arn: arn,
+            event_pattern: pattern.clone(),
+        });
+    }
+    remove_stale_trigger_rules(&events, cfg, &trigger_rules).await?;
+
+    // Only these rules may send to the queue.
+    let mut sources = vec![serde_json::Value::from(rule_arn.clone())];
+    sources.extend(trigger_rules.iter().map(|r| r.rule_arn.clone().into()));
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -145,7 +197,7 @@ pub async fn run(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<SetupRepor
             "Principal": { "Service": "events.amazonaws.com" },
             "Action": "sqs:SendMessage",
             "Resource": queue_arn,
-            "Condition": { "ArnEquals": { "aws:SourceArn": rule_arn } }
+            "Condition": { "ArnEquals": { "aws:SourceArn": sources } }
         }]
     });
     sqs.set_queue_attributes()
@@ -155,19 +207,68 @@ pub async fn run(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<SetupRepor
         .await
         .context("cannot set the queue policy")?;
 
+    attach_queue(&events, cfg, &cfg.rule_name, &queue_arn).await?;
+
+    Ok(SetupReport {
+        queue_url,
+        queue_arn,
+        dlq_url,
+        dlq_arn,
+        rule_name: cfg.rule_name.clone(),
+        rule_arn,
+        event_bus: cfg.event_bus.clone(),
+        event_pattern: pattern,
+        target_id: TARGET_ID.into(),
+        trigger_rules,
+    })
+}
+
+/// A rule on the configured bus with the queue as its target: its ARN.
+async fn put_rule_to_queue(
+    events: &aws_sdk_eventbridge::Client,
+    cfg: &Config,
+    name: &str,
+    pattern: &serde_json::Value,
+    description: &str,
+    queue_arn: &str,
+) -> Result<String> {
+    let arn = events
+        .put_rule()
+        .name(name)
+        .event_bus_name(&cfg.event_bus)
+        .event_pattern(pattern.to_string())
+        .state(aws_sdk_eventbridge::types::RuleState::Enabled)
+        .description(description)
+        .send()
+        .await
+        .with_context(|| format!("cannot create EventBridge rule {name}"))?
+        .rule_arn()
+        .map(str::to_string)
+        .context("PutRule answered no rule ARN")?;
+    attach_queue(events, cfg, name, queue_arn).await?;
+    Ok(arn)
+}
+
+/// Makes the queue the target of rule `name`.
+async fn attach_queue(
+    events: &aws_sdk_eventbridge::Client,
+    cfg: &Config,
+    name: &str,
+    queue_arn: &str,
+) -> Result<()> {
     let target = aws_sdk_eventbridge::types::Target::builder()
         .id(TARGET_ID)
-        .arn(&queue_arn)
+        .arn(queue_arn)
         .build()
         .context("invalid EventBridge target")?;
     let out = events
         .put_targets()
-        .rule(&cfg.rule_name)
+        .rule(name)
         .event_bus_name(&cfg.event_bus)
         .targets(target)
         .send()
         .await
-        .context("cannot attach the queue to the rule")?;
+        .with_context(|| format!("cannot attach the queue to the rule {name}"))?;
     if out.failed_entry_count() > 0 {
         let why: Vec<String> = out
             .failed_entries()
@@ -182,18 +283,46 @@ pub async fn run(sdk: &aws_config::SdkConfig, cfg: &Config) -> Result<SetupRepor
             .collect();
         anyhow::bail!("PutTargets failed: {}", why.join("; "));
     }
+    Ok(())
+}
 
-    Ok(SetupReport {
-        queue_url,
-        queue_arn,
-        dlq_url,
-        dlq_arn,
-        rule_name: cfg.rule_name.clone(),
-        rule_arn,
-        event_bus: cfg.event_bus.clone(),
-        event_pattern: pattern,
-        target_id: TARGET_ID.into(),
-    })
+/// Deletes the rules of triggers that are gone (named like a trigger's
+/// rule, not among `keep`).
+async fn remove_stale_trigger_rules(
+    events: &aws_sdk_eventbridge::Client,
+    cfg: &Config,
+    keep: &[TriggerRule],
+) -> Result<()> {
+    let prefix = format!("{}-trigger-", cfg.rule_name);
+    let listed = events
+        .list_rules()
+        .name_prefix(&prefix)
+        .event_bus_name(&cfg.event_bus)
+        .send()
+        .await
+        .context("cannot list the EventBridge rules of triggers")?;
+    for rule in listed.rules() {
+        let Some(name) = rule.name() else { continue };
+        if keep.iter().any(|k| k.rule_name == name) {
+            continue;
+        }
+        events
+            .remove_targets()
+            .rule(name)
+            .event_bus_name(&cfg.event_bus)
+            .ids(TARGET_ID)
+            .send()
+            .await
+            .with_context(|| format!("cannot remove the target of rule {name}"))?;
+        events
+            .delete_rule()
+            .name(name)
+            .event_bus_name(&cfg.event_bus)
+            .send()
+            .await
+            .with_context(|| format!("cannot delete rule {name}"))?;
+    }
+    Ok(())
 }
 
 /// The queue URL: `queue_url` from the configuration, else looked up by name.

@@ -16,6 +16,7 @@ mod results;
 mod runs;
 mod schedules;
 mod submit;
+mod triggers;
 mod worker;
 mod workers;
 
@@ -29,6 +30,7 @@ pub use results::{ResultFormat, ResultsArgs};
 pub use runs::RunsCommand;
 pub use schedules::SchedulesCommand;
 pub use submit::SubmitArgs;
+pub use triggers::TriggersCommand;
 pub use worker::WorkerArgs;
 pub use workers::WorkersCommand;
 
@@ -128,6 +130,10 @@ pub enum Command {
     /// Pipelines that run by themselves: add, list, pause, resume, trigger.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Pipelines started by events (a file lands in S3, an application or
+    /// another pipeline says so): add, list, show, pause, resume, remove, test.
+    #[command(subcommand)]
+    Triggers(TriggersCommand),
     /// Run the local Redshift Data API emulator (SQL runs on a SQLite file).
     #[cfg(feature = "emulator")]
     Emulator(Box<crate::emulator::EmulatorArgs>),
@@ -144,7 +150,21 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     match command {
         Command::Setup => {
             let sdk = crate::aws::sdk_config().await?;
-            let report = crate::setup::run(&sdk, &cfg).await?;
+            // The triggers' rules too: their events reach the same queue.
+            let ledger = open_ledger(&cfg).await?;
+            let mut triggers = Vec::new();
+            for t in ledger.triggers().await? {
+                match crate::ops::trigger_pipeline(&t).map(|p| p.trigger) {
+                    Ok(Some(spec)) => triggers.push((t.name.clone(), spec.pattern.as_json().clone())),
+                    Ok(None) => {}
+                    Err(e) => anyhow::bail!(
+                        "trigger {} does not parse ({}): add it again with `redrelay triggers add FILE`, or remove it",
+                        t.name,
+                        crate::ops::error_text(&e)
+                    ),
+                }
+            }
+            let report = crate::setup::run(&sdk, &cfg, &triggers).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Submit(args) => submit::run(&cfg, args).await?,
@@ -159,6 +179,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Dlq(cmd) => dlq::run(&cfg, cmd).await?,
         Command::Workers(cmd) => workers::run(&cfg, cmd).await?,
         Command::Schedules(cmd) => schedules::run(&cfg, cmd).await?,
+        Command::Triggers(cmd) => triggers::run(&cfg, cmd).await?,
         #[cfg(feature = "emulator")]
         Command::Emulator(_) => unreachable!("the emulator returned above"),
     }

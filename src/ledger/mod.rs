@@ -39,11 +39,13 @@ mod runs;
 mod schedules;
 pub mod tables;
 mod transitions;
+mod triggers;
 mod types;
 
 pub use crate::domain::{Accepted, Param, ParamFrom, Session, Target};
 pub use location::Location;
 pub use names::{client_token, parse_statement_name, statement_name};
+pub use triggers::{Admission, Taken, TakenEvent};
 pub use types::*;
 
 use crate::state::RunState;

@@ -319,6 +319,41 @@ pub struct TableSummary {
     pub checksum: String,
 }
 
+/// A stored trigger: a pipeline file (with a `[trigger]` table) and the
+/// SQL files it names.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct TriggerRow {
+    pub name: String,
+    #[serde(skip)]
+    pub text: String,
+    /// JSON object: path as written in the file -> its SQL.
+    #[serde(skip)]
+    pub sql_files: String,
+    pub paused: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An event a trigger took, and what became of it.
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+pub struct TriggerEventRow {
+    pub seq: i64,
+    pub trigger: String,
+    /// `id:EVENT_ID`, or a digest of the trigger's `dedupe` values.
+    pub dedupe_key: String,
+    pub event_id: Option<String>,
+    /// The event as received.
+    pub body: String,
+    /// JSON object: the run's parameters taken from the event.
+    pub params: String,
+    /// WAITING, STARTED, SKIPPED, DROPPED or FAILED.
+    pub state: String,
+    pub run_id: Option<String>,
+    pub note: Option<String>,
+    pub received_at: i64,
+    pub started_at: Option<i64>,
+}
+
 /// A stored schedule: a pipeline file's text and the SQL files it names.
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct ScheduleRow {

@@ -94,6 +94,9 @@ pub struct PipelineFile {
     /// When the pipeline runs by itself ([`ScheduleSpec`]); read apart so
     /// its problems are listed with the others.
     pub schedule: Option<toml::Table>,
+    /// The events that start the pipeline ([`crate::trigger::TriggerSpec`]);
+    /// read apart so its problems are listed with the others.
+    pub trigger: Option<toml::Table>,
     /// Every job of a run in one Data API session, one statement at a
     /// time: temporary tables and session settings carry from job to job.
     #[serde(default)]

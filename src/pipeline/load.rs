@@ -44,19 +44,21 @@ pub fn load_for_schedule(
     Ok((p, text, files.into_inner()))
 }
 
-/// A stored schedule's pipeline, rebuilt from its text and SQL files.
+/// A stored schedule's (or trigger's: `kind`) pipeline, rebuilt from its
+/// text and SQL files.
 pub fn parse_stored(
+    kind: &str,
     name: &str,
     text: &str,
     sql_files: &BTreeMap<String, String>,
 ) -> Result<Pipeline, Invalid> {
-    parse(text, &format!("schedule {name}"), name, |p| {
+    parse(text, &format!("{kind} {name}"), name, |p| {
         sql_files
             .get(&p.display().to_string())
             .cloned()
             .ok_or_else(|| {
                 format!(
-                    "{} was not stored with the schedule: add it again",
+                    "{} was not stored with the {kind}: add it again",
                     p.display()
                 )
             })

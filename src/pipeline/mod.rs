@@ -83,6 +83,9 @@ pub struct Pipeline {
     pub run_params: BTreeMap<String, Option<String>>,
     /// The `[schedule]` table, when the file has one.
     pub schedule: Option<Schedule>,
+    /// The `[trigger]` table, when the file has one: the events that start
+    /// a run, and the run parameters each gives.
+    pub trigger: Option<crate::trigger::TriggerSpec>,
     /// `session = true`: the session's keep-alive (seconds).
     pub session_keep_alive_secs: Option<i64>,
 }

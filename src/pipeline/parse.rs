@@ -90,6 +90,38 @@ pub fn parse(
         }
     }
 
+    let trigger = match &file.trigger {
+        None => None,
+        Some(table) => {
+            match crate::trigger::TriggerSpec::from_toml(&toml::Value::Table(table.clone())) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    problems.push(format!("{shown}: {e}"));
+                    None
+                }
+            }
+        }
+    };
+    if let Some(t) = &trigger {
+        // An event gives the values its [trigger.params] name, and only
+        // those: each must be a declared run-time parameter, and each
+        // required one must be given.
+        for k in t.params.keys() {
+            if !run_params.contains_key(k) && k != SCHEDULED_TIME {
+                problems.push(format!(
+                    "{shown}: [trigger.params] {k}: not a parameter of [params]: declare it there (`{k} = \"\"`)"
+                ));
+            }
+        }
+        for (k, default) in &run_params {
+            if default.is_none() && !t.params.contains_key(k) {
+                problems.push(format!(
+                    "{shown}: [params] {k} is required (\"\"), but the trigger does not give it: add it to [trigger.params], or set a default"
+                ));
+            }
+        }
+    }
+
     let session_keep_alive_secs = match (file.session, file.session_keep_alive_secs) {
         (false, None) => None,
         (false, Some(_)) => {
@@ -350,6 +382,7 @@ pub fn parse(
         jobs,
         run_params,
         schedule,
+        trigger,
         session_keep_alive_secs,
     })
 }

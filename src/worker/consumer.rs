@@ -208,6 +208,10 @@ impl Worker {
         let body = m.body().unwrap_or_default();
         let message_id = m.message_id();
         let now = self.clock.now_ms();
+        // An event one of the triggers takes (anything but Redshift's own).
+        if let Some(ack) = self.take_trigger_event(body, message_id, now).await {
+            return ack;
+        }
         let ev = match event::parse(body, &self.origin) {
             Ok(ev) => ev,
             Err(rejection) => {
@@ -306,7 +310,7 @@ impl Worker {
         }
     }
 
-    fn count_event(&self, disposition: &str) {
+    pub(super) fn count_event(&self, disposition: &str) {
         self.metrics
             .events_received
             .get_or_create(&crate::metrics::DispositionLabel {

@@ -20,6 +20,7 @@ mod reconciler;
 mod retention;
 mod scheduler;
 mod submitter;
+mod triggers;
 
 pub use retention::{prune, PruneReport};
 pub use submitter::{submit_job, Submitted};

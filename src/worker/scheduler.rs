@@ -19,6 +19,12 @@ impl Worker {
                 if let Err(e) = self.fire_due().await {
                     error!(error = format!("{e:#}"), "Cannot fire the schedules.");
                 }
+                if let Err(e) = self.start_waiting_trigger_events().await {
+                    error!(
+                        error = format!("{e:#}"),
+                        "Cannot start the trigger events that wait."
+                    );
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
