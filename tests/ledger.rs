@@ -916,6 +916,33 @@ async fn a_migration_copies_every_table(b: Backend) {
         .await
         .unwrap();
     source.cancel_job(ids[1], 8).await.unwrap();
+    source
+        .put_trigger("loads", "name = \"loads\"", "{}", 9)
+        .await
+        .unwrap();
+    let taken = source
+        .take_trigger_event(
+            redrelay::ledger::TakenEvent {
+                trigger: "loads",
+                dedupe_key: "id:e-1",
+                event_id: Some("e-1"),
+                body: "{\"id\": \"e-1\"}",
+                params: "{\"key\": \"sales/a.csv\"}",
+            },
+            Ok(("loads", &run_jobs)),
+            redrelay::ledger::Admission {
+                max_active: None,
+                skip_when_busy: false,
+                drop_when_paused: false,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(taken, redrelay::ledger::Taken::Started(_)),
+        "{taken:?}"
+    );
     let dump = source.dump().await.unwrap();
     let (_d2, target) = ledger(Backend::Postgres).await;
     target.restore(&dump).await.unwrap();
@@ -1159,7 +1186,113 @@ conformance!(
     every_end_writes_one_own_event,
     a_run_cancel_during_its_events_takes_turns,
     running_a_schedule_now_leaves_its_fire_times_alone,
+    a_trigger_takes_each_event_once_and_queues_past_its_limit,
 );
+
+/// Issue 18: a trigger's event is recorded once per dedupe key with its
+/// run; past `max_active_runs` events wait in order (or are skipped), a
+/// paused trigger keeps (or drops) them, and the oldest waiting one starts
+/// once a run ends.
+async fn a_trigger_takes_each_event_once_and_queues_past_its_limit(b: Backend) {
+    use redrelay::ledger::{Admission, Taken, TakenEvent};
+    let (_d, l) = ledger(b).await;
+    let jobs = vec![run_job("load", vec![])];
+    l.put_trigger("loads", "name = \"loads\"", "{}", 1)
+        .await
+        .unwrap();
+    let queue = Admission {
+        max_active: Some(1),
+        skip_when_busy: false,
+        drop_when_paused: false,
+    };
+    let take = |key: &'static str, a: Admission| {
+        let l = &l;
+        let jobs = &jobs;
+        async move {
+            l.take_trigger_event(
+                TakenEvent {
+                    trigger: "loads",
+                    dedupe_key: key,
+                    event_id: Some(key),
+                    body: "{}",
+                    params: "{}",
+                },
+                Ok(("loads", jobs)),
+                a,
+                2,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let Taken::Started(first) = take("k1", queue).await else {
+        panic!("the first event starts its run");
+    };
+    assert_eq!(
+        take("k1", queue).await,
+        Taken::Duplicate("STARTED".into(), Some(first.clone()))
+    );
+    assert!(matches!(take("k2", queue).await, Taken::Waiting(_)));
+    assert!(matches!(take("k3", queue).await, Taken::Waiting(_)));
+    let skip = Admission {
+        skip_when_busy: true,
+        ..queue
+    };
+    assert!(matches!(take("k4", skip).await, Taken::NotStarted(w) if w.starts_with("skipped")));
+    // Nothing starts while the first run is RUNNING.
+    let waiting = l.next_waiting_trigger_events().await.unwrap();
+    assert_eq!(waiting.len(), 1, "the oldest of the trigger");
+    assert_eq!(waiting[0].dedupe_key, "k2");
+    assert_eq!(
+        l.start_waiting_trigger_event(waiting[0].seq, Ok(("loads", &jobs)), queue, 3)
+            .await
+            .unwrap(),
+        None
+    );
+    // Its run ends: k2 (not k3) starts.
+    let (_, _) = l.cancel_run(&first, 4).await.unwrap();
+    let run2 = l
+        .start_waiting_trigger_event(waiting[0].seq, Ok(("loads", &jobs)), queue, 5)
+        .await
+        .unwrap();
+    assert!(run2.is_some());
+    let next = l.next_waiting_trigger_events().await.unwrap();
+    assert_eq!(next[0].dedupe_key, "k3");
+    // Paused: kept (waiting, none listed to start) or dropped.
+    assert!(l.set_trigger_paused("loads", true, 6).await.unwrap());
+    assert!(matches!(
+        take(
+            "k5",
+            Admission {
+                max_active: None,
+                ..queue
+            }
+        )
+        .await,
+        Taken::Waiting(_)
+    ));
+    let drop = Admission {
+        drop_when_paused: true,
+        ..queue
+    };
+    assert!(matches!(take("k6", drop).await, Taken::NotStarted(w) if w.starts_with("dropped")));
+    assert!(l.next_waiting_trigger_events().await.unwrap().is_empty());
+    // Counted by state; a removed trigger takes nothing.
+    let counts = l.trigger_event_counts("loads").await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("DROPPED".to_string(), 1),
+            ("SKIPPED".to_string(), 1),
+            ("STARTED".to_string(), 2),
+            ("WAITING".to_string(), 2),
+        ]
+    );
+    assert!(l.remove_trigger("loads", 7).await.unwrap());
+    assert_eq!(take("k7", queue).await, Taken::NoTrigger);
+    let ev = l.trigger_event_of_run(&first).await.unwrap().unwrap();
+    assert_eq!(ev.dedupe_key, "k1");
+}
 
 /// Issue 17.7: on PostgreSQL a change's sequence number is taken before
 /// its transaction commits. A stream that goes on from the last change it
