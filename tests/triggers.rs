@@ -153,7 +153,7 @@ async fn s3_files_applications_and_other_pipelines_start_runs_once_per_event() {
     let mut app = wait_values(&stack, "app", 2);
     app.dedup();
     assert_eq!(app, ["b1", "b2"]);
-    assert_eq!(wait_values(&stack, "after_a", 1), [run_a.clone()]);
+    assert_eq!(wait_values(&stack, "after_a", 1), [run_a]);
 
     // Each run shows the event that started it.
     let shown = stack.json(&["triggers", "show", "orders"]);
