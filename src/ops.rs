@@ -44,6 +44,65 @@ pub fn schedule_pipeline(s: &ScheduleRow) -> Result<crate::pipeline::Pipeline> {
     )?)
 }
 
+/// What a trigger is, and what became of its events.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TriggerView {
+    pub name: String,
+    pub paused: bool,
+    /// The pipeline's name.
+    pub pipeline: Option<String>,
+    /// The EventBridge event pattern.
+    #[schema(value_type = Object)]
+    pub pattern: Option<serde_json::Value>,
+    /// Run parameter -> its path in the event.
+    pub params: BTreeMap<String, String>,
+    /// `queue`, `skip` or `allow`.
+    pub overlap: Option<String>,
+    pub max_active_runs: Option<u32>,
+    /// Its events by state (WAITING, STARTED, SKIPPED, DROPPED, FAILED).
+    pub events: BTreeMap<String, i64>,
+    /// Why it takes no event (its stored text no longer parses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A trigger described, with its events counted by state.
+pub fn describe_trigger(t: &crate::ledger::TriggerRow, counts: &[(String, i64)]) -> TriggerView {
+    let mut v = TriggerView {
+        name: t.name.clone(),
+        paused: t.paused,
+        pipeline: None,
+        pattern: None,
+        params: BTreeMap::new(),
+        overlap: None,
+        max_active_runs: None,
+        events: counts.iter().cloned().collect(),
+        error: None,
+    };
+    match trigger_pipeline(t) {
+        Ok(p) => {
+            if let Some(spec) = &p.trigger {
+                v.pattern = Some(spec.pattern.as_json().clone());
+                v.params = spec
+                    .params
+                    .iter()
+                    .map(|(k, path)| (k.clone(), path.to_string()))
+                    .collect();
+                v.overlap = Some(spec.overlap.as_str().to_string());
+                v.max_active_runs = spec.max_active_runs;
+            }
+            v.pipeline = Some(p.name);
+        }
+        Err(e) => {
+            v.error = Some(format!(
+                "{}: it takes no event; add it again with `redrelay triggers add FILE`",
+                error_text(&e)
+            ))
+        }
+    }
+    v
+}
+
 /// A stored trigger's pipeline, rebuilt from its text and SQL files.
 pub fn trigger_pipeline(t: &crate::ledger::TriggerRow) -> Result<crate::pipeline::Pipeline> {
     let files: BTreeMap<String, String> = serde_json::from_str(&t.sql_files)

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 const SOURCE: &str = "redrelay.triggers-test";
+const TOKEN: &str = "triggers-test-token-0123456789";
 
 /// The values the `seen` table holds for `what`, sorted.
 fn seen_values(stack: &Stack, what: &str) -> Vec<String> {
@@ -57,7 +58,8 @@ async fn s3_files_applications_and_other_pipelines_start_runs_once_per_event() {
         "triggers",
         StackOptions {
             config_extra: format!(
-                "publish_events = true\npublish_source = \"{SOURCE}\"\nwait_time_secs = 1\n"
+                "publish_events = true\npublish_source = \"{SOURCE}\"\nwait_time_secs = 1\n\
+                 api_token = \"{TOKEN}\"\n"
             ),
             ..Default::default()
         },
@@ -163,6 +165,26 @@ async fn s3_files_applications_and_other_pipelines_start_runs_once_per_event() {
         .unwrap_or_default();
     assert_eq!(events.len(), 2, "one record per dedupe key: {shown:#}");
     assert!(events.iter().all(|e| e["state"] == "STARTED"), "{shown:#}");
+
+    // The API shows the triggers, and each run the event that started it.
+    let addr = stack.listener();
+    let r = common::http::call(&addr, "GET", "/api/v1/triggers", Some(TOKEN), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = r.json();
+    let orders = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "orders"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(orders["events"]["STARTED"], 2, "{listed:#}");
+    assert_eq!(orders["params"]["batch"], "$.detail.batch", "{orders:#}");
+    let run_b = events[0]["run_id"].as_str().unwrap().to_string();
+    let r = common::http::call(&addr, "GET", &format!("/api/v1/runs/{run_b}"), Some(TOKEN), None);
+    let started_by = &r.json()["trigger_event"];
+    assert_eq!(started_by["trigger"], "orders", "{}", r.body);
+    assert!(started_by["body"].as_str().is_some_and(|b| b.contains("Batch Ready")));
+    let shown = stack.json(&["runs", "show", &run_b]);
+    assert_eq!(shown["trigger_event"]["trigger"], "orders");
 
     // Paused, a trigger keeps its events; they start on resume.
     stack.ok(&["triggers", "pause", "orders"]);

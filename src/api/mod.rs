@@ -16,6 +16,7 @@ mod jobs;
 mod runs;
 mod schedules;
 mod stream;
+mod triggers;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -85,6 +86,10 @@ pub fn router(services: Services, tokens: access::Tokens, stop: CancellationToke
         .route("/schedules/{name}/pause", post(schedules::pause))
         .route("/schedules/{name}/resume", post(schedules::resume))
         .route("/schedules/{name}/trigger", post(schedules::trigger))
+        .route("/triggers", get(triggers::list))
+        .route("/triggers/{name}", get(triggers::show))
+        .route("/triggers/{name}/pause", post(triggers::pause))
+        .route("/triggers/{name}/resume", post(triggers::resume))
         .route("/inbox", get(stream::inbox))
         .route("/events", get(stream::events))
         .fallback(not_found)
@@ -403,13 +408,14 @@ fn job_state(text: Option<&str>) -> ApiResult<Option<crate::state::JobState>> {
 #[openapi(
     info(
         title = "redrelay",
-        description = "Runs, jobs, schedules and state changes of a redrelay ledger. \
+        description = "Runs, jobs, schedules, triggers and state changes of a redrelay ledger. \
             Times are milliseconds since the Unix epoch unless said otherwise.",
     ),
     paths(
         runs::list, runs::show, runs::start, runs::cancel,
         jobs::list, jobs::show, jobs::submit, jobs::retry, jobs::cancel, jobs::results, jobs::rows,
         schedules::list, schedules::pause, schedules::resume, schedules::trigger,
+        triggers::list, triggers::show, triggers::pause, triggers::resume,
         stream::inbox, stream::events,
     ),
     components(schemas(ErrorBody, crate::ledger::Change)),
@@ -419,6 +425,7 @@ fn job_state(text: Option<&str>) -> ApiResult<Option<crate::state::JobState>> {
         (name = "runs", description = "Pipeline runs"),
         (name = "jobs", description = "Jobs: one SQL statement or a batch"),
         (name = "schedules", description = "Pipelines that run by themselves"),
+        (name = "triggers", description = "Pipelines started by events"),
         (name = "events", description = "State changes and the inbox of consumed events"),
     )
 )]

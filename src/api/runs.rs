@@ -58,6 +58,9 @@ pub struct RunDetail {
     pub run: Run,
     pub jobs: Vec<JobDetail>,
     pub edges: Vec<Edge>,
+    /// The event that started the run, when a trigger started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_event: Option<crate::ledger::TriggerEventRow>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -189,8 +192,9 @@ async fn find(api: &super::Api, id: &str) -> ApiResult<Run> {
 pub async fn show(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Json<RunDetail>> {
     let run = find(&api, &id).await?;
     let ledger = &api.services.ledger;
-    // Four queries whatever the run's size (jobs, attempts, result files,
-    // edges), not three per job: the console reads this on every change.
+    // Five queries whatever the run's size (jobs, attempts, result files,
+    // edges, the event that started it), not three per job: the console
+    // reads this on every change.
     let pairs = ledger.run_edges(&id).await?;
     let mut attempts: HashMap<i64, Vec<_>> = HashMap::new();
     for a in ledger.run_attempts(&id).await? {
@@ -219,7 +223,13 @@ pub async fn show(State(api): ApiState, Path(id): Path<String>) -> ApiResult<Jso
         .into_iter()
         .map(|(job, dep)| Edge { from: dep, to: job })
         .collect();
-    Ok(Json(RunDetail { run, jobs, edges }))
+    let trigger_event = ledger.trigger_event_of_run(&id).await?;
+    Ok(Json(RunDetail {
+        run,
+        jobs,
+        edges,
+        trigger_event,
+    }))
 }
 
 /// Start a run of a stored schedule's pipeline, or of a pipeline's text.

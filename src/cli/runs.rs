@@ -57,6 +57,7 @@ pub(super) async fn run(cfg: &Config, cmd: RunsCommand) -> Result<()> {
                 .await?
                 .with_context(|| format!("no run {run} (see `redrelay runs list`)"))?;
             let jobs = ledger.jobs(None, Some(&run)).await?;
+            let started_by = ledger.trigger_event_of_run(&run).await?;
             if json {
                 let mut out = Vec::new();
                 for j in &jobs {
@@ -75,7 +76,9 @@ pub(super) async fn run(cfg: &Config, cmd: RunsCommand) -> Result<()> {
                 }
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"run": r, "jobs": out}))?
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"run": r, "jobs": out, "trigger_event": started_by})
+                    )?
                 );
             } else {
                 println!("run       {}", r.id);
@@ -83,6 +86,14 @@ pub(super) async fn run(cfg: &Config, cmd: RunsCommand) -> Result<()> {
                 println!("state     {}", r.state);
                 println!("created   {}", render::time(Some(r.created_at)));
                 println!("ended     {}", render::time(r.finished_at));
+                if let Some(e) = &started_by {
+                    println!(
+                        "started by trigger {}: event {} (parameters {})",
+                        e.trigger,
+                        e.event_id.as_deref().unwrap_or(&e.dedupe_key),
+                        e.params
+                    );
+                }
                 let columns = [
                     render::right("JOB"),
                     render::left("NAME"),

@@ -46,37 +46,7 @@ pub enum TriggersCommand {
 }
 
 fn describe(t: &crate::ledger::TriggerRow, counts: &[(String, i64)]) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "name": t.name,
-        "paused": t.paused,
-        "created_at": crate::clock::timestamp(t.created_at).map(|t| t.to_string()).unwrap_or_default(),
-        "updated_at": crate::clock::timestamp(t.updated_at).map(|t| t.to_string()).unwrap_or_default(),
-        "events": counts.iter().map(|(s, n)| (s.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
-    });
-    match crate::ops::trigger_pipeline(t) {
-        Ok(p) => {
-            if let Some(spec) = &p.trigger {
-                v["pipeline"] = p.name.clone().into();
-                v["pattern"] = spec.pattern.as_json().clone();
-                v["params"] = spec
-                    .params
-                    .iter()
-                    .map(|(k, path)| (k.clone(), serde_json::Value::from(path.to_string())))
-                    .collect::<serde_json::Map<_, _>>()
-                    .into();
-                v["overlap"] = spec.overlap.as_str().into();
-                v["max_active_runs"] = spec.max_active_runs.into();
-            }
-        }
-        Err(e) => {
-            v["error"] = format!(
-                "{}: it takes no event; add it again with `redrelay triggers add FILE`",
-                crate::ops::error_text(&e)
-            )
-            .into();
-        }
-    }
-    v
+    serde_json::to_value(crate::ops::describe_trigger(t, counts)).unwrap_or_default()
 }
 
 pub(super) async fn run(cfg: &crate::config::Config, cmd: TriggersCommand) -> Result<()> {
