@@ -222,3 +222,40 @@ fn screenshot() {
         .map(|m| m.len() > 10_000)
         .unwrap_or(false));
 }
+
+/// Issue 18: a run a trigger started says so on its page (the trigger, the
+/// event's body), and the triggers page lists each trigger's events by
+/// state, as the API does.
+#[test]
+fn a_triggered_run_shows_its_event_and_the_triggers_page_lists_triggers() {
+    let c = Console::start("console-triggers");
+    let file = c.stack.write_file(
+        "orders.toml",
+        "name = \"orders\"\n[params]\nbatch = \"\"\n\
+         [trigger.pattern]\nsource = [\"app.orders\"]\n\
+         [trigger.params]\nbatch = \"$.detail.batch\"\n\
+         [jobs.take]\nsql = \"SELECT :batch AS batch\"\nparams = { batch = { param = \"batch\" } }\n",
+    );
+    c.stack.ok(&["triggers", "add", &file]);
+    c.stack.ok(&["setup"]);
+    c.stack.python(
+        "import boto3,os,json\n\
+         ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+         ev.put_events(Entries=[{'Source': 'app.orders', 'DetailType': 'Batch Ready', 'Detail': json.dumps({'batch': 'b1'})}])\n",
+    );
+    let run = c.stack.wait_for(WAIT, "the trigger to start a run", || {
+        let shown = c.stack.json(&["triggers", "show", "orders"]);
+        let run = shown["latest_events"][0]["run_id"]
+            .as_str()
+            .map(str::to_string);
+        common::seen(run.is_some(), run).map(|r| r.unwrap_or_default())
+    });
+    let out = c
+        .check("triggers", None)
+        .env("REDRELAY_RUN", &run)
+        .output()
+        .expect("run the triggers check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", common::stderr(&out));
+    assert!(stdout.contains("trigger orders"), "{stdout}");
+}

@@ -179,10 +179,18 @@ async fn s3_files_applications_and_other_pipelines_start_runs_once_per_event() {
     assert_eq!(orders["events"]["STARTED"], 2, "{listed:#}");
     assert_eq!(orders["params"]["batch"], "$.detail.batch", "{orders:#}");
     let run_b = events[0]["run_id"].as_str().unwrap().to_string();
-    let r = common::http::call(&addr, "GET", &format!("/api/v1/runs/{run_b}"), Some(TOKEN), None);
+    let r = common::http::call(
+        &addr,
+        "GET",
+        &format!("/api/v1/runs/{run_b}"),
+        Some(TOKEN),
+        None,
+    );
     let started_by = &r.json()["trigger_event"];
     assert_eq!(started_by["trigger"], "orders", "{}", r.body);
-    assert!(started_by["body"].as_str().is_some_and(|b| b.contains("Batch Ready")));
+    assert!(started_by["body"]
+        .as_str()
+        .is_some_and(|b| b.contains("Batch Ready")));
     let shown = stack.json(&["runs", "show", &run_b]);
     assert_eq!(shown["trigger_event"]["trigger"], "orders");
 

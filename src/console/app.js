@@ -248,7 +248,7 @@
   }
   function markNav() {
     const p = location.pathname;
-    const section = p.startsWith('/jobs') ? 'jobs' : p.startsWith('/schedules') ? 'schedules' : p.startsWith('/inbox') ? 'inbox' : 'runs';
+    const section = p.startsWith('/jobs') ? 'jobs' : p.startsWith('/schedules') ? 'schedules' : p.startsWith('/triggers') ? 'triggers' : p.startsWith('/inbox') ? 'inbox' : 'runs';
     for (const a of document.querySelectorAll('nav a[data-nav]')) {
       if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     }
@@ -426,7 +426,8 @@
     main.append(
       h('section', { class: 'summary', 'aria-label': 'Run' },
         facts([['Pipeline', data.run.pipeline], ['State', stateEl], ['Started', timeEl(data.run.created_at)],
-          ['Finished', finishedEl], ['Duration', durationEl], ['Jobs', countsSlot]]),
+          ['Finished', finishedEl], ['Duration', durationEl], ['Jobs', countsSlot],
+          ...(data.trigger_event ? [['Started by', startedBy(data.trigger_event)]] : [])]),
         h('p', { class: 'actions' }, cancelBtn), liveEl),
       h('section', { 'aria-labelledby': 'graph-title' }, h('h2', { id: 'graph-title' }, 'Job graph'), graphWrap),
       h('section', { 'aria-labelledby': 'jobs-title' }, h('h2', { id: 'jobs-title' }, 'Jobs'),
@@ -704,6 +705,30 @@
   }
   const scheduleRow = (name) => [...document.querySelectorAll('tr[data-schedule]')].find((tr) => tr.dataset.schedule === name);
 
+  // ------------------------------------------------------------ triggers
+  /** The event that started a run: its trigger, parameters and body. */
+  function startedBy(e) {
+    return h('details', { id: 'started-by', class: 'body' },
+      h('summary', {}, `trigger ${e.trigger}, event ${e.event_id || e.dedupe_key}`),
+      facts([['Parameters', code(e.params)], ['Received', timeEl(e.received_at)]]),
+      h('pre', {}, e.body || ''));
+  }
+  async function triggersPage() {
+    setPage('Triggers');
+    const list = await api('/api/v1/triggers');
+    const counts = (ev) => Object.entries(ev || {}).map(([k, v]) => `${k} ${v}`).join(', ') || 'none yet';
+    main.append(table('Triggers', ['Name', 'Pipeline', 'Pattern', 'Parameters', 'Overlap', 'Paused', 'Events'],
+      list.map((t) => h('tr', { 'data-trigger': t.name, 'data-paused': String(!!t.paused) },
+        h('th', { scope: 'row' }, t.name),
+        h('td', {}, t.pipeline || '—'),
+        h('td', {}, t.error ? errorBlock(t.error) : code(JSON.stringify(t.pattern))),
+        h('td', {}, code(JSON.stringify(t.params))),
+        h('td', {}, t.overlap || '—'),
+        h('td', { class: 'paused' }, t.paused ? 'paused' : 'no'),
+        h('td', {}, counts(t.events)))),
+      'No triggers (redrelay triggers add stores one).', { id: 'triggers' }));
+  }
+
   // --------------------------------------------------------------- inbox
   async function inboxPage() {
     setPage('Events inbox');
@@ -800,6 +825,7 @@
       else if (path === '/jobs') await jobsPage();
       else if ((m = /^\/jobs\/([^/]+)$/.exec(path))) await jobPage(decodeURIComponent(m[1]));
       else if (path === '/schedules') await schedulesPage();
+      else if (path === '/triggers') await triggersPage();
       else if (path === '/inbox') await inboxPage();
       else { setPage('Not found'); main.append(h('p', {}, 'The console has no page here. ', link('/', 'See the runs.'))); }
     } catch (e) {

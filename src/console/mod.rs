@@ -26,6 +26,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/jobs", get(page))
         .route("/jobs/{id}", get(page))
         .route("/schedules", get(page))
+        .route("/triggers", get(page))
         .route("/inbox", get(page))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))

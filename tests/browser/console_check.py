@@ -198,10 +198,37 @@ def check_live(driver, jid):
     print(json.dumps({"job": int(jid), "states": page["seq"], "events": page["events"], "reloaded": False}))
 
 
+def check_triggers(driver):
+    """RUN was started by an event: its page says by which trigger, with the
+    event's body; the triggers page lists the trigger as the API does."""
+    def started_by():
+        els = driver.find_elements("id", "started-by")
+        return (True, els[0].text) if els else (False, "no #started-by on the run page")
+    text = until("the run page to show the event that started it", started_by)
+    event = api(f"/api/v1/runs/{urllib.parse.quote(RUN, safe='')}")["trigger_event"]
+    if f"trigger {event['trigger']}" not in text:
+        fail(f"the run page says {text!r}, the API {event!r}")
+    driver.get(f"{BASE}/triggers")
+    listed = api("/api/v1/triggers")
+
+    def rows():
+        found = {}
+        for tr in driver.find_elements("css selector", "table#triggers tr[data-trigger]"):
+            found[tr.get_attribute("data-trigger")] = tr.text
+        return (len(found) == len(listed), found)
+    shown = until("the triggers page to list every trigger", rows)
+    for t in listed:
+        row = shown.get(t["name"], "")
+        for state, n in t["events"].items():
+            if f"{state} {n}" not in row:
+                fail(f"trigger {t['name']}: the page shows {row!r}, the API {t['events']!r}")
+    print(json.dumps({"started_by": text, "triggers": shown}), flush=True)
+
+
 def main():
     sys.stdout.reconfigure(line_buffering=True)
-    if CHECK not in ("run-page", "retry", "live", "screenshot"):
-        fail(f"REDRELAY_CHECK={CHECK!r}: one of run-page, retry, live, screenshot", 2)
+    if CHECK not in ("run-page", "retry", "live", "screenshot", "triggers"):
+        fail(f"REDRELAY_CHECK={CHECK!r}: one of run-page, retry, live, screenshot, triggers", 2)
     jid = env("REDRELAY_JOB") if CHECK in ("retry", "live") else None
     shot = env("REDRELAY_SCREENSHOT") if CHECK == "screenshot" else None
     for path in (CHROMIUM, CHROMEDRIVER):
@@ -230,6 +257,8 @@ def main():
                     fail(f"cannot write {shot}")
                 summary["screenshot"] = shot
             print(json.dumps(summary), flush=True)
+        elif CHECK == "triggers":
+            check_triggers(driver)
         elif CHECK == "retry":
             check_retry(driver, jid)
         else:
