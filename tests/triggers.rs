@@ -313,3 +313,177 @@ fn triggers_test_shows_what_an_event_would_start() {
     );
     assert!(!dir.path().join("l.db").exists(), "nothing recorded");
 }
+
+/// Issue 18's reliability check: a burst of events (10% of them sent
+/// twice, as separate PutEvents entries: two event ids, one dedupe key)
+/// through three workers on PostgreSQL, the leader killed twice while
+/// they arrive: exactly one run per event, each with its own event's
+/// parameter. The events of a paused trigger all wait and all start on
+/// resume. `REDRELAY_TRIGGER_EVENTS=1000` for the full size (default 200).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_with_copies_starts_one_run_per_event_across_leader_kills() {
+    use std::os::unix::process::ExitStatusExt;
+    let n: usize = std::env::var("REDRELAY_TRIGGER_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let kept_n = 50usize;
+    let pg = common::pg::postgres().await;
+    let stack = Stack::start_with(
+        "trigger-burst",
+        StackOptions {
+            config_extra: "wait_time_secs = 1\nvisibility_timeout_secs = 5\nmax_in_flight = 50\n\
+                           reconcile_after_secs = 2\n"
+                .into(),
+            ledger_url: Some(pg.url.clone()),
+            ..Default::default()
+        },
+    );
+    for (name, source) in [("burst", "app.burst"), ("kept", "app.kept")] {
+        let file = stack.write_file(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\n[params]\nn = \"\"\n\
+                 [trigger]\ndedupe = [\"$.detail.n\"]\n\
+                 [trigger.pattern]\nsource = [\"{source}\"]\n\
+                 [trigger.params]\nn = \"$.detail.n\"\n\
+                 [jobs.mark]\nsql = \"INSERT INTO marks (what, n) VALUES ('{name}', :n)\"\n\
+                 params = {{ n = {{ param = \"n\" }} }}\n"
+            ),
+        );
+        stack.ok(&["triggers", "add", &file]);
+    }
+    stack.ok(&["setup"]);
+    stack.ok(&["triggers", "pause", "kept"]);
+    let mut workers: Vec<common::Proc> = (0..3).map(|_| stack.spawn_worker(&[])).collect();
+    let create = stack.submit(&["--sql", "CREATE TABLE marks (what TEXT, n TEXT)"]);
+    stack.wait_state(create, "FINISHED", WAIT);
+
+    // The sender: every event once, every tenth twice, ten a call.
+    let script = format!(
+        "import boto3,os,json\n\
+         ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+         es=[]\n\
+         for i in range({n}):\n\
+         \x20   es.append({{'Source': 'app.burst', 'DetailType': 'Item', 'Detail': json.dumps({{'n': str(i)}})}})\n\
+         \x20   if i % 10 == 0:\n\
+         \x20       es.append({{'Source': 'app.burst', 'DetailType': 'Item', 'Detail': json.dumps({{'n': str(i)}})}})\n\
+         for i in range({kept_n}):\n\
+         \x20   es.append({{'Source': 'app.kept', 'DetailType': 'Item', 'Detail': json.dumps({{'n': str(i)}})}})\n\
+         for k in range(0, len(es), 10):\n\
+         \x20   out=ev.put_events(Entries=es[k:k+10])\n\
+         \x20   assert out['FailedEntryCount'] == 0, out\n\
+         print(len(es))\n"
+    );
+    let started = std::time::Instant::now();
+    let mut cmd = std::process::Command::new(common::venv_bin("python"));
+    cmd.arg("-c").arg(&script);
+    stack.aws_env(&mut cmd);
+    let sender = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the sender");
+
+    // The leader dies twice while the events arrive.
+    let mut leader_kills = 0;
+    let ledger = stack.ledger().await;
+    let runs_of = |ledger: &redrelay::ledger::Ledger| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .trigger_event_counts("burst")
+                .await
+                .unwrap()
+                .iter()
+                .filter(|(s, _)| s == "STARTED")
+                .map(|(_, c)| *c as usize)
+                .sum::<usize>()
+        }
+    };
+    for at in [n / 4, n / 2] {
+        stack
+            .wait_for_async(WAIT, &format!("{at} runs started"), || async {
+                let got = runs_of(&ledger).await;
+                common::seen(got >= at, got)
+            })
+            .await;
+        // A leader among the live workers (after a kill, the dead one's
+        // lease runs out first).
+        let pids: Vec<u32> = workers.iter().map(|w| w.pid()).collect();
+        let i = stack.wait_for(Duration::from_secs(60), "a live leader", || {
+            let l = stack.leader_id().unwrap_or_default();
+            let i = pids.iter().position(|p| l.contains(&format!("-{p}-")));
+            common::seen(i.is_some(), l).map(|_| i.unwrap_or(0))
+        });
+        let w = &mut workers[i];
+        w.child.kill().unwrap();
+        let status = w.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9));
+        *w = stack.spawn_worker(&[]);
+        leader_kills += 1;
+    }
+    let sent = sender.wait_with_output().expect("the sender");
+    assert!(sent.status.success(), "the sender failed");
+    let all = stack
+        .wait_for_async(
+            Duration::from_secs(300),
+            "a run for every event",
+            || async {
+                let got = runs_of(&ledger).await;
+                common::seen(got >= n, got)
+            },
+        )
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    stack.wait_runs_ended(Duration::from_secs(300));
+    // Every event's run, once, with its own parameter.
+    let rows = warehouse_query(
+        &stack.warehouse_path(),
+        "SELECT n, COUNT(*) FROM marks WHERE what = 'burst' GROUP BY n",
+    );
+    let twice: Vec<&Vec<Value>> = rows.iter().filter(|r| r[1] != 1).collect();
+    assert!(twice.is_empty(), "parameters run more than once: {twice:?}");
+    assert_eq!(rows.len(), n, "one run per event");
+    let counts = ledger.trigger_event_counts("burst").await.unwrap();
+    assert_eq!(
+        counts,
+        vec![("STARTED".to_string(), n as i64)],
+        "{counts:?}"
+    );
+
+    // The paused trigger kept every event; all start on resume.
+    stack
+        .wait_for_async(WAIT, "the paused trigger's events to wait", || async {
+            let c = ledger.trigger_event_counts("kept").await.unwrap();
+            common::seen(c == vec![("WAITING".to_string(), kept_n as i64)], c)
+        })
+        .await;
+    stack.ok(&["triggers", "resume", "kept"]);
+    stack
+        .wait_for_async(WAIT, "the kept events to start", || async {
+            let c = ledger.trigger_event_counts("kept").await.unwrap();
+            common::seen(c == vec![("STARTED".to_string(), kept_n as i64)], c)
+        })
+        .await;
+    stack.wait_runs_ended(WAIT);
+    let kept = warehouse_query(
+        &stack.warehouse_path(),
+        "SELECT COUNT(DISTINCT n), COUNT(*) FROM marks WHERE what = 'kept'",
+    );
+    assert_eq!(kept[0], vec![Value::from(kept_n), Value::from(kept_n)]);
+    stack.wait_queue_empty(WAIT);
+    assert_eq!(stack.dlq_depth(), 0);
+    assert!(leader_kills >= 2, "the leader was killed twice");
+    let line = format!(
+        "trigger burst: {n} events (+{} copies) -> {all} runs, each once, in {secs:.1} s \
+         ({:.0} runs started/s, debug build), 3 workers on PostgreSQL, {leader_kills} leader kills; \
+         {kept_n} events of a paused trigger kept and started on resume",
+        n.div_ceil(10),
+        all as f64 / secs
+    );
+    println!("{line}");
+    eprintln!("{line}");
+    for w in &mut workers {
+        w.kill();
+    }
+}
