@@ -100,6 +100,7 @@ bench: venv pg $(VENV)/.bench-installed
 	cargo test --release --test bench_compare -- --ignored --nocapture
 	cargo test --release --test bench_reaction -- --ignored --nocapture
 	cargo test --release --test bench_fleet -- --ignored --nocapture --test-threads 1
+	cargo test --release --test bench_triggers -- --ignored --nocapture
 
 # The torture test long: 1,000 jobs or more through the CLI and the API,
 # three workers on PostgreSQL under faults, then the invariant checker
