@@ -34,7 +34,7 @@ trap cleanup EXIT
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # Dummy credentials, isolated from any real AWS profile on this machine.
-export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 
@@ -75,6 +75,10 @@ ledger      = "$DEMO/ledger.db"
 results_dir = "$DEMO/results"
 workgroup   = "demo"
 database    = "dev"
+# redrelay's own events ("Run State Change"): a trigger below starts a
+# pipeline when another one's run FINISHED.
+publish_events = true
+publish_source = "redrelay.demo"
 TOML
 export REDRELAY_CONFIG=$DEMO/redrelay.toml
 
@@ -203,7 +207,79 @@ for _ in $(seq 600); do [ "$(run_state "$run")" = RUNNING ] || break; sleep 0.1;
 echo "== another language: scripts/api_example.py submits a job and reads its result through the API"
 "$VENV/bin/python" scripts/api_example.py --url "$CONSOLE" --sql "SELECT region, total FROM demo.merged ORDER BY region"
 
+echo "== triggers: pipelines started by events (docs/triggers.md)"
+landed=$("$BIN" submit --name create_landed --sql "CREATE TABLE demo.landed (what VARCHAR(20), value VARCHAR(200))")
+cat >"$DEMO/load_landed.toml" <<'TOML'
+name = "load_landed"
+[params]
+key = ""
+[trigger]
+dedupe = ["$.detail.bucket.name", "$.detail.object.key", "$.detail.object.eTag"]
+[trigger.pattern]
+source = ["aws.s3"]
+detail-type = ["Object Created"]
+detail = { bucket = { name = ["redrelay-demo"] }, object = { key = [{ prefix = "landing/" }] } }
+[trigger.params]
+key = "$.detail.object.key"
+[jobs.load]
+sql = "INSERT INTO demo.landed (what, value) VALUES ('s3 file', :key)"
+params = { key = { param = "key" } }
+TOML
+cat >"$DEMO/app_batch.toml" <<'TOML'
+name = "app_batch"
+[params]
+batch = ""
+[trigger]
+dedupe = ["$.detail.batch"]
+[trigger.pattern]
+source = ["demo.orders"]
+detail-type = ["Batch Ready"]
+[trigger.params]
+batch = "$.detail.batch"
+[jobs.take]
+sql = "INSERT INTO demo.landed (what, value) VALUES ('app batch', :batch)"
+params = { batch = { param = "batch" } }
+TOML
+cat >"$DEMO/after_load.toml" <<'TOML'
+name = "after_load"
+[params]
+upstream = ""
+[trigger.pattern]
+source = ["redrelay.demo"]
+detail-type = ["Run State Change"]
+detail = { pipeline = ["load_landed"], state = ["FINISHED"] }
+[trigger.params]
+upstream = "$.detail.run_id"
+[jobs.note]
+sql = "INSERT INTO demo.landed (what, value) VALUES ('after run', :upstream)"
+params = { upstream = { param = "upstream" } }
+TOML
+for f in load_landed app_batch after_load; do "$BIN" triggers add "$DEMO/$f.toml"; done
+"$BIN" setup >/dev/null   # one EventBridge rule per trigger, to the same queue
+"$VENV/bin/aws" s3api put-bucket-notification-configuration --bucket redrelay-demo \
+  --notification-configuration '{"EventBridgeConfiguration": {}}'
+for _ in $(seq 600); do [ "$(job_field "$landed" state)" = FINISHED ] && break; sleep 0.1; done
+echo "-- a file lands in S3: s3://redrelay-demo/landing/sales-2026-12-04.csv"
+"$VENV/bin/aws" s3 cp "$DEMO/sales.csv" s3://redrelay-demo/landing/sales-2026-12-04.csv >/dev/null
+echo "-- an application says a batch is ready (PutEvents), twice: one run"
+for _ in 1 2; do
+  "$VENV/bin/aws" events put-events --entries '[{"Source": "demo.orders", "DetailType": "Batch Ready", "Detail": "{\"batch\": \"b42\"}"}]' >/dev/null
+done
+triggered() { "$BIN" runs list --json | "$VENV/bin/python" -c "
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r['pipeline'] in ('load_landed', 'app_batch', 'after_load')]
+print(len([r for r in runs if r['state'] == 'FINISHED']), len(runs))"; }
+for _ in $(seq 600); do [ "$(triggered)" = "3 3" ] && break; sleep 0.1; done
+[ "$(triggered)" = "3 3" ] || { echo "demo: the triggers' runs did not all finish: $(triggered)" >&2; "$BIN" triggers list >&2; exit 1; }
+"$BIN" triggers list
+echo "-- what the three runs wrote (the S3 key, the batch, the upstream run id)"
+landed_report=$("$BIN" submit --name landed_report --sql "SELECT what, value FROM demo.landed ORDER BY what")
+for _ in $(seq 600); do [ "$(job_field "$landed_report" result_state)" = FETCHED ] && break; sleep 0.1; done
+"$BIN" results "$landed_report"
+after=$("$BIN" runs list --json | "$VENV/bin/python" -c "import json,sys; print([r['id'] for r in json.load(sys.stdin) if r['pipeline']=='after_load'][-1])")
+"$BIN" runs show "$after"
+
 echo "== stopping the worker (SIGTERM)"
 kill -TERM "$worker_pid"
 wait "$worker_pid"
-echo "== demo finished: ${#jobs[@]} chained jobs FINISHED, a pipeline run retried through the API and FINISHED"
+echo "== demo finished: ${#jobs[@]} chained jobs FINISHED, a pipeline run retried through the API and FINISHED, three pipelines started by events (an S3 file, an application, another run)"
