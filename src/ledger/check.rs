@@ -187,7 +187,34 @@ impl Ledger {
         .fetch_all(&self.pool)
         .await?;
         let runs = self.runs().await?;
-        let v = violations(&jobs, &attempts, &deps, &applied, &runs);
+        let mut v = violations(&jobs, &attempts, &deps, &applied, &runs);
+        // A trigger's event: STARTED with a run that exists, any other
+        // state without one; one event per run.
+        let events: Vec<(i64, String, Option<String>, Option<String>)> = query(
+            "SELECT e.seq, e.state, e.run_id, r.id FROM trigger_events e \
+             LEFT JOIN runs r ON r.id = e.run_id ORDER BY e.seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut runs_started = std::collections::HashMap::new();
+        for (seq, state, run, found) in &events {
+            match (state.as_str(), run, found) {
+                ("STARTED", Some(r), Some(_)) => {
+                    if let Some(other) = runs_started.insert(r.clone(), *seq) {
+                        v.push(format!(
+                            "trigger events {other} and {seq} both started run {r}"
+                        ));
+                    }
+                }
+                ("STARTED", _, _) => v.push(format!(
+                    "trigger event {seq} is STARTED but its run {run:?} does not exist"
+                )),
+                (_, Some(r), _) => {
+                    v.push(format!("trigger event {seq} is {state} but names run {r}"))
+                }
+                _ => {}
+            }
+        }
         Ok((jobs.len(), v))
     }
 }

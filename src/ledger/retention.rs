@@ -12,7 +12,8 @@ pub const BATCH: i64 = 500;
 impl Ledger {
     /// Removes what is older than `cutoff` (epoch ms): inbox rows received
     /// before it (raw bodies), except an event deferred for a job that has
-    /// not ended; state changes; published own events; and the result rows
+    /// not ended; state changes; ended events of triggers; published own
+    /// events; and the result rows
     /// of jobs that ended before it, whose files the caller then deletes
     /// (returned). A job that has not ended keeps everything. The jobs
     /// themselves stay, with `results_pruned_at`.
@@ -29,6 +30,16 @@ impl Ledger {
         // The state changes the event stream reads.
         self.delete_in_batches("changes", "seq", "at < $1", cutoff)
             .await?;
+        // Events triggers took (their bodies), once ended: a waiting one
+        // stays. Past the queue's retention (14 days at most) no copy of
+        // them can come back for the dedupe to catch.
+        self.delete_in_batches(
+            "trigger_events",
+            "seq",
+            "received_at < $1 AND state <> 'WAITING'",
+            cutoff,
+        )
+        .await?;
         // Published own events (unpublished ones wait for the publisher).
         self.delete_in_batches(
             "outbox",
