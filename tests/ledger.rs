@@ -934,6 +934,7 @@ async fn a_migration_copies_every_table(b: Backend) {
                 max_active: None,
                 skip_when_busy: false,
                 drop_when_paused: false,
+                batch_window_ms: None,
             },
             10,
         )
@@ -1187,7 +1188,74 @@ conformance!(
     a_run_cancel_during_its_events_takes_turns,
     running_a_schedule_now_leaves_its_fire_times_alone,
     a_trigger_takes_each_event_once_and_queues_past_its_limit,
+    a_batch_of_trigger_events_starts_one_run,
 );
+
+/// Issue 18: with a batch window every event waits; one run starts for
+/// the events of the window, each STARTED with it, and `ledger check`
+/// passes.
+async fn a_batch_of_trigger_events_starts_one_run(b: Backend) {
+    use redrelay::ledger::{Admission, Taken, TakenEvent};
+    let (_d, l) = ledger(b).await;
+    let jobs = vec![run_job("load", vec![])];
+    l.put_trigger("files", "name = \"files\"", "{}", 1)
+        .await
+        .unwrap();
+    let a = Admission {
+        max_active: None,
+        skip_when_busy: false,
+        drop_when_paused: false,
+        batch_window_ms: Some(3000),
+    };
+    for (key, at) in [("k1", 10), ("k2", 20), ("k3", 5000)] {
+        let taken = l
+            .take_trigger_event(
+                TakenEvent {
+                    trigger: "files",
+                    dedupe_key: key,
+                    event_id: Some(key),
+                    body: "{}",
+                    params: "{}",
+                },
+                Ok(("files", &jobs)),
+                a,
+                at,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(taken, Taken::Waiting(_)), "{taken:?}");
+    }
+    let batch = l.waiting_trigger_batch("files", 10, 3010).await.unwrap();
+    let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs.len(), 2, "k1 and k2, not k3");
+    let run = l
+        .start_trigger_batch("files", &seqs, Ok(("files", &jobs)), a, 3100)
+        .await
+        .unwrap()
+        .expect("a run for the batch");
+    // Taken once: a second start finds them started.
+    assert_eq!(
+        l.start_trigger_batch("files", &seqs, Ok(("files", &jobs)), a, 3200)
+            .await
+            .unwrap(),
+        None
+    );
+    let counts = l.trigger_event_counts("files").await.unwrap();
+    assert_eq!(
+        counts,
+        vec![("STARTED".to_string(), 2), ("WAITING".to_string(), 1)]
+    );
+    assert_eq!(
+        l.trigger_event_of_run(&run)
+            .await
+            .unwrap()
+            .unwrap()
+            .dedupe_key,
+        "k1"
+    );
+    let (_, problems) = l.check().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
 
 /// Issue 18: a trigger's event is recorded once per dedupe key with its
 /// run; past `max_active_runs` events wait in order (or are skipped), a
@@ -1204,6 +1272,7 @@ async fn a_trigger_takes_each_event_once_and_queues_past_its_limit(b: Backend) {
         max_active: Some(1),
         skip_when_busy: false,
         drop_when_paused: false,
+        batch_window_ms: None,
     };
     let take = |key: &'static str, a: Admission| {
         let l = &l;

@@ -103,7 +103,10 @@ async fn s3_files_applications_and_other_pipelines_start_runs_once_per_event() {
     for (name, text) in &files {
         let file = stack.write_file(name, text);
         let out = stack.ok(&["triggers", "add", &file]);
-        assert!(out.contains("stored"), "{out}");
+        assert!(
+            out.contains("stored; EventBridge rules of triggers"),
+            "{out}"
+        );
     }
     // The rules that bring the triggers' events to the queue.
     let report: Value = serde_json::from_str(&stack.ok(&["setup"])).unwrap();
@@ -252,6 +255,19 @@ async fn s3_files_applications_and_other_pipelines_start_runs_once_per_event() {
     assert_eq!(count("load_sales"), 2, "the stray event started nothing");
     let check = stack.run(&["ledger", "check"]);
     assert!(check.status.success(), "{}", common::stderr(&check));
+    // Removing a trigger removes its rule.
+    let removed = stack.ok(&["triggers", "remove", "orders"]);
+    assert!(
+        removed.contains("trigger orders removed; EventBridge rules"),
+        "{removed}"
+    );
+    let rules = stack.python(
+        "import boto3,os\n\
+         ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+         print(' '.join(r['Name'] for r in ev.list_rules()['Rules']))\n",
+    );
+    assert!(!rules.contains("-trigger-orders"), "{rules}");
+    assert!(rules.contains("-trigger-load_sales"), "{rules}");
 }
 
 /// `triggers test` says which run an event would start, and with which
@@ -486,4 +502,59 @@ async fn a_burst_with_copies_starts_one_run_per_event_across_leader_kills() {
     for w in &mut workers {
         w.kill();
     }
+}
+
+/// `batch_window_secs`: the events of a few seconds start one run, each
+/// parameter the JSON list of their values; the next window another run.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_events_of_a_batch_window_start_one_run_with_their_values_as_a_list() {
+    let stack = Stack::start_with(
+        "trigger-batch",
+        StackOptions {
+            config_extra: "wait_time_secs = 1\n".into(),
+            ..Default::default()
+        },
+    );
+    let file = stack.write_file(
+        "batched.toml",
+        "name = \"batched\"\n[params]\nkeys = \"\"\n\
+         [trigger]\nbatch_window_secs = 3\ndedupe = [\"$.detail.key\"]\n\
+         [trigger.pattern]\nsource = [\"app.files\"]\n\
+         [trigger.params]\nkeys = \"$.detail.key\"\n\
+         [jobs.take]\nsql = \"INSERT INTO seen (what, v) VALUES ('batch', :keys)\"\n\
+         params = { keys = { param = \"keys\" } }\n",
+    );
+    stack.ok(&["triggers", "add", &file]);
+    stack.ok(&["setup"]);
+    let _worker = stack.spawn_worker_ready(&[]);
+    let create = stack.submit(&["--sql", "CREATE TABLE seen (what TEXT, v TEXT)"]);
+    stack.wait_state(create, "FINISHED", WAIT);
+    let item = |k: &str| ("File", serde_json::json!({ "key": k }));
+    put_events(
+        &stack,
+        "app.files",
+        &[item("a"), item("b"), item("c"), item("b")],
+    );
+    let first = wait_values(&stack, "batch", 1);
+    let list: Vec<String> = serde_json::from_str(&first[0]).unwrap();
+    assert_eq!(
+        list,
+        ["a", "b", "c"],
+        "one run, the batch's values once each"
+    );
+    put_events(&stack, "app.files", &[item("d")]);
+    let both = wait_values(&stack, "batch", 2);
+    assert!(both.contains(&"[\"d\"]".to_string()), "{both:?}");
+    let shown = stack.json(&["triggers", "show", "batched"]);
+    assert_eq!(shown["events"]["STARTED"], 4, "{shown:#}");
+    let runs = stack.json(&["runs", "list"]);
+    let batched = runs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["pipeline"] == "batched")
+        .count();
+    assert_eq!(batched, 2, "{runs:#}");
+    let check = stack.run(&["ledger", "check"]);
+    assert!(check.status.success(), "{}", common::stderr(&check));
 }

@@ -149,22 +149,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     match command {
         Command::Setup => {
-            let sdk = crate::aws::sdk_config().await?;
-            // The triggers' rules too: their events reach the same queue.
             let ledger = open_ledger(&cfg).await?;
-            let mut triggers = Vec::new();
-            for t in ledger.triggers().await? {
-                match crate::ops::trigger_pipeline(&t).map(|p| p.trigger) {
-                    Ok(Some(spec)) => triggers.push((t.name.clone(), spec.pattern.as_json().clone())),
-                    Ok(None) => {}
-                    Err(e) => anyhow::bail!(
-                        "trigger {} does not parse ({}): add it again with `redrelay triggers add FILE`, or remove it",
-                        t.name,
-                        crate::ops::error_text(&e)
-                    ),
-                }
-            }
-            let report = crate::setup::run(&sdk, &cfg, &triggers).await?;
+            let report = setup_with_triggers(&cfg, &ledger).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Submit(args) => submit::run(&cfg, args).await?,
@@ -197,6 +183,28 @@ pub(crate) async fn stop_statements(cfg: &Config, statements: Vec<(i64, String)>
         }
     }
     Ok(())
+}
+
+/// `redrelay setup` with the stored triggers' rules: their events reach
+/// the same queue.
+pub(crate) async fn setup_with_triggers(
+    cfg: &Config,
+    ledger: &Ledger,
+) -> Result<crate::setup::SetupReport> {
+    let sdk = crate::aws::sdk_config().await?;
+    let mut triggers = Vec::new();
+    for t in ledger.triggers().await? {
+        match crate::ops::trigger_pipeline(&t).map(|p| p.trigger) {
+            Ok(Some(spec)) => triggers.push((t.name.clone(), spec.pattern.as_json().clone())),
+            Ok(None) => {}
+            Err(e) => anyhow::bail!(
+                "trigger {} does not parse ({}): add it again with `redrelay triggers add FILE`, or remove it",
+                t.name,
+                crate::ops::error_text(&e)
+            ),
+        }
+    }
+    crate::setup::run(&sdk, cfg, &triggers).await
 }
 
 pub(crate) async fn open_ledger(cfg: &Config) -> Result<Ledger> {

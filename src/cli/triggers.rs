@@ -13,8 +13,8 @@ pub enum TriggersCommand {
     /// Validate a pipeline file with a [trigger] table (as `pipeline
     /// validate` does) and store it, with the SQL files it names, under its
     /// pipeline name. Adding the same name again replaces the definition.
-    /// Run `redrelay setup` after adding or removing one: it sends the
-    /// triggers' events to the queue (an EventBridge rule each).
+    /// Then makes the triggers' EventBridge rules (one each, to the
+    /// queue), as `redrelay setup` does.
     Add { file: PathBuf },
     /// Every trigger: its pattern, paused or not, and its events by state.
     List {
@@ -33,7 +33,8 @@ pub enum TriggersCommand {
     Pause { name: String },
     /// Start runs again, first for the events that waited.
     Resume { name: String },
-    /// Delete a trigger (its runs stay; its waiting events are dropped).
+    /// Delete a trigger (its runs stay; its waiting events are dropped) and
+    /// its EventBridge rule.
     Remove { name: String },
     /// Which run this event would start, with which parameters: nothing is
     /// recorded or started. FILE is a pipeline file with a [trigger] table.
@@ -69,10 +70,7 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: TriggersCommand) -> Re
             ledger
                 .put_trigger(&p.name, &text, &serde_json::to_string(&files)?, now)
                 .await?;
-            println!(
-                "trigger {} stored; run `redrelay setup` so that its events reach the queue",
-                p.name
-            );
+            sync_rules(cfg, ledger, &format!("trigger {} stored", p.name)).await?;
         }
         TriggersCommand::List { json } => {
             let mut rows = Vec::new();
@@ -174,11 +172,39 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: TriggersCommand) -> Re
             if !ledger.remove_trigger(&name, now).await? {
                 bail!(missing(&name));
             }
-            println!("trigger {name} removed; run `redrelay setup` to remove its EventBridge rule");
+            sync_rules(cfg, ledger, &format!("trigger {name} removed")).await?;
         }
         TriggersCommand::Test { .. } => {}
     }
     Ok(())
+}
+
+/// Makes the triggers' EventBridge rules match the stored triggers (as
+/// `redrelay setup` does), after `done`.
+async fn sync_rules(
+    cfg: &crate::config::Config,
+    ledger: &crate::ledger::Ledger,
+    done: &str,
+) -> Result<()> {
+    match super::setup_with_triggers(cfg, ledger).await {
+        Ok(report) => {
+            println!(
+                "{done}; EventBridge rules of triggers: {}",
+                report
+                    .trigger_rules
+                    .iter()
+                    .map(|r| r.rule_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        Err(e) => bail!(
+            "{done} in the ledger, but its EventBridge rule could not be made or removed: {}: \
+             run `redrelay setup` once AWS answers",
+            crate::ops::error_text(&e)
+        ),
+    }
 }
 
 /// `triggers test FILE --event EVENT.json`: what the event would do.

@@ -189,20 +189,22 @@ impl Ledger {
         let runs = self.runs().await?;
         let mut v = violations(&jobs, &attempts, &deps, &applied, &runs);
         // A trigger's event: STARTED with a run that exists, any other
-        // state without one; one event per run.
-        let events: Vec<(i64, String, Option<String>, Option<String>)> = query(
-            "SELECT e.seq, e.state, e.run_id, r.id FROM trigger_events e \
+        // state without one; a run of one trigger only.
+        let events: Vec<(i64, String, String, Option<String>, Option<String>)> = query(
+            "SELECT e.seq, e.trigger, e.state, e.run_id, r.id FROM trigger_events e \
              LEFT JOIN runs r ON r.id = e.run_id ORDER BY e.seq",
         )
         .fetch_all(&self.pool)
         .await?;
         let mut runs_started = std::collections::HashMap::new();
-        for (seq, state, run, found) in &events {
+        for (seq, trigger, state, run, found) in &events {
             match (state.as_str(), run, found) {
                 ("STARTED", Some(r), Some(_)) => {
-                    if let Some(other) = runs_started.insert(r.clone(), *seq) {
+                    let first = runs_started.entry(r.clone()).or_insert((*seq, trigger));
+                    if first.1 != trigger {
                         v.push(format!(
-                            "trigger events {other} and {seq} both started run {r}"
+                            "run {r} was started by trigger event {} of {} and {seq} of {trigger}",
+                            first.0, first.1
                         ));
                     }
                 }

@@ -21,6 +21,9 @@ pub struct Admission {
     /// `on_pause = "drop"`: an event of a paused trigger is recorded as
     /// DROPPED instead of waiting for the resume.
     pub drop_when_paused: bool,
+    /// `batch_window_secs` (in ms): every event waits; the leader starts
+    /// one run for the events of each window.
+    pub batch_window_ms: Option<i64>,
 }
 
 /// One event as a trigger takes it.
@@ -163,6 +166,13 @@ impl Ledger {
                 note_event(&mut tx, seq, &note).await?;
                 Taken::Waiting(note)
             }
+        } else if let Some(ms) = admission.batch_window_ms {
+            let note = format!(
+                "waiting: batched with the events of {} s",
+                ms as f64 / 1000.0
+            );
+            note_event(&mut tx, seq, &note).await?;
+            Taken::Waiting(note)
         } else {
             match room(&mut tx, ev.trigger, seq, admission).await? {
                 None => Taken::Started(start(&mut tx, seq, pipeline, jobs, now).await?),
@@ -243,6 +253,82 @@ impl Ledger {
         Ok(Some(run))
     }
 
+    /// The WAITING events of `trigger` received from `from` to `until`
+    /// (ms), oldest first: one batch.
+    pub async fn waiting_trigger_batch(
+        &self,
+        trigger: &str,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<TriggerEventRow>> {
+        query(format!(
+            "SELECT {TRIGGER_EVENT_COLUMNS} FROM trigger_events e \
+             WHERE e.trigger = $1 AND e.state = 'WAITING' AND e.received_at >= $2 \
+             AND e.received_at < $3 ORDER BY e.seq"
+        ))
+        .binds((trigger, from, until))
+        .fetch_all::<TriggerEventRow>(&self.pool)
+        .await
+    }
+
+    /// Starts one run for a batch of WAITING events (`seqs`, oldest
+    /// first) when their trigger (not paused) has room: every one of them
+    /// STARTED with that run. `None` when it must wait on, or another
+    /// worker took some of them meanwhile.
+    pub async fn start_trigger_batch(
+        &self,
+        trigger: &str,
+        seqs: &[i64],
+        plan: std::result::Result<(&str, &[RunJob]), &str>,
+        admission: Admission,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let Some(&first) = seqs.first() else {
+            return Ok(None);
+        };
+        let mut tx = self.begin().await?;
+        match lock_trigger(&mut tx, trigger).await? {
+            Some(false) => {}
+            _ => return Ok(None),
+        }
+        for seq in seqs {
+            let still: Option<i64> = query(
+                "SELECT seq FROM trigger_events WHERE seq = $1 AND trigger = $2 AND state = 'WAITING'",
+            )
+            .binds((*seq, trigger))
+            .scalar_optional(&mut tx)
+            .await?;
+            if still.is_none() {
+                return Ok(None);
+            }
+        }
+        let (pipeline, jobs) = match plan {
+            Ok(p) => p,
+            Err(why) => {
+                for seq in seqs {
+                    end_event(&mut tx, *seq, "FAILED", &format!("failed: {why}"), now).await?;
+                }
+                tx.commit().await?;
+                return Ok(None);
+            }
+        };
+        if room(&mut tx, trigger, first, admission).await?.is_some() {
+            return Ok(None);
+        }
+        let run = start(&mut tx, first, pipeline, jobs, now).await?;
+        for seq in &seqs[1..] {
+            query(
+                "UPDATE trigger_events SET state = 'STARTED', run_id = $1, note = $2, started_at = $3 \
+                 WHERE seq = $4",
+            )
+            .binds((&run, format!("batched with event {first}"), now, *seq))
+            .execute(&mut tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(run))
+    }
+
     /// The events of a trigger (or of all), newest first.
     pub async fn trigger_events(
         &self,
@@ -268,10 +354,12 @@ impl Ledger {
         .await
     }
 
-    /// The event that started a run, if a trigger started it.
+    /// The event that started a run, if a trigger started it (the first
+    /// of a batch).
     pub async fn trigger_event_of_run(&self, run: &str) -> Result<Option<TriggerEventRow>> {
         query(format!(
-            "SELECT {TRIGGER_EVENT_COLUMNS} FROM trigger_events e WHERE e.run_id = $1"
+            "SELECT {TRIGGER_EVENT_COLUMNS} FROM trigger_events e WHERE e.run_id = $1 \
+             ORDER BY e.seq LIMIT 1"
         ))
         .bind(run)
         .fetch_optional::<TriggerEventRow>(&self.pool)

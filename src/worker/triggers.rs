@@ -26,7 +26,27 @@ fn admission(spec: &TriggerSpec) -> Admission {
         max_active,
         skip_when_busy: spec.overlap == Overlap::Skip,
         drop_when_paused: spec.on_pause == OnPause::Drop,
+        batch_window_ms: spec.batch_window_secs.map(|s| i64::from(s) * 1000),
     }
+}
+
+/// The run parameters of a batch: each parameter the JSON list of its
+/// events' values (in the events' order).
+fn batch_params(
+    events: &[crate::ledger::TriggerEventRow],
+) -> std::collections::BTreeMap<String, String> {
+    let mut lists: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for ev in events {
+        let params: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&ev.params).unwrap_or_default();
+        for (k, v) in params {
+            lists.entry(k).or_default().push(v);
+        }
+    }
+    lists
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::from(v).to_string()))
+        .collect()
 }
 
 impl Worker {
@@ -171,9 +191,42 @@ impl Worker {
                 let Some(t) = triggers.iter().find(|t| t.row.name == ev.trigger) else {
                     continue;
                 };
+                let now = self.clock.now_ms();
+                let a = admission(&t.spec);
+                if let Some(window) = a.batch_window_ms {
+                    // One run for the events of the window the oldest opened,
+                    // once it has closed.
+                    if now < ev.received_at + window {
+                        continue;
+                    }
+                    let batch = self
+                        .ledger
+                        .waiting_trigger_batch(&t.row.name, ev.received_at, ev.received_at + window)
+                        .await?;
+                    let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
+                    let plan = self.plan(&t.pipeline, &batch_params(&batch), now);
+                    let run = self
+                        .ledger
+                        .start_trigger_batch(
+                            &t.row.name,
+                            &seqs,
+                            match &plan {
+                                Ok(jobs) => Ok((t.pipeline.name.as_str(), jobs.as_slice())),
+                                Err(why) => Err(why.as_str()),
+                            },
+                            a,
+                            now,
+                        )
+                        .await?;
+                    if let Some(run) = run {
+                        info!(trigger = %t.row.name, run = %run, events = seqs.len(), "Trigger started a run for a batch of events.");
+                        self.submit_wake.notify_one();
+                        started += 1;
+                    }
+                    continue;
+                }
                 let params: std::collections::BTreeMap<String, String> =
                     serde_json::from_str(&ev.params).unwrap_or_default();
-                let now = self.clock.now_ms();
                 let plan = self.plan(&t.pipeline, &params, now);
                 let run = self
                     .ledger
@@ -183,7 +236,7 @@ impl Worker {
                             Ok(jobs) => Ok((t.pipeline.name.as_str(), jobs.as_slice())),
                             Err(why) => Err(why.as_str()),
                         },
-                        admission(&t.spec),
+                        a,
                         now,
                     )
                     .await?;
