@@ -115,6 +115,9 @@ async fn s3_files_applications_and_other_pipelines_start_runs_once_per_event() {
         Some(3),
         "{report:#}"
     );
+    // One pattern for them all, for the CloudFormation stack.
+    let joined: Value = serde_json::from_str(&stack.ok(&["triggers", "pattern"])).unwrap();
+    assert_eq!(joined["$or"].as_array().map(Vec::len), Some(3), "{joined}");
     // The bucket sends its notifications to EventBridge.
     stack.python(&format!(
         "import boto3,os\n\

@@ -36,6 +36,10 @@ pub enum TriggersCommand {
     /// Delete a trigger (its runs stay; its waiting events are dropped) and
     /// its EventBridge rule.
     Remove { name: String },
+    /// One EventBridge pattern matching the events of every stored trigger
+    /// (the $or of their patterns), for the CloudFormation stack's
+    /// TriggerEventPattern.
+    Pattern,
     /// Which run this event would start, with which parameters: nothing is
     /// recorded or started. FILE is a pipeline file with a [trigger] table.
     Test {
@@ -173,6 +177,20 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: TriggersCommand) -> Re
                 bail!(missing(&name));
             }
             sync_rules(cfg, ledger, &format!("trigger {name} removed")).await?;
+        }
+        TriggersCommand::Pattern => {
+            let mut patterns = Vec::new();
+            for t in ledger.triggers().await? {
+                if let Some(spec) = crate::ops::trigger_pipeline(&t)?.trigger {
+                    patterns.push(spec.pattern.as_json().clone());
+                }
+            }
+            let joined = match patterns.len() {
+                0 => bail!("no triggers are stored (`redrelay triggers add FILE` stores one)"),
+                1 => patterns.remove(0),
+                _ => serde_json::json!({ "$or": patterns }),
+            };
+            println!("{joined}");
         }
         TriggersCommand::Test { .. } => {}
     }
