@@ -166,6 +166,10 @@ pub fn violations(
     v
 }
 
+/// A trigger's event as `ledger check` sees it: (seq, trigger, state, its
+/// run, that run found).
+type TriggerEventLink = (i64, String, String, Option<String>, Option<String>);
+
 impl Ledger {
     /// Checks the ledger's invariants (see [`violations`]):
     /// the number of jobs checked, and one line per violation.
@@ -190,7 +194,7 @@ impl Ledger {
         let mut v = violations(&jobs, &attempts, &deps, &applied, &runs);
         // A trigger's event: STARTED with a run that exists, any other
         // state without one; a run of one trigger only.
-        let events: Vec<(i64, String, String, Option<String>, Option<String>)> = query(
+        let events: Vec<TriggerEventLink> = query(
             "SELECT e.seq, e.trigger, e.state, e.run_id, r.id FROM trigger_events e \
              LEFT JOIN runs r ON r.id = e.run_id ORDER BY e.seq",
         )
