@@ -84,6 +84,10 @@ struct Journal {
     ops: BTreeMap<String, usize>,
     jobs: Vec<i64>,
     runs: Vec<String>,
+    /// Dedupe keys of the events sent to the trigger (each once).
+    trigger_keys: Vec<String>,
+    /// Events sent again (a second PutEvents entry, same key).
+    trigger_copies: usize,
 }
 
 impl Journal {
@@ -368,6 +372,17 @@ async fn torture_every_entry_point_under_faults_keeps_every_promise() {
         let file = stack.write_file(&format!("{name}.toml"), &schedule_toml(name, extra));
         stack.ok(&["schedules", "add", &file]);
     }
+    // A trigger: an application's events start runs (one per key).
+    let trigger = stack.write_file(
+        "tortured.toml",
+        "name = \"tortured\"\n[params]\nk = \"\"\n\
+         [trigger]\ndedupe = [\"$.detail.k\"]\n\
+         [trigger.pattern]\nsource = [\"app.torture\"]\n\
+         [trigger.params]\nk = \"$.detail.k\"\n\
+         [jobs.take]\nsql = \"INSERT INTO torture (tag, kind) VALUES (:k, 'trigger')\"\n\
+         params = { k = { param = \"k\" } }\n",
+    );
+    stack.ok(&["triggers", "add", &trigger]);
 
     // ----- the generator ----------------------------------------------------
     let mut j = Journal::default();
@@ -443,7 +458,24 @@ async fn torture_every_entry_point_under_faults_keeps_every_promise() {
                 }
             }
             // A pipeline run, perhaps cancelled at once.
-            35..=59 => {
+            // An application's event for the trigger, sometimes twice.
+            55..=59 => {
+                let key = format!("k{op}");
+                let copies = if rng.chance(0.3) { 2 } else { 1 };
+                let script = format!(
+                    "import boto3,os,json\n\
+                     ev=boto3.client('events', endpoint_url=os.environ['AWS_ENDPOINT_URL_EVENTBRIDGE'])\n\
+                     e={{'Source': 'app.torture', 'DetailType': 'Item', 'Detail': json.dumps({{'k': {key:?}}})}}\n\
+                     out=ev.put_events(Entries=[e] * {copies})\n\
+                     assert out['FailedEntryCount'] == 0, out\n"
+                );
+                stack.python(&script);
+                j.trigger_keys.push(key);
+                j.trigger_copies += copies - 1;
+                j.count("app event for the trigger");
+                n_jobs += 1;
+            }
+            35..=54 => {
                 let name = format!("p{op}");
                 let shape = rng.range(0, 2);
                 let toml = pipeline_toml(&name, shape, &mut rng, None);
@@ -580,6 +612,24 @@ async fn torture_every_entry_point_under_faults_keeps_every_promise() {
     let generated_at = now_ms();
     let gen_secs = started.elapsed().as_secs_f64();
     eprintln!("torture: {op} operations, {n_jobs} jobs in {gen_secs:.1} s; waiting for the ends");
+
+    // Every event sent to the trigger has reached the ledger (moto may
+    // still be delivering the last ones).
+    stack
+        .wait_for_async(WAIT, "every trigger event to be taken", || {
+            let admin = admin.clone();
+            let want = j.trigger_keys.len() as i64;
+            async move {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM trigger_events WHERE trigger = 'tortured'",
+                )
+                .fetch_one(&admin)
+                .await
+                .map_err(|e| e.to_string())?;
+                seen(n >= want, format!("{n} of {want}")).map(drop)
+            }
+        })
+        .await;
 
     // ----- every job and run ends -------------------------------------------
     stack
@@ -772,6 +822,43 @@ async fn torture_every_entry_point_under_faults_keeps_every_promise() {
         .filter(|f| f.get::<String, _>("schedule") == STEADY)
         .count();
 
+    // 6b. The trigger: one event record and one run per key sent, each
+    // STARTED with a run that exists (`ledger check` checks the links).
+    let taken: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT dedupe_key, state, run_id FROM trigger_events WHERE trigger = 'tortured'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    let mut want: Vec<String> = j
+        .trigger_keys
+        .iter()
+        .map(|k| {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(
+                Value::Array(vec![Value::from(k.as_str())])
+                    .to_string()
+                    .as_bytes(),
+            );
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        })
+        .collect();
+    want.sort();
+    let mut got: Vec<String> = taken.iter().map(|(k, _, _)| k.clone()).collect();
+    got.sort();
+    if got != want {
+        problems.push(format!(
+            "trigger: {} events recorded for {} keys sent",
+            got.len(),
+            want.len()
+        ));
+    }
+    let runs_of_trigger: HashSet<&String> =
+        taken.iter().filter_map(|(_, _, r)| r.as_ref()).collect();
+    if taken.iter().any(|(_, s, _)| s != "STARTED") || runs_of_trigger.len() != taken.len() {
+        problems.push(format!("trigger: not one STARTED run per key: {taken:?}"));
+    }
+
     // 7. The queue and the dead-letter queue are empty.
     let (visible, in_flight) = stack.queue_counts(&stack.queue);
     if visible + in_flight != 0 {
@@ -853,6 +940,7 @@ async fn torture_every_entry_point_under_faults_keeps_every_promise() {
          attempts / statements run     {} / {} ({replays} ClientToken replays)\n\
          cancels acknowledged          {} jobs, {} runs; {raced} attempts had begun before an acknowledged cancel\n\
          retries asked                 {}\n\
+         trigger events                {} keys (+{} copies) -> {} runs\n\
          faults                        {kills} worker SIGKILLs ({leader_kills} of the leader), {pg_restarts} PostgreSQL restart\n\
          events                        sent {}, dropped {}, duplicated {}, delayed {}, reordered {}\n\
          changes streamed / in ledger  {} / {}\n\
@@ -881,6 +969,9 @@ async fn torture_every_entry_point_under_faults_keeps_every_promise() {
         j.cancelled_jobs.len(),
         j.cancelled_runs.len(),
         j.retries.len(),
+        j.trigger_keys.len(),
+        j.trigger_copies,
+        runs_of_trigger.len(),
         ev("sent"),
         ev("dropped"),
         ev("duplicate_sent"),
