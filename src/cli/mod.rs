@@ -149,8 +149,15 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     match command {
         Command::Setup => {
-            let ledger = open_ledger(&cfg).await?;
-            let report = setup_with_triggers(&cfg, &ledger).await?;
+            // The triggers' rules too, when there is a ledger: a SQLite file
+            // that does not exist yet holds no trigger (and is not made).
+            let report = match cfg.ledger_location()? {
+                crate::ledger::Location::Sqlite(path) if !path.exists() => {
+                    let sdk = crate::aws::sdk_config().await?;
+                    crate::setup::run(&sdk, &cfg, &[]).await?
+                }
+                _ => setup_with_triggers(&cfg, &open_ledger(&cfg).await?).await?,
+            };
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Submit(args) => submit::run(&cfg, args).await?,
