@@ -44,15 +44,22 @@ async fn metrics_move_after_a_run_and_probes_answer() {
     let (status, body) = get(&addr, "/healthz");
     assert_eq!((status, body.trim()), (200, "ok"));
     let (_, before) = get(&addr, "/metrics");
-    let a = stack.submit(&["--name", "m1", "--sql", "SELECT 1 AS one"]);
-    let b = stack.submit(&[
-        "--name",
-        "m2",
-        "--sql",
-        "SELECT 2 AS two",
-        "--after",
-        &a.to_string(),
-    ]);
+    // A run of two, m2 after m1: the worker submits both (a `submit` of
+    // m2 after m1 had already ended would be submitted by the CLI).
+    let file = stack.write_file(
+        "m.toml",
+        "name = \"m\"\n[jobs.m1]\nsql = \"SELECT 1 AS one\"\n\
+         [jobs.m2]\nsql = \"SELECT 2 AS two\"\ndepends_on = [\"m1\"]\n",
+    );
+    let run = stack.ok(&["pipeline", "run", &file]).trim().to_string();
+    let b = stack.wait_for(WAIT, "m2 to be recorded", || {
+        let shown = stack.json(&["runs", "show", &run]);
+        let id = shown["jobs"]
+            .as_array()
+            .and_then(|j| j.iter().find(|j| j["name"] == "m2"))
+            .and_then(|j| j["id"].as_i64());
+        common::seen(id.is_some(), id).map(|id| id.unwrap_or(0))
+    });
     let deadline = Instant::now() + WAIT;
     while stack.json(&["jobs", "show", &b.to_string()])["result_state"] != "FETCHED" {
         assert!(Instant::now() < deadline, "{}", stack.log("worker.log"));
