@@ -187,8 +187,15 @@ pub async fn run(
     remove_stale_trigger_rules(&events, cfg, &trigger_rules).await?;
 
     // Only these rules may send to the queue.
-    let mut sources = vec![serde_json::Value::from(rule_arn.clone())];
-    sources.extend(trigger_rules.iter().map(|r| r.rule_arn.clone().into()));
+    // One ARN as a string (as the CloudFormation stack writes it), several
+    // as a list.
+    let sources = if trigger_rules.is_empty() {
+        serde_json::Value::from(rule_arn.clone())
+    } else {
+        let mut all = vec![serde_json::Value::from(rule_arn.clone())];
+        all.extend(trigger_rules.iter().map(|r| r.rule_arn.clone().into()));
+        serde_json::Value::Array(all)
+    };
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
