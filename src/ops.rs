@@ -103,6 +103,24 @@ pub fn describe_trigger(t: &crate::ledger::TriggerRow, counts: &[(String, i64)])
     v
 }
 
+/// Every stored trigger's name and event pattern (for its EventBridge
+/// rule); one that does not parse is an error naming it.
+pub async fn trigger_patterns(ledger: &Ledger) -> Result<Vec<(String, serde_json::Value)>> {
+    let mut out = Vec::new();
+    for t in ledger.triggers().await? {
+        match trigger_pipeline(&t).map(|p| p.trigger) {
+            Ok(Some(spec)) => out.push((t.name.clone(), spec.pattern.as_json().clone())),
+            Ok(None) => {}
+            Err(e) => anyhow::bail!(
+                "trigger {} does not parse ({}): add it again with `redrelay triggers add FILE`, or remove it",
+                t.name,
+                error_text(&e)
+            ),
+        }
+    }
+    Ok(out)
+}
+
 /// A stored trigger's pipeline, rebuilt from its text and SQL files.
 pub fn trigger_pipeline(t: &crate::ledger::TriggerRow) -> Result<crate::pipeline::Pipeline> {
     let files: BTreeMap<String, String> = serde_json::from_str(&t.sql_files)

@@ -414,9 +414,9 @@ async fn an_every_minute_schedule_fires_once_in_real_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chain_costs_one_data_api_call_per_job_on_the_happy_path() {
     let stack = Stack::start("onecall");
-    let _worker = stack.spawn_worker(&[]);
-    let addr = listener_of(&stack);
-    let (_, before) = get(&addr, "/metrics");
+    // The chain is recorded before the worker starts: its dependents wait
+    // for it (a dependent recorded after its parent had ended would be
+    // submitted by the CLI instead).
     let a = stack.submit(&["--name", "create", "--sql", "CREATE TABLE t (i INTEGER)"]);
     let b = stack.submit(&[
         "--name",
@@ -434,6 +434,9 @@ async fn a_chain_costs_one_data_api_call_per_job_on_the_happy_path() {
         "--sql",
         "SELECT SUM(i) AS total FROM t",
     ]);
+    let _worker = stack.spawn_worker(&[]);
+    let addr = listener_of(&stack);
+    let before = String::new();
     stack.wait_state(c, "FINISHED", WAIT);
     stack.wait_fetched(c, WAIT);
     let (_, after) = get(&addr, "/metrics");

@@ -198,19 +198,8 @@ pub(crate) async fn setup_with_triggers(
     cfg: &Config,
     ledger: &Ledger,
 ) -> Result<crate::setup::SetupReport> {
+    let triggers = crate::ops::trigger_patterns(ledger).await?;
     let sdk = crate::aws::sdk_config().await?;
-    let mut triggers = Vec::new();
-    for t in ledger.triggers().await? {
-        match crate::ops::trigger_pipeline(&t).map(|p| p.trigger) {
-            Ok(Some(spec)) => triggers.push((t.name.clone(), spec.pattern.as_json().clone())),
-            Ok(None) => {}
-            Err(e) => anyhow::bail!(
-                "trigger {} does not parse ({}): add it again with `redrelay triggers add FILE`, or remove it",
-                t.name,
-                crate::ops::error_text(&e)
-            ),
-        }
-    }
     crate::setup::run(&sdk, cfg, &triggers).await
 }
 

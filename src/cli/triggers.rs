@@ -179,12 +179,11 @@ pub(super) async fn run(cfg: &crate::config::Config, cmd: TriggersCommand) -> Re
             sync_rules(cfg, ledger, &format!("trigger {name} removed")).await?;
         }
         TriggersCommand::Pattern => {
-            let mut patterns = Vec::new();
-            for t in ledger.triggers().await? {
-                if let Some(spec) = crate::ops::trigger_pipeline(&t)?.trigger {
-                    patterns.push(spec.pattern.as_json().clone());
-                }
-            }
+            let mut patterns: Vec<serde_json::Value> = crate::ops::trigger_patterns(ledger)
+                .await?
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
             let joined = match patterns.len() {
                 0 => bail!("no triggers are stored (`redrelay triggers add FILE` stores one)"),
                 1 => patterns.remove(0),

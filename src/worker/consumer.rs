@@ -208,13 +208,20 @@ impl Worker {
         let body = m.body().unwrap_or_default();
         let message_id = m.message_id();
         let now = self.clock.now_ms();
-        // An event one of the triggers takes (anything but Redshift's own).
-        if let Some(ack) = self.take_trigger_event(body, message_id, now).await {
-            return ack;
-        }
         let ev = match event::parse(body, &self.origin) {
             Ok(ev) => ev,
             Err(rejection) => {
+                // Not Redshift's: an event one of the triggers may take (its
+                // envelope may differ, as moto's S3 `time`). Redshift's
+                // events, the hot path, are parsed once.
+                if matches!(
+                    rejection,
+                    event::Rejection::WrongSource(_) | event::Rejection::NotEnvelope(_)
+                ) {
+                    if let Some(ack) = self.take_trigger_event(body, message_id, now).await {
+                        return ack;
+                    }
+                }
                 let reason = rejection.to_string();
                 warn!(message = message_id.unwrap_or("?"), %reason, "Quarantined a message that is not a valid event.");
                 return match self.ledger.quarantine(message_id, body, &reason, now).await {
